@@ -1,0 +1,33 @@
+"""Layers and sequence backbones with one interface: parallel ``forward``, O(1)-state ``step``.
+
+- ``Aaren``: stacked Aaren blocks (the model of the paper), ``AarenBlock``, ``AarenAttention``;
+- ``CausalTransformer``: the Transformer baseline, streaming with a KV cache;
+- ``GRUStack``: the classic-RNN baseline;
+- ``make_backbone(name, ...)``: build any of them by name, as estimators do with ``backbone=``.
+
+State is explicit everywhere (passed in, returned); ``map_state`` / ``detach_state`` help
+handle it. Only torch is needed to import this package.
+"""
+
+from .aaren import Aaren, AarenBlock
+from .attention import AarenAttention, AttentionState
+from .base import Backbone, detach_state, map_state
+from .factory import BACKBONES, make_backbone
+from .gru import GRUStack
+from .transformer import CausalTransformer, KVCache, TransformerState
+
+__all__ = [
+    "BACKBONES",
+    "Aaren",
+    "AarenAttention",
+    "AarenBlock",
+    "AttentionState",
+    "Backbone",
+    "CausalTransformer",
+    "GRUStack",
+    "KVCache",
+    "TransformerState",
+    "detach_state",
+    "make_backbone",
+    "map_state",
+]

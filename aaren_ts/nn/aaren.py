@@ -1,0 +1,157 @@
+"""``AarenBlock`` and the ``Aaren`` stack: Transformer blocks with Aaren attention.
+
+As in the paper (``aaren_math.md`` section 6) the whole Transformer block is kept: pre-norm
+attention and feed-forward sublayers with residuals; only the attention is replaced, by
+``AarenAttention`` with a learned query. A stack streams with one state per layer; a new token
+costs O(n_layers * d_model^2) and no history is kept.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .attention import AarenAttention, AttentionState
+from .base import Backbone
+
+
+def feed_forward(d_model: int, d_ff: int, dropout: float) -> nn.Sequential:
+    """The position-wise feed-forward sublayer shared by the Aaren and Transformer blocks."""
+    return nn.Sequential(
+        nn.Linear(d_model, d_ff), nn.GELU(), nn.Dropout(dropout), nn.Linear(d_ff, d_model)
+    )
+
+
+class AarenBlock(nn.Module):
+    """Pre-norm block: ``x + attn(norm(x))`` then ``h + ffn(norm(h))``.
+
+    Parameters
+    ----------
+    d_model, n_heads, d_ff : int
+        Width, heads, feed-forward width (default ``4 * d_model``).
+    dropout : float, default 0.0
+        Dropout on each sublayer's output and inside the feed-forward.
+    recency : bool, default False
+        Learnable per-head recency term (see ``AarenAttention``).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int | None = None,
+        dropout: float = 0.0,
+        recency: bool = False,
+        scan_backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.norm_attn = nn.LayerNorm(d_model)
+        self.attn = AarenAttention(d_model, n_heads, recency=recency, scan_backend=scan_backend)
+        self.norm_ff = nn.LayerNorm(d_model)
+        self.ff = feed_forward(d_model, d_ff or 4 * d_model, dropout)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        state: AttentionState | None = None,
+        times: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, AttentionState]:
+        a, state = self.attn(self.norm_attn(x), state, times)
+        h = x + self.dropout(a)
+        return h + self.dropout(self.ff(self.norm_ff(h))), state
+
+    def step(
+        self,
+        x_t: torch.Tensor,
+        state: AttentionState | None = None,
+        time: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, AttentionState]:
+        a, state = self.attn.step(self.norm_attn(x_t), state, time)
+        h = x_t + self.dropout(a)
+        return h + self.dropout(self.ff(self.norm_ff(h))), state
+
+
+class Aaren(Backbone):
+    """A stack of ``AarenBlock`` layers with a final LayerNorm.
+
+    Parameters
+    ----------
+    d_model : int
+        Width of inputs and outputs.
+    n_layers : int, default 2
+    n_heads : int, default 4
+    d_ff : int, optional
+        Feed-forward width (default ``4 * d_model``).
+    dropout : float, default 0.0
+    recency : bool, default False
+        Learnable per-head recency term in every layer, on positions or on the ``times``
+        passed to ``forward`` / ``step``.
+    scan_backend : str, default "auto"
+        Scan implementation (see ``aaren_ts.scan.aaren_attention``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from aaren_ts.nn import Aaren
+    >>> model = Aaren(d_model=16, n_layers=2, n_heads=4).eval()
+    >>> x = torch.randn(3, 20, 16)
+    >>> y, state = model(x)                     # parallel over the 20 steps
+    >>> y_next, state = model.step(torch.randn(3, 16), state)   # then O(1) per new step
+    >>> y.shape, y_next.shape
+    (torch.Size([3, 20, 16]), torch.Size([3, 16]))
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        d_ff: int | None = None,
+        dropout: float = 0.0,
+        recency: bool = False,
+        scan_backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.layers = nn.ModuleList(
+            AarenBlock(d_model, n_heads, d_ff, dropout, recency, scan_backend)
+            for _ in range(n_layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+
+    def init_state(
+        self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> tuple[AttentionState, ...]:
+        """One empty ``AttentionState`` per layer."""
+        return tuple(layer.attn.init_state(batch, device, dtype) for layer in self.layers)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        state: tuple[AttentionState, ...] | None = None,
+        times: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, tuple[AttentionState, ...]]:
+        """``x`` ``(batch, time, d_model)`` -> ``(y, state)``; ``times``: ``(batch, time)``."""
+        self._check_input(x, 3, "x")
+        state = self._default_state(x, state)
+        new_state = []
+        for layer, layer_state in zip(self.layers, state, strict=False):
+            x, layer_state = layer(x, layer_state, times)
+            new_state.append(layer_state)
+        return self.norm(x), tuple(new_state)
+
+    def step(
+        self,
+        x_t: torch.Tensor,
+        state: tuple[AttentionState, ...] | None = None,
+        time: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, tuple[AttentionState, ...]]:
+        """``x_t`` ``(batch, d_model)`` -> ``(y_t, state)`` in O(1); ``time``: ``(batch,)``."""
+        self._check_input(x_t, 2, "x_t")
+        state = self._default_state(x_t, state)
+        new_state = []
+        for layer, layer_state in zip(self.layers, state, strict=False):
+            x_t, layer_state = layer.step(x_t, layer_state, time)
+            new_state.append(layer_state)
+        return self.norm(x_t), tuple(new_state)

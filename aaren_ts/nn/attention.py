@@ -1,0 +1,156 @@
+"""``AarenAttention``: multi-head attention of one learned query over every prefix.
+
+Per layer there is one learned query vector (``d_model`` wide), projected per head like a
+Transformer's queries; keys and values are projected from the input. The scores
+``s_i = <q_h, k_i> / sqrt(d_head)`` and values feed the scan core, so each position's output
+attends over its whole prefix, in parallel (``forward``) or one token at a time (``step``).
+
+Optional recency (``recency=True``): a learnable per-head rate ``lambda_h`` (initialised at 0)
+adds ``lambda_h * t_i`` to the scores, with ``t_i`` the position or a given timestamp: an
+exponential recency weighting (``lambda_h > 0`` favours recent tokens). Softmax ignores a shift
+common to a prefix, so scores are written relative to the newest token's time and the carried
+state is re-levelled by ``lambda_h * (t_old - t_new)``: no large ``t`` ever enters float32,
+however long the stream (``aaren_math.md`` section 6).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..scan import ScanState, aaren_attention, aaren_step, init_state
+
+
+class AttentionState(NamedTuple):
+    """Stream state of one ``AarenAttention`` layer.
+
+    ``scan``: the per-head scan state, batch shape ``(batch, n_heads)``, value size ``d_head``.
+    ``time``: float64 ``(batch,)``, the time of the last token absorbed (positions count from
+    0; only differences matter).
+    """
+
+    scan: ScanState
+    time: torch.Tensor
+
+
+class AarenAttention(nn.Module):
+    """Multi-head Aaren attention with a learned query.
+
+    Parameters
+    ----------
+    d_model : int
+        Input and output width.
+    n_heads : int
+        Number of heads; must divide ``d_model``.
+    recency : bool, default False
+        Add a learnable per-head score term linear in position or timestamp.
+    bias : bool, default True
+        Bias in the key, value, query and output projections.
+    scan_backend : str, default "auto"
+        Passed to ``aaren_attention`` (``"chunked"``, ``"recurrent"``, ``"naive"``...).
+
+    Examples
+    --------
+    >>> import torch
+    >>> attn = AarenAttention(d_model=16, n_heads=4)
+    >>> y, state = attn(torch.randn(2, 10, 16))
+    >>> y.shape
+    torch.Size([2, 10, 16])
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        recency: bool = False,
+        bias: bool = True,
+        scan_backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
+        self.d_model = d_model
+        self.n_heads = n_heads
+        self.d_head = d_model // n_heads
+        self.scan_backend = scan_backend
+        self.query = nn.Parameter(torch.randn(d_model))
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.recency_rate = nn.Parameter(torch.zeros(n_heads)) if recency else None
+
+    def init_state(
+        self, batch: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ) -> AttentionState:
+        """The empty state for ``batch`` streams (float32, or float64 for float64 models)."""
+        dtype = dtype or self.query.dtype
+        device = device if device is not None else self.query.device
+        scan = init_state((batch, self.n_heads), self.d_head, dtype, device)
+        return AttentionState(scan, torch.zeros(batch, dtype=torch.float64, device=device))
+
+    def _head_query(self) -> torch.Tensor:
+        # (n_heads, d_head), with the 1/sqrt(d_head) scale folded in.
+        return self.q_proj(self.query).view(self.n_heads, self.d_head) / math.sqrt(self.d_head)
+
+    def _relevel(self, scan: ScanState, shift: torch.Tensor) -> ScanState:
+        """Add ``shift`` ``(batch, n_heads)`` to every score of the carried prefix."""
+        return ScanState(scan.m + shift.to(scan.m.dtype), scan.u, scan.w)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        state: AttentionState | None = None,
+        times: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, AttentionState]:
+        """Attend over every prefix of ``x`` ``(batch, time, d_model)`` after ``state``.
+
+        ``times`` ``(batch, time)``: timestamps for the recency term (default: positions).
+        """
+        batch, n, _ = x.shape
+        if state is None:
+            state = self.init_state(batch, x.device)
+        keys = self.k_proj(x).view(batch, n, self.n_heads, self.d_head)
+        values = self.v_proj(x).view(batch, n, self.n_heads, self.d_head).transpose(1, 2)
+        scores = torch.einsum("bnhd,hd->bhn", keys, self._head_query())
+        scan, time = state
+        if times is None:
+            times = time.unsqueeze(-1) + torch.arange(1, n + 1, device=x.device, dtype=time.dtype)
+        else:
+            times = times.to(torch.float64)
+        new_time = times[:, -1] if n else time
+        if self.recency_rate is not None and n:
+            rate = self.recency_rate.unsqueeze(0)  # (1, n_heads)
+            # Relative to the newest token: t_i - t_end <= 0, small, exact in float64.
+            age = (times - new_time.unsqueeze(-1)).to(scores.dtype)  # (batch, n)
+            scores = scores + rate.unsqueeze(-1) * age.unsqueeze(1)
+            scan = self._relevel(scan, rate * (time - new_time).unsqueeze(-1).to(rate.dtype))
+        out, scan = aaren_attention(
+            scores, values, scan, return_state=True, backend=self.scan_backend
+        )
+        out = out.transpose(1, 2).reshape(batch, n, self.d_model)
+        return self.out_proj(out), AttentionState(scan, new_time)
+
+    def step(
+        self,
+        x_t: torch.Tensor,
+        state: AttentionState | None = None,
+        time: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, AttentionState]:
+        """Absorb one token ``x_t`` ``(batch, d_model)`` in O(1); ``time`` ``(batch,)`` optional."""
+        batch = x_t.shape[0]
+        if state is None:
+            state = self.init_state(batch, x_t.device)
+        key = self.k_proj(x_t).view(batch, self.n_heads, self.d_head)
+        value = self.v_proj(x_t).view(batch, self.n_heads, self.d_head)
+        score = (key * self._head_query()).sum(-1)  # (batch, n_heads)
+        scan, old_time = state
+        new_time = old_time + 1 if time is None else time.to(torch.float64)
+        if self.recency_rate is not None:
+            rate = self.recency_rate.unsqueeze(0)
+            scan = self._relevel(scan, rate * (old_time - new_time).unsqueeze(-1).to(rate.dtype))
+        out, scan = aaren_step(scan, score, value)
+        return self.out_proj(out.reshape(batch, self.d_model)), AttentionState(scan, new_time)

@@ -1,0 +1,101 @@
+"""The Aaren scan state and the associative operator that combines two states.
+
+State layout ``(m, u, w)`` for a prefix of scores ``s_1..s_k`` and values ``v_1..v_k``:
+
+- ``m`` shape ``(...)``: a reference level, the running max of the scores (``-inf`` when empty);
+- ``u`` shape ``(...)``: ``sum_i exp(s_i - m)``;
+- ``w`` shape ``(..., D)``: ``sum_i exp(s_i - m) * v_i``.
+
+The attention output of the prefix is ``w / u``. Any ``m`` gives the same prefix (scaling ``u``
+and ``w`` by ``exp(m_old - m_new)``); keeping it at the running max keeps every ``exp`` at or
+below 1, so nothing overflows. The empty prefix is ``(-inf, 0, 0)``: it is the identity of the
+operator and its output is defined as 0 (as ``scaled_dot_product_attention`` does for a fully
+masked row). States are accumulated in float32, or float64 when the inputs are float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+
+
+class ScanState(NamedTuple):
+    """Summary of a scanned prefix: ``(m, u, w)`` (see the module docstring)."""
+
+    m: torch.Tensor
+    u: torch.Tensor
+    w: torch.Tensor
+
+
+def accumulation_dtype(*dtypes: torch.dtype) -> torch.dtype:
+    """float64 if any input is float64, else float32 (half inputs are accumulated in float32)."""
+    return torch.float64 if torch.float64 in dtypes else torch.float32
+
+
+def init_state(
+    batch_shape: Sequence[int] | int,
+    d: int,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> ScanState:
+    """The empty-prefix state ``(m=-inf, u=0, w=0)`` for ``batch_shape`` and value size ``d``.
+
+    Examples
+    --------
+    >>> s = init_state((2, 3), 4)
+    >>> s.m.shape, s.u.shape, s.w.shape
+    (torch.Size([2, 3]), torch.Size([2, 3]), torch.Size([2, 3, 4]))
+    """
+    if isinstance(batch_shape, int):
+        batch_shape = (batch_shape,)
+    batch_shape = tuple(batch_shape)
+    dtype = accumulation_dtype(dtype)
+    m = torch.full(batch_shape, -math.inf, dtype=dtype, device=device)
+    u = torch.zeros(batch_shape, dtype=dtype, device=device)
+    w = torch.zeros((*batch_shape, d), dtype=dtype, device=device)
+    return ScanState(m, u, w)
+
+
+def safe_reference(m: torch.Tensor) -> torch.Tensor:
+    """``m`` with ``-inf`` replaced by 0, so that ``exp(x - ref)`` never computes ``-inf + inf``.
+
+    NaN is kept: NaN input must come out as NaN, never be repaired.
+    """
+    return torch.where(m == -math.inf, torch.zeros_like(m), m)
+
+
+def combine(a: ScanState, b: ScanState) -> ScanState:
+    """The associative Aaren operator ``a (+) b``: the prefix ``a`` followed by ``b``.
+
+    Shapes broadcast. The reference levels carry no gradient: the output ``w / u`` does not
+    depend on them, so detaching them is exact and keeps autograd away from the max.
+    """
+    m = torch.maximum(a.m, b.m).detach()
+    ref = safe_reference(m)
+    scale_a = torch.exp(a.m.detach() - ref)
+    scale_b = torch.exp(b.m.detach() - ref)
+    u = a.u * scale_a + b.u * scale_b
+    w = a.w * scale_a.unsqueeze(-1) + b.w * scale_b.unsqueeze(-1)
+    return ScanState(m, u, w)
+
+
+def safe_denominator(u: torch.Tensor) -> torch.Tensor:
+    """``u`` where positive, else 1: an empty prefix (``u = w = 0``) reads as output 0.
+
+    NaN stays NaN through ``w`` (``NaN > 0`` is false, but ``w`` is NaN too), and the
+    gradient of ``w / safe_denominator(u)`` is finite for the empty prefix.
+    """
+    return torch.where(u > 0, u, torch.ones_like(u))
+
+
+def state_output(state: ScanState) -> torch.Tensor:
+    """The attention output ``w / u`` of a state (0 for the empty prefix)."""
+    return state.w / safe_denominator(state.u).unsqueeze(-1)
+
+
+def cast_state(state: ScanState, dtype: torch.dtype, device: torch.device) -> ScanState:
+    """``state`` in ``dtype`` on ``device`` (a no-op when it already is)."""
+    return ScanState(*(t.to(dtype=dtype, device=device) for t in state))
