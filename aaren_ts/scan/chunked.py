@@ -35,13 +35,17 @@ DEFAULT_CHUNK_SIZE = 64
 _STABLE_RANGE = {torch.float32: 60.0, torch.float64: 600.0}
 
 
-def _chunk_rows(m: torch.Tensor, u: torch.Tensor | None, w: torch.Tensor, chunk: int) -> ScanState:
+def _chunk_rows(
+    m: torch.Tensor, u: torch.Tensor | None, w: torch.Tensor, chunk: int
+) -> tuple[ScanState, torch.Tensor]:
     """Inclusive scan inside each chunk of ``chunk`` leaves.
 
     ``m``, ``u`` ``(R, N)`` and ``w`` ``(R, N, D)`` with ``N`` a multiple of ``chunk``
     (``u=None`` means every leaf has weight 1). Returns per-row states shaped
-    ``(R, n_chunks, chunk)`` and ``(R, n_chunks, chunk, D)``, each relative to its own
-    reference level (the chunk max, or the row's exact prefix max for recomputed chunks).
+    ``(R, n_chunks, chunk)`` and ``(R, n_chunks, chunk, D)`` relative to a reference level
+    (the chunk max, or the row's own prefix max for recomputed chunks), and each row's own
+    prefix max. Rows are read relative to that max before any division, so that ``u`` is at
+    least 1 and neither the output nor its gradient divides by an underflowed number.
     """
     rows, n = m.shape
     d = w.shape[-1]
@@ -79,7 +83,16 @@ def _chunk_rows(m: torch.Tensor, u: torch.Tensor | None, w: torch.Tensor, chunk:
         ref = ref.reshape(flat, chunk).index_copy(0, idx, exact.m).reshape(ref.shape)
         big_u = big_u.reshape(flat, chunk).index_copy(0, idx, exact.u).reshape(big_u.shape)
         big_w = big_w.reshape(flat, chunk, d).index_copy(0, idx, exact.w).reshape(big_w.shape)
-    return ScanState(ref, big_u, big_w)
+    return ScanState(ref, big_u, big_w), prefix_max
+
+
+def _rescale_to(rows: ScanState, level: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Factors that move rows from their reference to ``level`` (>= each row's own max).
+
+    At most ``exp(T)`` (the reference is within ``T`` of the row max), 0 for empty rows.
+    """
+    ref = safe_reference(level)
+    return torch.exp(rows.m - ref), ref
 
 
 def _carries(rows: ScanState, init: ScanState, chunk: int) -> tuple[ScanState, ScanState]:
@@ -106,8 +119,11 @@ def _carries(rows: ScanState, init: ScanState, chunk: int) -> tuple[ScanState, S
     return carries, final
 
 
-def _split(n: int, chunk: int) -> list[tuple[int, int]]:
-    """``[0, n)`` as a run of whole chunks then a shorter tail (no padding copies of values)."""
+def _split(n: int, chunk: int) -> list[tuple[int, int, int]]:
+    """``[0, n)`` as ``(start, stop, chunk)``: whole chunks, then a shorter tail.
+
+    Slicing instead of padding keeps the values from being copied.
+    """
     whole = (n // chunk) * chunk
     parts = [(0, whole, chunk)] if whole else []
     if whole < n:
@@ -122,11 +138,13 @@ def scan_states(leaves: ScanState, chunk: int) -> ScanState:
     pieces = []
     for start, stop, size in _split(leaves.m.shape[-1], chunk):
         part = ScanState(*(t[:, start:stop] for t in leaves))
-        rows_state = _chunk_rows(part.m, part.u, part.w, size)
+        rows_state, row_max = _chunk_rows(part.m, part.u, part.w, size)
         carries, state = _carries(rows_state, state, chunk)
+        factor, _ = _rescale_to(rows_state, row_max)
+        own = ScanState(row_max, rows_state.u * factor, rows_state.w * factor.unsqueeze(-1))
         full = combine(
             ScanState(carries.m.unsqueeze(-1), carries.u.unsqueeze(-1), carries.w.unsqueeze(-2)),
-            rows_state,
+            own,
         )
         pieces.append(ScanState(full.m.flatten(1, 2), full.u.flatten(1, 2), full.w.flatten(1, 2)))
     if len(pieces) == 1:
@@ -134,13 +152,15 @@ def scan_states(leaves: ScanState, chunk: int) -> ScanState:
     return ScanState(*(torch.cat(ts, dim=1) for ts in zip(*pieces, strict=False)))
 
 
-def _outputs(rows: ScanState, carries: ScanState) -> torch.Tensor:
-    """``carry (+) row`` for every row, read out as ``w / u`` without materialising ``u, w``."""
+def _outputs(rows: ScanState, row_max: torch.Tensor, carries: ScanState) -> torch.Tensor:
+    """``carry (+) row`` for every row, read out as ``w / u`` without materialising ``u, w``.
+
+    Everything is taken relative to the true max of carry and row, so the denominator is at
+    least 1 (or exactly 0 for an empty prefix).
+    """
     c_m, c_u, c_w = carries  # (R, J), (R, J), (R, J, D)
-    level = torch.maximum(c_m.unsqueeze(-1), rows.m)
-    ref = safe_reference(level)
+    scale_row, ref = _rescale_to(rows, torch.maximum(c_m.unsqueeze(-1), row_max))
     scale_carry = torch.exp(c_m.unsqueeze(-1) - ref)
-    scale_row = torch.exp(rows.m - ref)
     denom = safe_denominator(c_u.unsqueeze(-1) * scale_carry + rows.u * scale_row)
     row_factor = (scale_row / denom).unsqueeze(-1)
     if torch.is_grad_enabled() and rows.w.requires_grad:
@@ -159,15 +179,18 @@ def chunked_attention(
 ) -> tuple[torch.Tensor, ScanState]:
     """Chunked attention of ``scores`` ``(R, N)``, ``values`` ``(R, N, D)`` after ``state``.
 
-    All inputs are already in the accumulation dtype.
+    All inputs are already in the accumulation dtype. ``chunk_size`` must be at least 2: each
+    level of the recursion shrinks the sequence by that factor.
     """
+    if chunk_size < 2:
+        raise ValueError(f"chunk_size must be at least 2, got {chunk_size}")
     rows, n = scores.shape
     if n == 0:
         return values.clone(), state
     pieces = []
     for start, stop, size in _split(n, chunk_size):
-        rows_state = _chunk_rows(scores[:, start:stop], None, values[:, start:stop], size)
+        rows_state, row_max = _chunk_rows(scores[:, start:stop], None, values[:, start:stop], size)
         carries, state = _carries(rows_state, state, chunk_size)
-        pieces.append(_outputs(rows_state, carries).reshape(rows, stop - start, -1))
+        pieces.append(_outputs(rows_state, row_max, carries).reshape(rows, stop - start, -1))
     out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
     return out, state

@@ -70,13 +70,14 @@ def safe_reference(m: torch.Tensor) -> torch.Tensor:
 def combine(a: ScanState, b: ScanState) -> ScanState:
     """The associative Aaren operator ``a (+) b``: the prefix ``a`` followed by ``b``.
 
-    Shapes broadcast. The reference levels carry no gradient: the output ``w / u`` does not
-    depend on them, so detaching them is exact and keeps autograd away from the max.
+    Shapes broadcast. The new reference level (the max) carries no gradient: the output
+    ``w / u`` does not depend on it, so detaching it is exact and keeps autograd away from the
+    max. The inputs' own ``m`` keep theirs: for a leaf ``(s_i, 1, v_i)`` it is the score.
     """
     m = torch.maximum(a.m, b.m).detach()
     ref = safe_reference(m)
-    scale_a = torch.exp(a.m.detach() - ref)
-    scale_b = torch.exp(b.m.detach() - ref)
+    scale_a = torch.exp(a.m - ref)
+    scale_b = torch.exp(b.m - ref)
     u = a.u * scale_a + b.u * scale_b
     w = a.w * scale_a.unsqueeze(-1) + b.w * scale_b.unsqueeze(-1)
     return ScanState(m, u, w)
