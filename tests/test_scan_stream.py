@@ -1,0 +1,108 @@
+"""The streaming contract: split scans with a carried state, token steps, explicit states."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import pytest
+import torch
+from helpers import numpy_reference, rel_err
+
+from aaren_ts.scan import ScanState, aaren_attention, aaren_step, init_state, state_output
+
+
+@pytest.mark.parametrize("backend", ["chunked", "recurrent", "naive"])
+@pytest.mark.parametrize("splits", [[1], [63, 1], [64, 64], [7, 100, 3, 200], [300]])
+def test_split_scan_equals_one_call(rng, backend, splits):
+    n = sum(splits) + 10
+    scores = torch.randn(2, 3, n, generator=rng, dtype=torch.float64) * 20
+    values = torch.randn(2, 3, n, 4, generator=rng, dtype=torch.float64)
+    full, full_state = aaren_attention(scores, values, return_state=True, backend=backend)
+    outs, state, start = [], None, 0
+    for size in [*splits, 10]:
+        out, state = aaren_attention(
+            scores[..., start : start + size],
+            values[..., start : start + size, :],
+            state,
+            return_state=True,
+            backend=backend,
+        )
+        outs.append(out)
+        start += size
+    assert rel_err(torch.cat(outs, dim=-2), full) <= 1e-10
+    assert rel_err(state_output(state), state_output(full_state)) <= 1e-10
+
+
+def test_backends_agree_on_final_state(rng):
+    scores = torch.randn(4, 500, generator=rng, dtype=torch.float64) * 5
+    values = torch.randn(4, 500, 3, generator=rng, dtype=torch.float64)
+    states = [
+        aaren_attention(scores, values, return_state=True, backend=b)[1]
+        for b in ("naive", "recurrent", "chunked")
+    ]
+    for st in states[1:]:
+        assert rel_err(state_output(st), state_output(states[0])) <= 1e-10
+        # Same prefix, same log-normaliser m + log(u).
+        lse = st.m + torch.log(st.u)
+        assert torch.allclose(lse, torch.logsumexp(scores, -1), rtol=1e-12, atol=1e-12)
+
+
+def test_float32_stream_contract_and_step_loop(rng):
+    scores = torch.randn(3, 257, generator=rng) * 10
+    values = torch.randn(3, 257, 6, generator=rng)
+    full = aaren_attention(scores, values)
+    state, outs = None, []
+    for k in range(257):
+        out, state = aaren_step(state, scores[:, k], values[:, k])
+        outs.append(out)
+    assert rel_err(torch.stack(outs, 1), full) <= 1e-5
+    # and the state after the steps continues a chunked scan exactly
+    more_s = torch.randn(3, 50, generator=rng)
+    more_v = torch.randn(3, 50, 6, generator=rng)
+    cont = aaren_attention(more_s, more_v, state)
+    ref = numpy_reference(torch.cat([scores, more_s], 1), torch.cat([values, more_v], 1))
+    assert rel_err(cont, ref[:, 257:]) <= 1e-5
+
+
+def test_step_is_constant_size(rng):
+    state = init_state(5, 8)
+    sizes = {tuple(t.shape) for t in state}
+    for _ in range(100):
+        _, state = aaren_step(
+            state, torch.randn(5, generator=rng), torch.randn(5, 8, generator=rng)
+        )
+    assert {tuple(t.shape) for t in state} == sizes
+
+
+def test_empty_state_is_the_identity(rng):
+    scores = torch.randn(2, 30, generator=rng, dtype=torch.float64)
+    values = torch.randn(2, 30, 4, generator=rng, dtype=torch.float64)
+    empty = init_state(2, 4, torch.float64)
+    assert torch.equal(empty.m, torch.full((2,), -math.inf, dtype=torch.float64))
+    assert torch.equal(aaren_attention(scores, values, empty), aaren_attention(scores, values))
+    assert not state_output(empty).any()  # an empty prefix reads as 0, not NaN
+    # A state written with another reference level but u = 0 is still empty.
+    odd = ScanState(torch.full((2,), 50.0, dtype=torch.float64), empty.u, empty.w)
+    assert torch.equal(aaren_attention(scores, values, odd), aaren_attention(scores, values))
+
+
+def test_state_roundtrips_through_pickle_and_dtype(rng):
+    scores = torch.randn(2, 40, generator=rng)
+    values = torch.randn(2, 40, 3, generator=rng)
+    _, state = aaren_attention(scores[:, :20], values[:, :20], return_state=True)
+    restored = pickle.loads(pickle.dumps(state))
+    assert isinstance(restored, ScanState)
+    a = aaren_attention(scores[:, 20:], values[:, 20:], state)
+    b = aaren_attention(scores[:, 20:], values[:, 20:], restored)
+    assert torch.equal(a, b)
+    # A float32 state continues a float64 stream (upcast), without error.
+    c = aaren_attention(scores[:, 20:].double(), values[:, 20:].double(), state)
+    assert c.dtype == torch.float64 and rel_err(c, a) <= 1e-5
+
+
+def test_init_state_layout():
+    st = init_state((2, 3), 4, torch.bfloat16)
+    assert st.m.shape == (2, 3) and st.u.shape == (2, 3) and st.w.shape == (2, 3, 4)
+    assert st.w.dtype == torch.float32  # half precision states accumulate in float32
+    assert init_state(5, 2, torch.float64).u.dtype == torch.float64
