@@ -1,0 +1,24 @@
+"""The examples run as a new user runs them, in a fresh interpreter."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_scan_quickstart_runs_and_reports_exactness():
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "scan_quickstart.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    lines = result.stdout.splitlines()
+    # the printed errors are real comparisons; they must be at float32 rounding level
+    errors = [float(line.rsplit(" ", 1)[-1]) for line in lines if "max |scan" in line]
+    assert errors and errors[0] < 1e-5
+    assert any(line.startswith("3. aaren") for line in lines)

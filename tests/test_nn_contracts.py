@@ -1,0 +1,218 @@
+"""Layer contracts for every backbone: step == forward, chunked forward == one call,
+explicit state, and the Aaren block's size against the paper's Transformer block."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from helpers import rel_err
+from torch import nn
+
+from aaren_ts.nn import (
+    BACKBONES,
+    Aaren,
+    AarenAttention,
+    AarenBlock,
+    CausalTransformer,
+    GRUStack,
+    detach_state,
+    make_backbone,
+    map_state,
+)
+
+CONFIGS = [
+    ("aaren", {}),
+    ("aaren", {"recency": True}),
+    ("transformer", {}),
+    ("transformer", {"positional": None}),
+    ("gru", {}),
+]
+
+
+def build(name, kwargs, d_model=16, dropout=0.1):
+    torch.manual_seed(0)
+    model = make_backbone(name, d_model, n_layers=2, n_heads=4, dropout=dropout, **kwargs)
+    if kwargs.get("recency"):
+        with torch.no_grad():  # non-zero rates of both signs, so recency really acts
+            for layer in model.layers:
+                layer.attn.recency_rate.copy_(torch.tensor([0.3, -0.2, 0.05, 1.0]))
+    return model.eval()
+
+
+@pytest.mark.parametrize(("name", "kwargs"), CONFIGS)
+def test_step_equals_forward(rng, name, kwargs):
+    model = build(name, kwargs)
+    x = torch.randn(3, 40, 16, generator=rng)
+    with torch.no_grad():
+        y, final = model(x)
+        state, ys = model.init_state(3), []
+        for t in range(40):
+            y_t, state = model.step(x[:, t], state)
+            ys.append(y_t)
+        assert rel_err(torch.stack(ys, 1), y) <= 1e-5
+        # the stepped state continues exactly like the parallel one
+        nxt = torch.randn(3, 5, 16, generator=rng)
+        assert rel_err(model(nxt, state)[0], model(nxt, final)[0]) <= 1e-5
+
+
+@pytest.mark.parametrize(("name", "kwargs"), CONFIGS)
+@pytest.mark.parametrize("splits", [[1, 39], [13, 14, 13], [39, 1]])
+def test_chunked_forward_equals_one_call(rng, name, kwargs, splits):
+    model = build(name, kwargs)
+    x = torch.randn(2, 40, 16, generator=rng)
+    with torch.no_grad():
+        full, _ = model(x)
+        outs, state, start = [], None, 0
+        for size in splits:
+            y, state = model(x[:, start : start + size], state)
+            outs.append(y)
+            start += size
+    assert rel_err(torch.cat(outs, 1), full) <= 1e-5
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_causal_outputs_ignore_the_future(rng, name):
+    model = build(name, {})
+    x = torch.randn(2, 30, 16, generator=rng)
+    x2 = x.clone()
+    x2[:, 20:] = torch.randn(2, 10, 16, generator=rng)
+    with torch.no_grad():
+        assert torch.allclose(model(x)[0][:, :20], model(x2)[0][:, :20], atol=1e-6)
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_no_state_is_kept_on_the_module(rng, name):
+    model = build(name, {})
+    before = copy.deepcopy(model.state_dict())
+    attrs = set(vars(model))
+    x = torch.randn(2, 10, 16, generator=rng)
+    with torch.no_grad():
+        a, _ = model(x)
+        model(torch.randn(2, 10, 16, generator=rng))  # another stream in between
+        b, _ = model(x)
+    assert torch.equal(a, b)
+    assert set(vars(model)) == attrs
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_aaren_state_is_constant_size_transformer_cache_grows(rng):
+    aaren, transformer = build("aaren", {}), build("transformer", {})
+    with torch.no_grad():
+        _, sa = aaren(torch.randn(2, 10, 16, generator=rng))
+        _, st = transformer(torch.randn(2, 10, 16, generator=rng))
+        size_a = sum(t.numel() for t in _tensors(sa))
+        size_t = sum(t.numel() for t in _tensors(st))
+        for _ in range(20):
+            _, sa = aaren.step(torch.randn(2, 16, generator=rng), sa)
+            _, st = transformer.step(torch.randn(2, 16, generator=rng), st)
+    assert sum(t.numel() for t in _tensors(sa)) == size_a
+    assert sum(t.numel() for t in _tensors(st)) > size_t
+    assert int(st.position) == 30
+
+
+def _tensors(state):
+    found = []
+    map_state(lambda t: found.append(t) or t, state)
+    return found
+
+
+def test_recency_uses_timestamps_and_stays_precise_on_long_clocks(rng):
+    """Timestamps 1e9 apart from zero: scores only see differences, so a shifted clock gives
+    the same outputs, and step/forward agree with explicit times."""
+    model = build("aaren", {"recency": True})
+    x = torch.randn(2, 25, 16, generator=rng)
+    times = torch.cumsum(torch.rand(2, 25, generator=rng, dtype=torch.float64) * 3, 1)
+    with torch.no_grad():
+        y, _ = model(x, times=times)
+        y_shift, _ = model(x, times=times + 1e9)
+        state, ys = None, []
+        for t in range(25):
+            y_t, state = model.step(x[:, t], state, time=times[:, t] + 1e9)
+            ys.append(y_t)
+        y_pos, _ = model(x)
+    assert rel_err(y_shift, y) <= 1e-6
+    assert rel_err(torch.stack(ys, 1), y) <= 1e-5
+    assert rel_err(y_pos, y) > 1e-3  # the timestamps really change the weighting
+
+
+def test_recency_rate_is_learned_and_off_by_default(rng):
+    assert AarenAttention(16, 4).recency_rate is None
+    attn = AarenAttention(16, 4, recency=True)
+    assert torch.equal(attn.recency_rate, torch.zeros(4))
+    y, _ = attn(torch.randn(2, 12, 16, generator=rng))
+    y.square().sum().backward()
+    assert attn.recency_rate.grad is not None and attn.recency_rate.grad.abs().sum() > 0
+
+
+def test_learned_query_receives_gradient(rng):
+    model = Aaren(16, n_layers=2, n_heads=4)
+    y, _ = model(torch.randn(2, 12, 16, generator=rng))
+    y.square().sum().backward()
+    for layer in model.layers:
+        assert isinstance(layer.attn.query, nn.Parameter)
+        assert layer.attn.query.grad is not None and layer.attn.query.grad.abs().sum() > 0
+
+
+def test_truncated_backprop_through_detached_state(rng):
+    model = Aaren(16, n_layers=1, n_heads=2)
+    x = torch.randn(2, 20, 16, generator=rng)
+    _, state = model(x[:, :10])
+    y, _ = model(x[:, 10:], detach_state(state))
+    y.sum().backward()  # does not reach back into the first chunk's graph
+    assert all(not t.requires_grad for t in _tensors(detach_state(state)))
+
+
+def test_block_sizes_match_the_paper():
+    """Paper: 3,152,896 parameters for an Aaren block vs 3,152,384 for
+    nn.TransformerEncoderLayer(512, nhead, 2048): one 512-wide learned query apart."""
+    aaren = AarenBlock(512, n_heads=8, d_ff=2048)
+    torch_block = nn.TransformerEncoderLayer(512, 8, 2048)
+    ours = CausalTransformer(512, n_layers=1, n_heads=8, d_ff=2048).layers[0]
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(aaren) == 3_152_896
+    assert count(torch_block) == 3_152_384 == count(ours)
+
+
+def test_training_a_tiny_aaren_reduces_loss(rng):
+    """Learn the running mean of a noisy sequence: what one learned query can express."""
+    torch.manual_seed(0)
+    model = nn.ModuleDict({"inp": nn.Linear(1, 16), "body": Aaren(16, 2, 2), "out": nn.Linear(16, 1)})
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x = torch.randn(32, 50, 1, generator=rng)
+    target = torch.cumsum(x, 1) / torch.arange(1, 51).view(1, 50, 1)
+    losses = []
+    for _ in range(150):
+        y = model["out"](model["body"](model["inp"](x))[0])
+        loss = (y - target).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.2 * losses[0]
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_bad_inputs_are_named(name):
+    model = build(name, {})
+    with pytest.raises(ValueError, match=r"x must have shape \(batch, time, d_model\)"):
+        model(torch.randn(2, 16))
+    with pytest.raises(ValueError, match="d_model=16"):
+        model(torch.randn(2, 5, 8))
+    with pytest.raises(ValueError, match=r"x_t must have shape \(batch, d_model\)"):
+        model.step(torch.randn(2, 3, 16))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        model(None)
+
+
+def test_constructor_errors():
+    with pytest.raises(ValueError, match="backbone must be one of"):
+        make_backbone("lstm", 16)
+    with pytest.raises(ValueError, match="must divide d_model"):
+        Aaren(10, n_heads=4)
+    with pytest.raises(ValueError, match="must divide d_model"):
+        CausalTransformer(10, n_heads=4)
+    with pytest.raises(ValueError, match="positional"):
+        CausalTransformer(16, positional="rotary")
+    assert isinstance(make_backbone("gru", 8), GRUStack)
