@@ -40,7 +40,7 @@ def main() -> None:
     values = torch.randn(batch, heads, n, d_head)
     scores = (keys @ q.transpose(-1, -2)).squeeze(-1) / math.sqrt(d_head)
     t0 = time.perf_counter()
-    outputs, state = aaren_attention(scores, values, return_state=True)
+    outputs = aaren_attention(scores, values)
     t_scan = time.perf_counter() - t0
     t0 = time.perf_counter()
     sdpa = F.scaled_dot_product_attention(q.expand(-1, -1, n, -1), keys, values, is_causal=True)

@@ -178,7 +178,9 @@ def test_block_sizes_match_the_paper():
 def test_training_a_tiny_aaren_reduces_loss(rng):
     """Learn the running mean of a noisy sequence: what one learned query can express."""
     torch.manual_seed(0)
-    model = nn.ModuleDict({"inp": nn.Linear(1, 16), "body": Aaren(16, 2, 2), "out": nn.Linear(16, 1)})
+    model = nn.ModuleDict(
+        {"inp": nn.Linear(1, 16), "body": Aaren(16, 2, 2), "out": nn.Linear(16, 1)}
+    )
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     x = torch.randn(32, 50, 1, generator=rng)
     target = torch.cumsum(x, 1) / torch.arange(1, 51).view(1, 50, 1)
@@ -202,7 +204,7 @@ def test_bad_inputs_are_named(name):
         model(torch.randn(2, 5, 8))
     with pytest.raises(ValueError, match=r"x_t must have shape \(batch, d_model\)"):
         model.step(torch.randn(2, 3, 16))
-    with pytest.raises(TypeError, match="torch.Tensor"):
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
         model(None)
 
 
