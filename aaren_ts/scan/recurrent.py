@@ -22,9 +22,10 @@ def scan_leaves(leaves: ScanState, init: ScanState) -> ScanState:
     """
     state = init
     ms, us, ws = [], [], []
-    for k in range(leaves.m.shape[-1]):
-        leaf = ScanState(leaves.m[..., k], leaves.u[..., k], leaves.w[..., k, :])
-        state = combine(state, leaf)
+    # unbind, not indexing: the backward of N separate index ops would write N full-size
+    # zero tensors (O(N^2)); unbind's backward stacks the N gradients once.
+    for m, u, w in zip(leaves.m.unbind(-1), leaves.u.unbind(-1), leaves.w.unbind(-2), strict=True):
+        state = combine(state, ScanState(m, u, w))
         ms.append(state.m)
         us.append(state.u)
         ws.append(state.w)
