@@ -89,12 +89,7 @@ STEP_WARMUP = 20
 STATE_SLICE = 4096
 # The token loop runs one Python iteration per token: beyond these lengths a cell takes many
 # minutes, so it is skipped unless --all.
-RECURRENT_MAX_N = {"fwd": 16384, "fwd+bwd": 4096}
-# Its backward is O(N^2) besides: each token's ``values[..., k, :]`` has a SelectBackward that
-# writes a zero-filled gradient of the full (bh, N, dh) size and adds it up. Seconds per
-# bh * N^2 * dh element of one fwd+bwd call, for a first guess before any smaller N was
-# measured (CPU: measured on a loaded 2-core EPYC; CUDA: a guess from memory bandwidth).
-RECURRENT_BWD_SECONDS = {"cpu": 1e-8, "cuda": 1e-10}
+RECURRENT_MAX_N = {"fwd": 16384, "fwd+bwd": 16384}
 # A cell whose estimated single call exceeds SLOW_CELL_S is skipped; one above ONE_RUN_S is
 # timed on its first (memory-measuring) call alone, without a warm-up or repeats.
 SLOW_CELL_S = 600.0
@@ -408,12 +403,11 @@ def estimate_seconds(
 ) -> float | None:
     """Rough time of one call of the token loop (None for the other, fast, backends).
 
-    Extrapolated from the largest smaller N already measured (linear for the forward,
-    quadratic for fwd+bwd, see RECURRENT_BWD_SECONDS), else from the cost model.
+    Extrapolated linearly from the largest smaller N already measured (forward and backward
+    of the token loop are both linear in N), else unknown.
     """
     if what != "recurrent":
         return None
-    power = 2 if mode == "fwd+bwd" else 1
     smaller = [
         (m, r["ms"] / 1e3)
         for (m, w, md), r in results.items()
@@ -421,9 +415,7 @@ def estimate_seconds(
     ]
     if smaller:
         n0, seconds = max(smaller)
-        return seconds * (n / n0) ** power
-    if mode == "fwd+bwd":
-        return RECURRENT_BWD_SECONDS[args.device] * args.bh * n * n * args.dh
+        return seconds * n / n0
     return None
 
 
