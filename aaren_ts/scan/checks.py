@@ -67,5 +67,5 @@ def prepare_state(
             f"{(*batch_shape, d)}"
         )
     # Canonical form: an empty prefix has reference -inf, whatever level it was written with.
-    m = torch.where(u == 0, torch.full_like(m, -math.inf), m)
+    m = m.masked_fill(u == 0, -math.inf)
     return cast_state(ScanState(m, u, w), dtype, device)

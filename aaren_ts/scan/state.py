@@ -64,7 +64,7 @@ def safe_reference(m: torch.Tensor) -> torch.Tensor:
 
     NaN is kept: NaN input must come out as NaN, never be repaired.
     """
-    return torch.where(m == -math.inf, torch.zeros_like(m), m)
+    return torch.nan_to_num(m, nan=math.nan, posinf=math.inf, neginf=0.0)
 
 
 def combine(a: ScanState, b: ScanState) -> ScanState:
@@ -78,8 +78,8 @@ def combine(a: ScanState, b: ScanState) -> ScanState:
     ref = safe_reference(m)
     scale_a = torch.exp(a.m - ref)
     scale_b = torch.exp(b.m - ref)
-    u = a.u * scale_a + b.u * scale_b
-    w = a.w * scale_a.unsqueeze(-1) + b.w * scale_b.unsqueeze(-1)
+    u = torch.addcmul(b.u * scale_b, a.u, scale_a)
+    w = torch.addcmul(b.w * scale_b.unsqueeze(-1), a.w, scale_a.unsqueeze(-1))
     return ScanState(m, u, w)
 
 
@@ -89,7 +89,7 @@ def safe_denominator(u: torch.Tensor) -> torch.Tensor:
     NaN stays NaN through ``w`` (``NaN > 0`` is false, but ``w`` is NaN too), and the
     gradient of ``w / safe_denominator(u)`` is finite for the empty prefix.
     """
-    return torch.where(u > 0, u, torch.ones_like(u))
+    return u.masked_fill(~(u > 0), 1.0)
 
 
 def state_output(state: ScanState) -> torch.Tensor:
