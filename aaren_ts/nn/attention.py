@@ -24,12 +24,18 @@ from torch import nn
 from ..scan import ScanState, aaren_attention, aaren_step, init_state
 
 
+def _time_dtype(device: torch.device | str | None) -> torch.dtype:
+    """float64 for clocks (1e9-second timestamps keep sub-second steps), except on Apple's MPS,
+    which has no float64."""
+    return torch.float32 if torch.device(device or "cpu").type == "mps" else torch.float64
+
+
 class AttentionState(NamedTuple):
     """Stream state of one ``AarenAttention`` layer.
 
     ``scan``: the per-head scan state, batch shape ``(batch, n_heads)``, value size ``d_head``.
-    ``time``: float64 ``(batch,)``, the time of the last token absorbed (positions count from
-    0; only differences matter).
+    ``time``: ``(batch,)``, the time of the last token absorbed (positions count from 0; only
+    differences matter), float64 (float32 on MPS).
     """
 
     scan: ScanState
@@ -90,7 +96,7 @@ class AarenAttention(nn.Module):
         dtype = dtype or self.query.dtype
         device = device if device is not None else self.query.device
         scan = init_state((batch, self.n_heads), self.d_head, dtype, device)
-        return AttentionState(scan, torch.zeros(batch, dtype=torch.float64, device=device))
+        return AttentionState(scan, torch.zeros(batch, dtype=_time_dtype(device), device=device))
 
     def _head_query(self) -> torch.Tensor:
         # (n_heads, d_head), with the 1/sqrt(d_head) scale folded in.
@@ -120,7 +126,7 @@ class AarenAttention(nn.Module):
         if times is None:
             times = time.unsqueeze(-1) + torch.arange(1, n + 1, device=x.device, dtype=time.dtype)
         else:
-            times = times.to(torch.float64)
+            times = times.to(device=x.device, dtype=time.dtype)
         new_time = times[:, -1] if n else time
         if self.recency_rate is not None and n:
             rate = self.recency_rate.unsqueeze(0)  # (1, n_heads)
@@ -148,7 +154,7 @@ class AarenAttention(nn.Module):
         value = self.v_proj(x_t).view(batch, self.n_heads, self.d_head)
         score = (key * self._head_query()).sum(-1)  # (batch, n_heads)
         scan, old_time = state
-        new_time = old_time + 1 if time is None else time.to(torch.float64)
+        new_time = old_time + 1 if time is None else time.to(old_time)
         if self.recency_rate is not None:
             rate = self.recency_rate.unsqueeze(0)
             scan = self._relevel(scan, rate * (old_time - new_time).unsqueeze(-1).to(rate.dtype))
