@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from aaren_ts.scan import ScanState, aaren_attention, aaren_step, init_state
-from aaren_ts.scan.chunked import chunked_attention
+from aaren_ts.scan.chunked_grad import chunked_attention
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from helpers import numpy_reference, rel_err
 
 from aaren_ts.scan import aaren_attention, init_state
-from aaren_ts.scan.chunked import chunked_attention
+from aaren_ts.scan.chunked_grad import chunked_attention
 
 FAST_BACKENDS = ["chunked", "recurrent"]
 

@@ -59,14 +59,16 @@ def _chunk_rows(
     scale = torch.exp(m_c - safe_reference(chunk_max))
     big_u = (scale if u_c is None else scale * u_c).cumsum(dim=-1)
     # Backward of the product needs its inputs, not the product: the cumsum may overwrite it.
-    big_w = (scale.unsqueeze(-1) * w_c).cumsum_(dim=-2)
+    # (Scores may be float64 over float32 values: the backward scans -logsumexp that way.)
+    big_w = (scale.unsqueeze(-1).to(w.dtype) * w_c).cumsum_(dim=-2)
 
     prefix_max = m_c.detach().cummax(dim=-1).values
     # Rows with nothing in them yet (all -inf so far) have U = W = 0 exactly; their reference
     # must be -inf too, or a carry combined into them later would be scaled away.
     empty = prefix_max == -math.inf
     ref = torch.where(empty, prefix_max, chunk_max)
-    limit = _STABLE_RANGE[m.dtype]
+    # Both the weights (m's dtype) and the weighted values (w's dtype) must stay in range.
+    limit = min(_STABLE_RANGE[m.dtype], _STABLE_RANGE[w.dtype])
     row_ok = (prefix_max >= chunk_max - limit) | (empty & ~torch.isnan(chunk_max))
     bad = ~row_ok.all(dim=-1).reshape(-1)
     if bool(bad.any()):
@@ -82,7 +84,8 @@ def _chunk_rows(
         exact = scan_leaves(leaves, init_state(idx.shape, d, m.dtype, m.device))
         ref = ref.reshape(flat, chunk).index_copy(0, idx, exact.m).reshape(ref.shape)
         big_u = big_u.reshape(flat, chunk).index_copy(0, idx, exact.u).reshape(big_u.shape)
-        big_w = big_w.reshape(flat, chunk, d).index_copy(0, idx, exact.w).reshape(big_w.shape)
+        exact_w = exact.w.to(big_w.dtype)
+        big_w = big_w.reshape(flat, chunk, d).index_copy(0, idx, exact_w).reshape(big_w.shape)
     return ScanState(ref, big_u, big_w), prefix_max
 
 
@@ -152,45 +155,60 @@ def scan_states(leaves: ScanState, chunk: int) -> ScanState:
     return ScanState(*(torch.cat(ts, dim=1) for ts in zip(*pieces, strict=False)))
 
 
-def _outputs(rows: ScanState, row_max: torch.Tensor, carries: ScanState) -> torch.Tensor:
+def _outputs(
+    rows: ScanState, row_max: torch.Tensor, carries: ScanState
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``carry (+) row`` for every row, read out as ``w / u`` without materialising ``u, w``.
 
     Everything is taken relative to the true max of carry and row, so the denominator is at
-    least 1 (or exactly 0 for an empty prefix).
+    least 1 (or exactly 0 for an empty prefix). Also returns each row's log-normaliser
+    ``log sum_i exp(s_i)`` in float64: the max is an input score, so the sum keeps full
+    precision even where scores are ~1e4 (float32 would round it to ~1e-3).
     """
     c_m, c_u, c_w = carries  # (R, J), (R, J), (R, J, D)
-    scale_row, ref = _rescale_to(rows, torch.maximum(c_m.unsqueeze(-1), row_max))
+    level = torch.maximum(c_m.unsqueeze(-1), row_max)
+    scale_row, ref = _rescale_to(rows, level)
     scale_carry = torch.exp(c_m.unsqueeze(-1) - ref)
-    denom = safe_denominator(c_u.unsqueeze(-1) * scale_carry + rows.u * scale_row)
-    row_factor = (scale_row / denom).unsqueeze(-1)
+    raw_denom = c_u.unsqueeze(-1) * scale_carry + rows.u * scale_row
+    lse = level.to(torch.float64) + torch.log(raw_denom.to(torch.float64))
+    denom = safe_denominator(raw_denom)
+    dtype = rows.w.dtype
+    row_factor = (scale_row / denom).unsqueeze(-1).to(dtype)
     if torch.is_grad_enabled() and rows.w.requires_grad:
         out = rows.w * row_factor
     else:  # nothing to differentiate: reuse the rows' buffer and save a full-size allocation
         out = rows.w.mul_(row_factor)
     # The product's backward needs its inputs only, so the carry term may be added in place.
-    return out.addcmul_(c_w.unsqueeze(-2), (scale_carry / denom).unsqueeze(-1))
+    carry_factor = (scale_carry / denom).unsqueeze(-1).to(dtype)
+    return out.addcmul_(c_w.unsqueeze(-2).to(dtype), carry_factor), lse
 
 
-def chunked_attention(
+def chunked_scan(
     scores: torch.Tensor,
     values: torch.Tensor,
     state: ScanState,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-) -> tuple[torch.Tensor, ScanState]:
+) -> tuple[torch.Tensor, ScanState, torch.Tensor]:
     """Chunked attention of ``scores`` ``(R, N)``, ``values`` ``(R, N, D)`` after ``state``.
 
-    All inputs are already in the accumulation dtype. ``chunk_size`` must be at least 2: each
-    level of the recursion shrinks the sequence by that factor.
+    Returns the outputs, the final state and every position's float64 log-normaliser. Works
+    under autograd too, but ``chunked_attention`` differentiates it far more cheaply. Scores
+    may be float64 over float32 values; otherwise all inputs share the accumulation dtype.
+    ``chunk_size`` must be at least 2: each level of the recursion shrinks the sequence by
+    that factor.
     """
     if chunk_size < 2:
         raise ValueError(f"chunk_size must be at least 2, got {chunk_size}")
     rows, n = scores.shape
     if n == 0:
-        return values.clone(), state
-    pieces = []
+        return values.clone(), state, scores.new_empty((rows, 0), dtype=torch.float64)
+    pieces, lses = [], []
     for start, stop, size in _split(n, chunk_size):
         rows_state, row_max = _chunk_rows(scores[:, start:stop], None, values[:, start:stop], size)
         carries, state = _carries(rows_state, state, chunk_size)
-        pieces.append(_outputs(rows_state, row_max, carries).reshape(rows, stop - start, -1))
-    out = pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=1)
-    return out, state
+        out, lse = _outputs(rows_state, row_max, carries)
+        pieces.append(out.reshape(rows, stop - start, -1))
+        lses.append(lse.reshape(rows, stop - start))
+    if len(pieces) == 1:
+        return pieces[0], state, lses[0]
+    return torch.cat(pieces, dim=1), state, torch.cat(lses, dim=1)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 
 from .checks import check_inputs, prepare_state
-from .chunked import chunked_attention
+from .chunked_grad import chunked_attention
 from .naive import naive_attention
 from .recurrent import recurrent_attention
 from .state import ScanState, accumulation_dtype

@@ -1,0 +1,124 @@
+"""Hand-written backward of the chunked scan: two more chunked scans, run backwards in time.
+
+With ``L_k`` the log-normaliser of prefix ``k`` (saved by the forward, in float64) and the
+weights ``P_ki = exp(s_i - L_k)`` (``k >= i``), the gradients are suffix sums
+(``aaren_math.md`` section 5):
+
+    dv_i = sum_{k>=i} P_ki do_k
+    ds_i = <v_i, dv_i> - sum_{k>=i} P_ki <do_k, o_k>
+
+Both are the forward scan again, on the reversed sequence with scores ``-L_k``:
+``sum_{k>=i} exp(-L_k) x_k = exp(Lambda_i) * scan_output_i`` where ``Lambda_i`` is that scan's
+own log-normaliser, so ``sum_{k>=i} P_ki x_k = exp(s_i + Lambda_i) * scan_output_i``, and
+``s_i + Lambda_i <= log(N)``: nothing overflows, and the scan's exactness and stabilisation
+carry over. The reversed scores are float64, so ``L ~ 1e4`` keeps full precision.
+
+Compared with autograd through the chunked graph this stores only the output and ``L`` and
+replaces a dozen full-size backward passes (flips of cumulative sums, broadcast products) by
+two scans and a few element-wise products. The state (``u``, ``w`` of the carried prefix in
+and of the final prefix out) is differentiated too, so training across chunks of a stream
+with a carried state works.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .chunked import DEFAULT_CHUNK_SIZE, chunked_scan
+from .state import ScanState, safe_reference, state_output
+
+
+def _empty(rows: int, d: int, values: torch.Tensor) -> ScanState:
+    """Empty state with float64 levels and weights over values of ``values``' dtype."""
+    m = torch.full((rows,), -math.inf, dtype=torch.float64, device=values.device)
+    return ScanState(m, torch.zeros_like(m), values.new_zeros(rows, d))
+
+
+def _suffix_sums(
+    scores: torch.Tensor, lse: torch.Tensor, x: torch.Tensor, chunk_size: int
+) -> tuple[torch.Tensor, torch.Tensor, ScanState]:
+    """``sum_{k>=i} exp(-L_k) x_k`` as ``(scan output, Lambda)`` per position, and the total.
+
+    ``x`` ``(R, N, D)``. Positions whose prefix is empty (``L = -inf``) carry no weight.
+    """
+    rows, _, d = x.shape
+    reversed_scores = torch.where(lse == -math.inf, lse, -lse).flip(-1)
+    out, total, lam = chunked_scan(reversed_scores, x.flip(-2), _empty(rows, d, x), chunk_size)
+    return out.flip(-2), lam.flip(-1), total
+
+
+class ChunkedAttention(torch.autograd.Function):
+    """``(scores, values, u0, w0) -> (outputs, u_N, w_N)`` with the suffix-scan backward.
+
+    ``m0`` (the carried reference level) is a constant, and so is the returned ``m_N``: the
+    prefix a state stands for does not depend on its reference level.
+    """
+
+    @staticmethod
+    def forward(ctx, scores, values, m0, u0, w0, chunk_size):
+        out, final, lse = chunked_scan(scores, values, ScanState(m0, u0, w0), chunk_size)
+        ctx.save_for_backward(scores, values, out, lse, m0, final.m)
+        ctx.chunk_size = chunk_size
+        ctx.mark_non_differentiable(final.m)
+        return out, final.m, final.u, final.w
+
+    @staticmethod
+    def backward(ctx, d_out, _d_m, d_u, d_w):
+        scores, values, out, lse, m0, m_n = ctx.saved_tensors
+        chunk = ctx.chunk_size
+        dtype = values.dtype
+        s64 = scores.to(torch.float64)
+
+        o_rev, lam, total = _suffix_sums(scores, lse, d_out, chunk)
+        h = torch.linalg.vecdot(d_out, out).unsqueeze(-1)  # <do_k, o_k>
+        h_rev, _, h_total = _suffix_sums(scores, lse, h, chunk)
+        weight = torch.exp(s64 + lam)  # sum_{k>=i} P_ki, at most N - i + 1
+        d_values = o_rev.mul_(weight.unsqueeze(-1).to(dtype))
+        d_scores = -weight * h_rev.squeeze(-1).to(torch.float64)
+
+        # The final state: u_N = sum_i exp(s_i - m_N) (prior included), w_N likewise with v_i.
+        m_n = safe_reference(m_n).to(torch.float64)
+        to_final = torch.exp(s64 - m_n.unsqueeze(-1))
+        d_values.addcmul_(to_final.unsqueeze(-1).to(dtype), d_w.unsqueeze(-2))
+        d_scores += to_final * d_u.unsqueeze(-1).to(torch.float64)
+        d_scores += torch.linalg.vecdot(d_values, values).to(torch.float64)
+
+        # The carried prior enters every output as exp(m0 - L_k) (w0 - u0 o_k), and the final
+        # state as exp(m0 - m_N) (u0, w0).
+        m0 = m0.to(torch.float64)
+        prior_weight = torch.exp(m0 + total.m + torch.log(total.u))  # sum_k exp(m0 - L_k)
+        to_final_prior = torch.exp(m0 - m_n)
+        d_w0 = prior_weight.unsqueeze(-1).to(dtype) * state_output(total).to(dtype)
+        d_w0 = d_w0 + to_final_prior.unsqueeze(-1).to(dtype) * d_w
+        d_u0 = -prior_weight * state_output(h_total).squeeze(-1).to(torch.float64)
+        d_u0 = d_u0 + to_final_prior * d_u.to(torch.float64)
+        return (
+            d_scores.to(scores.dtype),
+            d_values,
+            None,
+            d_u0.to(d_u.dtype),
+            d_w0.to(d_w.dtype),
+            None,
+        )
+
+
+def chunked_attention(
+    scores: torch.Tensor,
+    values: torch.Tensor,
+    state: ScanState,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> tuple[torch.Tensor, ScanState]:
+    """The chunked backend: ``chunked_scan`` forward, suffix-scan backward when differentiated."""
+    needs_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (scores, values, state.u, state.w)
+    )
+    if not needs_grad:
+        with torch.no_grad():
+            out, final, _ = chunked_scan(scores, values, state, chunk_size)
+        return out, final
+    out, m_n, u_n, w_n = ChunkedAttention.apply(
+        scores, values, state.m.detach(), state.u, state.w, chunk_size
+    )
+    return out, ScanState(m_n, u_n, w_n)
