@@ -106,7 +106,7 @@ MIN_JUDGED_MIB = 16.0
 # guess. The estimate only has to be right within the factor 4 between the default N values.
 LINEAR_FACTORS = {
     ("chunked", "fwd"): 2.0,
-    ("chunked", "fwd+bwd"): 8.0,
+    ("chunked", "fwd+bwd"): 5.0,
     ("recurrent", "fwd"): 4.5,
     ("recurrent", "fwd+bwd"): 14.0,
     ("naive", "fwd"): 2.0,

@@ -37,16 +37,23 @@ def _empty(rows: int, d: int, values: torch.Tensor) -> ScanState:
 
 
 def _suffix_sums(
-    scores: torch.Tensor, lse: torch.Tensor, x: torch.Tensor, chunk_size: int
-) -> tuple[torch.Tensor, torch.Tensor, ScanState]:
+    lse: torch.Tensor, x: torch.Tensor, chunk_size: int, scratch: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, ScanState, torch.Tensor]:
     """``sum_{k>=i} exp(-L_k) x_k`` as ``(scan output, Lambda)`` per position, and the total.
 
     ``x`` ``(R, N, D)``. Positions whose prefix is empty (``L = -inf``) carry no weight.
+    Full-size buffers are few and reused (``scratch``, if given, receives the result): on a
+    CPU, first-touch page faults of fresh memory cost about as much as the arithmetic. Also
+    returns the scan's own output buffer, free for reuse.
     """
-    rows, _, d = x.shape
+    rows, n, d = x.shape
+    backwards = torch.arange(n - 1, -1, -1, device=x.device)
     reversed_scores = torch.where(lse == -math.inf, lse, -lse).flip(-1)
-    out, total, lam = chunked_scan(reversed_scores, x.flip(-2), _empty(rows, d, x), chunk_size)
-    return out.flip(-2), lam.flip(-1), total
+    x_rev = x.index_select(-2, backwards)
+    out_rev, total, lam = chunked_scan(reversed_scores, x_rev, _empty(rows, d, x), chunk_size)
+    dest = x_rev if scratch is None else scratch  # x_rev is spent: the result can go there
+    out = torch.index_select(out_rev, -2, backwards, out=dest)
+    return out, lam.flip(-1), total, out_rev
 
 
 class ChunkedAttention(torch.autograd.Function):
@@ -71,9 +78,9 @@ class ChunkedAttention(torch.autograd.Function):
         dtype = values.dtype
         s64 = scores.to(torch.float64)
 
-        o_rev, lam, total = _suffix_sums(scores, lse, d_out, chunk)
-        h = torch.linalg.vecdot(d_out, out).unsqueeze(-1)  # <do_k, o_k>
-        h_rev, _, h_total = _suffix_sums(scores, lse, h, chunk)
+        o_rev, lam, total, spare = _suffix_sums(lse, d_out, chunk)
+        h = torch.mul(d_out, out, out=spare).sum(-1, keepdim=True)  # <do_k, o_k>
+        h_rev, _, h_total, _ = _suffix_sums(lse, h, chunk)
         weight = torch.exp(s64 + lam)  # sum_{k>=i} P_ki, at most N - i + 1
         d_values = o_rev.mul_(weight.unsqueeze(-1).to(dtype))
         d_scores = -weight * h_rev.squeeze(-1).to(torch.float64)
@@ -83,7 +90,7 @@ class ChunkedAttention(torch.autograd.Function):
         to_final = torch.exp(s64 - m_n.unsqueeze(-1))
         d_values.addcmul_(to_final.unsqueeze(-1).to(dtype), d_w.unsqueeze(-2))
         d_scores += to_final * d_u.unsqueeze(-1).to(torch.float64)
-        d_scores += torch.linalg.vecdot(d_values, values).to(torch.float64)
+        d_scores += torch.mul(d_values, values, out=spare).sum(-1).to(torch.float64)
 
         # The carried prior enters every output as exp(m0 - L_k) (w0 - u0 o_k), and the final
         # state as exp(m0 - m_N) (u0, w0).
