@@ -141,3 +141,11 @@ def test_gradients_with_masked_tokens_are_finite_and_exact(rng):
     assert not ds[0, 100:150].any()
     assert rel_err(dv, dv_ref) <= 1e-10
     assert rel_err(ds, ds_ref, scale=1.0) <= 1e-10
+
+
+def test_double_backward_is_refused_not_wrong(rng):
+    s = torch.randn(2, 30, generator=rng, dtype=torch.float64).requires_grad_()
+    v = torch.randn(2, 30, 3, generator=rng, dtype=torch.float64).requires_grad_()
+    (ds,) = torch.autograd.grad(aaren_attention(s, v).sum(), s, create_graph=True)
+    with pytest.raises(RuntimeError):
+        ds.sum().backward()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from .chunked import DEFAULT_CHUNK_SIZE, chunked_scan
 from .state import ScanState, safe_reference, state_output
@@ -72,6 +73,7 @@ class ChunkedAttention(torch.autograd.Function):
         return out, final.m, final.u, final.w
 
     @staticmethod
+    @once_differentiable  # the backward is itself no graph: double backward raises, clearly
     def backward(ctx, d_out, _d_m, d_u, d_w):
         scores, values, out, lse, m0, m_n = ctx.saved_tensors
         chunk = ctx.chunk_size

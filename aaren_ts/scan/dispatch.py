@@ -112,7 +112,9 @@ def aaren_attention(
     return_state : bool, default False
         Also return the state after the last token, to continue the stream later.
     backend : {"auto", "chunked", "recurrent", "naive"} or a registered name
-        ``"auto"`` picks the fastest exact implementation for the inputs' device.
+        ``"auto"`` picks the fastest exact implementation for the inputs' device. The chunked
+        path has a hand-written first-order backward; for gradients of gradients use
+        ``"recurrent"`` or ``"naive"`` (autograd all the way).
 
     Returns
     -------
