@@ -1,4 +1,6 @@
-"""sktime estimators built on the Aaren backbones (forecasting, classification, regression,
-temporal point processes). They import sktime; the scan core and layers do not."""
+"""sktime estimators built on the Aaren backbones. They import sktime; the scan core and
+layers do not."""
 
-__all__: list[str] = []
+from .forecaster import AarenForecaster
+
+__all__ = ["AarenForecaster"]

@@ -1,0 +1,119 @@
+"""AarenForecaster: sktime conformance, streaming exactness, panels, seeds, bad input."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sktime.datasets import load_airline
+from sktime.forecasting.model_evaluation import evaluate
+from sktime.split import ExpandingWindowSplitter
+from sktime.utils.estimator_checks import check_estimator, parametrize_with_checks
+
+from aaren_ts.estimators import AarenForecaster
+from aaren_ts.estimators._forecast_net import lagged_inputs
+
+TINY = {"d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 2, "random_state": 0}
+
+
+@parametrize_with_checks([AarenForecaster])
+def test_sktime_conformance(obj, test_name):
+    check_estimator(obj, tests_to_run=test_name, raise_exceptions=True)
+
+
+def one_pass_median(forecaster: AarenForecaster, y: pd.DataFrame) -> np.ndarray:
+    """Independent path: the whole history through the network in one parallel call."""
+    mean, std = forecaster.scaling_[None]
+    scaled = torch.tensor((y.to_numpy() - mean) / std, dtype=torch.float32)
+    inputs = lagged_inputs(scaled, forecaster.n_lags).unsqueeze(0)
+    with torch.no_grad():
+        forecast, _ = forecaster.network_(inputs)
+    median_index = list(forecaster.quantiles).index(0.5)
+    # the forecaster reads its quantiles sorted (monotone), so the reference does too
+    ordered = np.sort(forecast[0, -1].numpy().astype(np.float64), axis=-1)
+    return ordered[:, :, median_index] * std + mean  # (H, C)
+
+
+@pytest.mark.parametrize("backbone", ["aaren", "transformer", "gru"])
+def test_updates_equal_one_pass_over_the_full_history(backbone):
+    y = load_airline().to_frame()
+    f = AarenForecaster(backbone=backbone, max_horizon=3, **TINY).fit(y.iloc[:100])
+    for stop in (101, 102, 110, 125, 144):  # sktime passes whole windows: only news are read
+        f.update(y.iloc[:stop], update_params=False)
+        assert f.cutoff[0] == y.index[stop - 1]
+        expected = one_pass_median(f, y.iloc[:stop])
+        got = f.predict(fh=[1, 2, 3]).to_numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-5)
+    lags = f.streams_[None]["lags"]
+    assert lags.shape[0] == f.n_lags - 1  # constant-size memory of the stream
+
+
+def test_evaluate_with_update_strategy_runs_and_stays_constant_size():
+    y = load_airline()
+    f = AarenForecaster(max_horizon=3, **TINY)
+    cv = ExpandingWindowSplitter(initial_window=100, step_length=6, fh=[1, 2, 3])
+    results = evaluate(f, cv, y, strategy="update", return_data=False)
+    assert len(results) == cv.get_n_splits(y) and np.isfinite(results.iloc[:, 0]).all()
+
+
+def test_panel_is_one_global_model():
+    idx = pd.MultiIndex.from_product(
+        [["a", "b", "c"], pd.period_range("2000-01", periods=60, freq="M")]
+    )
+    rng = np.random.default_rng(0)
+    y = pd.DataFrame({"v": rng.normal(size=180).cumsum()}, index=idx)
+    f = AarenForecaster(**TINY).fit(y, fh=[1, 2])
+    pred = f.predict()
+    assert list(pred.index.get_level_values(0).unique()) == ["a", "b", "c"]
+    assert len(pred) == 6 and np.isfinite(pred.to_numpy()).all()
+    assert len(f.streams_) == 3  # one state per series, one network
+
+
+def test_same_seed_same_forecasts_and_intervals_are_ordered():
+    y = load_airline()
+    a = AarenForecaster(**TINY).fit(y, fh=[1, 2, 3])
+    b = AarenForecaster(**TINY).fit(y, fh=[1, 2, 3])
+    pd.testing.assert_frame_equal(a.predict().to_frame(), b.predict().to_frame())
+    q = a.predict_quantiles(alpha=[0.05, 0.1, 0.5, 0.9, 0.95])
+    assert (np.diff(q.to_numpy(), axis=1) >= 0).all()
+
+
+def test_failed_update_leaves_the_forecaster_unchanged():
+    y = load_airline()
+    f = AarenForecaster(max_horizon=2, **TINY).fit(y.iloc[:120])
+    prediction = f.predict(fh=[1, 2])  # (predict stores fh: snapshot after it)
+    before = pickle.dumps(f)
+    bad = y.iloc[:130].copy()
+    bad.iloc[-1] = np.inf  # passes sktime's NaN check, fails ours after the cutoff moved
+    with pytest.raises(ValueError, match="NaN or inf"):
+        f.update(bad, update_params=False)
+    assert f.cutoff[0] == y.index[119]
+    pd.testing.assert_series_equal(f.predict(fh=[1, 2]), prediction)
+    assert pickle.dumps(f) == before
+
+
+def test_bad_input_errors():
+    y = load_airline()
+    f = AarenForecaster(max_horizon=2, **TINY).fit(y)
+    with pytest.raises(ValueError, match=r"must lie in 1\.\.2"):
+        f.predict(fh=[3])
+    with pytest.raises(ValueError, match="missing data"):  # sktime's own check, named
+        AarenForecaster(**TINY).fit(y.where(y.index != y.index[5]))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        AarenForecaster(**TINY).fit(y.replace(y.iloc[5], np.inf))
+    with pytest.raises(ValueError, match=r"include 0\.5"):
+        AarenForecaster(quantiles=(0.1, 0.9), **TINY).fit(y)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            AarenForecaster(device="cuda", **TINY).fit(y)
+
+
+def test_fitted_forecaster_deepcopies_and_pickles():
+    y = load_airline()
+    f = AarenForecaster(**TINY).fit(y, fh=[1])
+    for clone in (copy.deepcopy(f), pickle.loads(pickle.dumps(f))):
+        pd.testing.assert_series_equal(clone.predict(), f.predict())
