@@ -117,3 +117,21 @@ def test_fitted_forecaster_deepcopies_and_pickles():
     f = AarenForecaster(**TINY).fit(y, fh=[1])
     for clone in (copy.deepcopy(f), pickle.loads(pickle.dumps(f))):
         pd.testing.assert_series_equal(clone.predict(), f.predict())
+
+
+def test_update_params_fine_tunes_a_bounded_number_of_steps():
+    y = load_airline()
+    f = AarenForecaster(max_horizon=3, update_steps=3, **TINY).fit(y.iloc[:100])
+    frozen = copy.deepcopy(f)
+    weights = [p.detach().clone() for p in f.network_.parameters()]
+    f.update(y.iloc[:120], update_params=True)
+    frozen.update(y.iloc[:120], update_params=False)
+    tuned, kept = list(f.network_.parameters()), list(frozen.network_.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(weights, tuned, strict=True))  # moved ...
+    assert all(torch.equal(a, b) for a, b in zip(weights, kept, strict=True))
+    assert f.cutoff.equals(frozen.cutoff)  # ... and both advanced the state to the same cutoff
+    assert not np.allclose(f.predict(fh=[1, 2, 3]), frozen.predict(fh=[1, 2, 3]))
+    # with the new weights, the stream is exactly where reading from the old state leads
+    again = AarenForecaster(max_horizon=3, update_steps=3, **TINY).fit(y.iloc[:100])
+    again.update(y.iloc[:120], update_params=True)
+    pd.testing.assert_series_equal(again.predict(fh=[1, 2, 3]), f.predict(fh=[1, 2, 3]))

@@ -8,6 +8,7 @@ re-encoding, no retraining.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,13 @@ import pandas as pd
 import torch
 from sktime.forecasting.base import BaseForecaster
 
-from ._forecast_net import ForecastNet, lagged_inputs, train_forecast_net
+from ._forecast_net import (
+    ForecastNet,
+    future_targets,
+    lagged_inputs,
+    pinball_loss,
+    train_forecast_net,
+)
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -65,6 +72,10 @@ class AarenForecaster(BaseForecaster):
     chunk_length : int, default 256
         Steps per truncated-backpropagation chunk.
     lr : float, default 1e-3
+    update_steps : int, default 5
+        With ``update(..., update_params=True)``: Adam steps (at ``lr``) on the new rows,
+        read from each series' stored state, before the state advances with the new weights.
+        0 only advances the state, as ``update_params=False`` does.
     device : str, default "auto"
         "auto" picks CUDA when present; "cuda" without a device is an error.
     random_state : int, optional
@@ -122,6 +133,7 @@ class AarenForecaster(BaseForecaster):
         max_epochs: int = 20,
         chunk_length: int = 256,
         lr: float = 1e-3,
+        update_steps: int = 5,
         device: str = "auto",
         random_state: int | None = None,
         verbose: bool = False,
@@ -137,6 +149,7 @@ class AarenForecaster(BaseForecaster):
         self.max_epochs = max_epochs
         self.chunk_length = chunk_length
         self.lr = lr
+        self.update_steps = update_steps
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -168,19 +181,22 @@ class AarenForecaster(BaseForecaster):
         joined = torch.cat([previous, scaled], dim=0)
         return lagged_inputs(joined, self.n_lags)[previous.shape[0] :]
 
-    def _encode(self, key, frame: pd.DataFrame, stream: dict | None) -> dict:
-        """Read ``frame``'s rows after the stream's last one; return the advanced stream."""
+    def _scaled(self, key, frame: pd.DataFrame) -> torch.Tensor:
         mean, std = self.scaling_[key]
-        values = torch.tensor(
-            (frame.to_numpy(dtype=np.float64) - mean) / std, dtype=torch.float32
-        ).to(self._device)
+        values = (frame.to_numpy(dtype=np.float64) - mean) / std
+        return torch.tensor(values, dtype=torch.float32).to(self._device)
+
+    def _encode(self, key, frame: pd.DataFrame, stream: dict | None, net=None) -> dict:
+        """Read ``frame``'s rows after the stream's last one; return the advanced stream."""
+        net = self.network_ if net is None else net
+        values = self._scaled(key, frame)
         if stream is None:
             previous = values.new_zeros(self.n_lags - 1, values.shape[1])
             state = None
         else:
             previous, state = stream["lags"], stream["state"]
         with torch.no_grad():
-            forecast, state = self.network_(self._inputs(values, previous).unsqueeze(0), state)
+            forecast, state = net(self._inputs(values, previous).unsqueeze(0), state)
         history = torch.cat([previous, values], 0)[
             values.shape[0] + previous.shape[0] - (self.n_lags - 1) :
         ]
@@ -266,7 +282,7 @@ class AarenForecaster(BaseForecaster):
 
     def _update(self, y: pd.DataFrame, X=None, update_params=True):
         self._validate_y(y)
-        new_streams = dict(self.streams_)
+        fresh = {}
         for key, frame in _split_instances(y):
             if key not in self.streams_:
                 raise ValueError(f"update got a series {key!r} that was not seen in fit")
@@ -274,11 +290,50 @@ class AarenForecaster(BaseForecaster):
                 raise ValueError(
                     f"update's columns {list(frame.columns)} differ from fit's {self.columns_}"
                 )
-            fresh = frame.loc[frame.index > self.streams_[key]["last"]]
-            if len(fresh):
-                new_streams[key] = self._encode(key, fresh, self.streams_[key])
-        self.streams_ = new_streams  # assigned only once every series has been read
+            # sktime passes the whole window seen so far: read only what is new
+            new_rows = frame.loc[frame.index > self.streams_[key]["last"]]
+            if len(new_rows):
+                fresh[key] = new_rows
+        net = self.network_
+        if update_params and self.update_steps > 0 and fresh:
+            net = self._fine_tuned(fresh)
+        new_streams = dict(self.streams_)
+        for key, new_rows in fresh.items():
+            new_streams[key] = self._encode(key, new_rows, self.streams_[key], net)
+        # assigned only once everything succeeded
+        self.network_, self.streams_ = net, new_streams
         return self
+
+    def _fine_tuned(self, fresh: dict) -> ForecastNet:
+        """A copy of the network after ``update_steps`` Adam steps on the new rows.
+
+        Each series' new rows are read from its stored state, with the pinball loss on the
+        targets that fall inside the new rows. The stored states were computed with the old
+        weights; the new rows are then re-read with the new ones.
+        """
+        net = copy.deepcopy(self.network_)
+        net.train()
+        optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
+        seed = 0 if self.random_state is None else int(self.random_state)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for _ in range(self.update_steps):
+                losses = []
+                for key, rows in fresh.items():
+                    values = self._scaled(key, rows)
+                    stream = self.streams_[key]
+                    inputs = self._inputs(values, stream["lags"]).unsqueeze(0)
+                    forecast, _ = net(inputs, stream["state"])
+                    target = future_targets(values.unsqueeze(0), net.horizon)
+                    if not torch.isnan(target).all():
+                        losses.append(pinball_loss(forecast, target, net.quantiles))
+                if not losses:
+                    break  # too few new rows to score any forecast
+                optimizer.zero_grad()
+                torch.stack(losses).mean().backward()
+                optimizer.step()
+        net.eval()
+        return net
 
     def _steps(self, fh) -> np.ndarray:
         steps = fh.to_relative(self.cutoff).to_numpy().astype(int)
