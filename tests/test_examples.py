@@ -9,6 +9,20 @@ from pathlib import Path
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+def test_forecasting_quickstart_runs_streams_and_plots():
+    plot = EXAMPLES / "forecasting_quickstart.png"
+    plot.unlink(missing_ok=True)
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "forecasting_quickstart.py")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    assert "streamed 24 months" in result.stdout
+    assert plot.is_file() and plot.stat().st_size > 10_000
+
+
 def test_scan_quickstart_runs_and_reports_exactness():
     result = subprocess.run(
         [sys.executable, str(EXAMPLES / "scan_quickstart.py")],
