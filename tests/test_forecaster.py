@@ -135,3 +135,14 @@ def test_update_params_fine_tunes_a_bounded_number_of_steps():
     again = AarenForecaster(max_horizon=3, update_steps=3, **TINY).fit(y.iloc[:100])
     again.update(y.iloc[:120], update_params=True)
     pd.testing.assert_series_equal(again.predict(fh=[1, 2, 3]), f.predict(fh=[1, 2, 3]))
+
+
+def test_update_that_ends_before_the_cutoff_is_refused_atomically():
+    y = load_airline()
+    f = AarenForecaster(max_horizon=2, **TINY).fit(y.iloc[:120])
+    cutoff = f.cutoff
+    with pytest.raises(ValueError, match="before the last observation already absorbed"):
+        f.update(y.iloc[:100], update_params=False)
+    assert f.cutoff.equals(cutoff)  # sktime had moved it back; the failed call restored it
+    with pytest.raises(ValueError, match="y is empty"):
+        AarenForecaster(**TINY).fit(y.iloc[:0], fh=[1])

@@ -208,6 +208,8 @@ class AarenForecaster(BaseForecaster):
         }
 
     def _validate_y(self, y: pd.DataFrame) -> None:
+        if len(y) == 0:
+            raise ValueError("y is empty: AarenForecaster needs at least one observation")
         values = y.to_numpy(dtype=np.float64)
         if not np.isfinite(values).all():
             raise ValueError("y contains NaN or inf values; AarenForecaster needs finite data")
@@ -290,8 +292,15 @@ class AarenForecaster(BaseForecaster):
                 raise ValueError(
                     f"update's columns {list(frame.columns)} differ from fit's {self.columns_}"
                 )
+            last = self.streams_[key]["last"]
+            if frame.index[-1] < last:
+                where = "" if key is None else f" for series {key!r}"
+                raise ValueError(
+                    f"update data{where} ends at {frame.index[-1]}, before the last observation "
+                    f"already absorbed ({last}): updates must move forward in time"
+                )
             # sktime passes the whole window seen so far: read only what is new
-            new_rows = frame.loc[frame.index > self.streams_[key]["last"]]
+            new_rows = frame.loc[frame.index > last]
             if len(new_rows):
                 fresh[key] = new_rows
         net = self.network_
