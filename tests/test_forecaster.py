@@ -146,3 +146,9 @@ def test_update_that_ends_before_the_cutoff_is_refused_atomically():
     assert f.cutoff.equals(cutoff)  # sktime had moved it back; the failed call restored it
     with pytest.raises(ValueError, match="y is empty"):
         AarenForecaster(**TINY).fit(y.iloc[:0], fh=[1])
+
+
+def test_verbose_reports_every_epoch(capsys):
+    AarenForecaster(verbose=True, **{**TINY, "max_epochs": 3}).fit(load_airline(), fh=[1])
+    err = capsys.readouterr().err
+    assert "3/3" in err and "loss=" in err  # tqdm writes its bar to stderr

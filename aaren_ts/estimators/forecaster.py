@@ -81,7 +81,7 @@ class AarenForecaster(BaseForecaster):
     random_state : int, optional
         Seed: two fits with the same seed give identical forecasts on CPU.
     verbose : bool, default False
-        Print the training loss of every epoch.
+        Show training progress and loss per epoch (a tqdm bar when tqdm is installed).
 
     Examples
     --------
@@ -207,6 +207,24 @@ class AarenForecaster(BaseForecaster):
             "last": frame.index[-1],
         }
 
+    def _progress(self):
+        """Per-epoch reporting for ``verbose=True``: a tqdm bar when tqdm is installed."""
+        if not self.verbose:
+            return None, lambda: None
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return (lambda e, loss: print(f"epoch {e + 1}/{self.max_epochs}: loss {loss:.4f}")), (
+                lambda: None
+            )
+        bar = tqdm(total=self.max_epochs, desc=f"AarenForecaster ({self.backbone})", unit="epoch")
+
+        def report(epoch: int, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+
+        return report, bar.close
+
     def _validate_y(self, y: pd.DataFrame) -> None:
         if len(y) == 0:
             raise ValueError("y is empty: AarenForecaster needs at least one observation")
@@ -252,9 +270,7 @@ class AarenForecaster(BaseForecaster):
                 n_heads=self.n_heads,
                 dropout=self.dropout,
             ).to(self._device)
-            report = (
-                (lambda e, loss: print(f"epoch {e + 1}: loss {loss:.4f}")) if self.verbose else None
-            )
+            report, close = self._progress()
             self.loss_history_ = train_forecast_net(
                 self.network_,
                 inputs,
@@ -265,6 +281,7 @@ class AarenForecaster(BaseForecaster):
                 generator=generator,
                 on_epoch=report,
             )
+            close()
         self.streams_ = {key: self._encode(key, frame, None) for key, frame in instances}
         return self
 
