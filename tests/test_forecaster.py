@@ -152,3 +152,40 @@ def test_verbose_reports_every_epoch(capsys):
     AarenForecaster(verbose=True, **{**TINY, "max_epochs": 3}).fit(load_airline(), fh=[1])
     err = capsys.readouterr().err
     assert "3/3" in err and "loss=" in err  # tqdm writes its bar to stderr
+
+
+def lagged_effect_data(n: int = 300, seed: int = 0):
+    """y[t+1] = 3 x[t] + small noise: only a model that reads X can forecast it."""
+    rng = np.random.default_rng(seed)
+    index = pd.period_range("2000-01-01", periods=n, freq="D")
+    x = rng.normal(size=n)
+    y = np.concatenate([[0.0], 3 * x[:-1]]) + 0.05 * rng.normal(size=n)
+    return pd.Series(y, index=index, name="y"), pd.DataFrame({"x": x}, index=index)
+
+
+def test_exogenous_past_values_are_used():
+    y, X = lagged_effect_data()
+    params = {**TINY, "max_epochs": 60, "lr": 1e-2, "d_model": 16, "max_horizon": 1}
+    with_x = AarenForecaster(**params).fit(y.iloc[:250], X=X.iloc[:250])
+    without = AarenForecaster(**params).fit(y.iloc[:250])
+    err_x, err_plain = [], []
+    for t in range(250, 299):
+        with_x.update(y.iloc[: t + 1], X=X.iloc[: t + 1], update_params=False)
+        without.update(y.iloc[: t + 1], update_params=False)
+        truth = y.iloc[t + 1]
+        err_x.append(abs(with_x.predict(fh=[1]).iloc[0] - truth))
+        err_plain.append(abs(without.predict(fh=[1]).iloc[0] - truth))
+    assert np.mean(err_x) < 0.5 * np.mean(err_plain)
+
+
+def test_exogenous_input_errors_are_named():
+    y, X = lagged_effect_data(60)
+    f = AarenForecaster(max_horizon=1, **TINY).fit(y.iloc[:40], X=X.iloc[:40])
+    with pytest.raises(ValueError, match="X is required"):
+        f.update(y.iloc[:45], update_params=False)
+    with pytest.raises(ValueError, match="not contained in index"):  # sktime's own check
+        f.update(y.iloc[:45], X=X.iloc[:42], update_params=False)
+    with pytest.raises(ValueError, match="differ from fit"):
+        f.update(y.iloc[:45], X=X.iloc[:45].rename(columns={"x": "z"}), update_params=False)
+    f.update(y.iloc[:45], X=X.iloc[:45], update_params=False)
+    assert f.cutoff[0] == y.index[44]

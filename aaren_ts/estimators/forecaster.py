@@ -36,6 +36,13 @@ def _resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def _standardisation(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation (1 for a constant column)."""
+    data = frame.to_numpy(dtype=np.float64)
+    std = data.std(0)
+    return data.mean(0), np.where(std > 0, std, 1.0)
+
+
 def _split_instances(y: pd.DataFrame) -> list[tuple[Any, pd.DataFrame]]:
     """``[(instance key, single-series frame)]``; the key is None for a plain series."""
     if not isinstance(y.index, pd.MultiIndex):
@@ -103,7 +110,7 @@ class AarenForecaster(BaseForecaster):
         "y_inner_mtype": ["pd.DataFrame", "pd-multiindex", "pd_multiindex_hier"],
         "X_inner_mtype": ["pd.DataFrame", "pd-multiindex", "pd_multiindex_hier"],
         "capability:multivariate": True,
-        "capability:exogenous": False,  # exogenous inputs are not read yet
+        "capability:exogenous": True,  # past values of X enter every step's input
         "capability:missing_values": False,
         # forecasting
         "requires-fh-in-fit": False,
@@ -176,27 +183,37 @@ class AarenForecaster(BaseForecaster):
         if self.n_lags < 1:
             raise ValueError(f"n_lags must be at least 1, got {self.n_lags}")
 
-    def _inputs(self, scaled: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-        """Lagged inputs of new scaled rows, given the ``n_lags - 1`` rows before them."""
-        joined = torch.cat([previous, scaled], dim=0)
-        return lagged_inputs(joined, self.n_lags)[previous.shape[0] :]
-
-    def _scaled(self, key, frame: pd.DataFrame) -> torch.Tensor:
-        mean, std = self.scaling_[key]
+    def _scaled(self, frame: pd.DataFrame, scaling: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
+        mean, std = scaling
         values = (frame.to_numpy(dtype=np.float64) - mean) / std
         return torch.tensor(values, dtype=torch.float32).to(self._device)
 
-    def _encode(self, key, frame: pd.DataFrame, stream: dict | None, net=None) -> dict:
+    def _features(
+        self, key, rows: pd.DataFrame, x: pd.DataFrame | None, previous: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scaled targets of new rows and the network inputs for them: each row's last
+        ``n_lags`` target values (``previous`` holds the ``n_lags - 1`` before the block) and
+        the row's exogenous values."""
+        values = self._scaled(rows, self.scaling_[key])
+        if previous is None:
+            previous = values.new_zeros(self.n_lags - 1, values.shape[1])
+        joined = torch.cat([previous, values], dim=0)
+        inputs = lagged_inputs(joined, self.n_lags)[previous.shape[0] :]
+        if self.x_columns_ is not None:
+            inputs = torch.cat([inputs, self._scaled(x, self.x_scaling_[key])], dim=-1)
+        return values, inputs
+
+    def _encode(
+        self, key, frame: pd.DataFrame, x: pd.DataFrame | None, stream: dict | None, net=None
+    ) -> dict:
         """Read ``frame``'s rows after the stream's last one; return the advanced stream."""
         net = self.network_ if net is None else net
-        values = self._scaled(key, frame)
-        if stream is None:
+        previous, state = (None, None) if stream is None else (stream["lags"], stream["state"])
+        values, inputs = self._features(key, frame, x, previous)
+        if previous is None:
             previous = values.new_zeros(self.n_lags - 1, values.shape[1])
-            state = None
-        else:
-            previous, state = stream["lags"], stream["state"]
         with torch.no_grad():
-            forecast, state = net(self._inputs(values, previous).unsqueeze(0), state)
+            forecast, state = net(inputs.unsqueeze(0), state)
         history = torch.cat([previous, values], 0)[
             values.shape[0] + previous.shape[0] - (self.n_lags - 1) :
         ]
@@ -244,23 +261,21 @@ class AarenForecaster(BaseForecaster):
         horizon = self._horizon(fh)
         instances = _split_instances(y)
         self.columns_ = list(y.columns)
-        self.scaling_ = {}
+        self.x_columns_ = None if X is None else list(X.columns)
+        exog = self._exogenous(X, instances)
+        self.scaling_ = {key: _standardisation(frame) for key, frame in instances}
+        self.x_scaling_ = {key: _standardisation(x) for key, x in exog.items() if x is not None}
         inputs, targets = [], []
         for key, frame in instances:
-            data = frame.to_numpy(dtype=np.float64)
-            mean, std = data.mean(0), data.std(0)
-            std = np.where(std > 0, std, 1.0)
-            self.scaling_[key] = (mean, std)
-            scaled = torch.tensor((data - mean) / std, dtype=torch.float32).to(self._device)
-            zeros = scaled.new_zeros(self.n_lags - 1, scaled.shape[1])
-            inputs.append(self._inputs(scaled, zeros))
-            targets.append(scaled)
+            values, features = self._features(key, frame, exog[key], None)
+            inputs.append(features)
+            targets.append(values)
         seed = 0 if self.random_state is None else int(self.random_state)
         generator = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if self.random_state is not None else torch.seed())
             self.network_ = ForecastNet(
-                n_inputs=len(self.columns_) * self.n_lags,
+                n_inputs=len(self.columns_) * self.n_lags + len(self.x_columns_ or []),
                 n_targets=len(self.columns_),
                 horizon=horizon,
                 quantiles=self.quantiles,
@@ -282,7 +297,7 @@ class AarenForecaster(BaseForecaster):
                 on_epoch=report,
             )
             close()
-        self.streams_ = {key: self._encode(key, frame, None) for key, frame in instances}
+        self.streams_ = {key: self._encode(key, frame, exog[key], None) for key, frame in instances}
         return self
 
     def update(self, y, X=None, update_params=True):
@@ -298,6 +313,27 @@ class AarenForecaster(BaseForecaster):
             self.__dict__.clear()
             self.__dict__.update(snapshot)
             raise
+
+    def _exogenous(self, X, instances) -> dict:
+        """Each series' exogenous rows at its target rows (None without exogenous data)."""
+        if self.x_columns_ is None:
+            return {key: None for key, _ in instances}
+        if X is None:
+            raise ValueError("X is required: the forecaster was fitted with exogenous data")
+        if list(X.columns) != self.x_columns_:
+            raise ValueError(f"X's columns {list(X.columns)} differ from fit's {self.x_columns_}")
+        values = X.to_numpy(dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError("X contains NaN or inf values; AarenForecaster needs finite data")
+        by_key = dict(_split_instances(X))
+        exog = {}
+        for key, frame in instances:
+            x = by_key.get(key)
+            if x is None or not frame.index.isin(x.index).all():
+                where = "" if key is None else f" of series {key!r}"
+                raise ValueError(f"X must cover every time point of y{where}")
+            exog[key] = x.loc[frame.index]
+        return exog
 
     def _update(self, y: pd.DataFrame, X=None, update_params=True):
         self._validate_y(y)
@@ -320,17 +356,18 @@ class AarenForecaster(BaseForecaster):
             new_rows = frame.loc[frame.index > last]
             if len(new_rows):
                 fresh[key] = new_rows
+        exog = self._exogenous(X, list(fresh.items())) if fresh else {}
         net = self.network_
         if update_params and self.update_steps > 0 and fresh:
-            net = self._fine_tuned(fresh)
+            net = self._fine_tuned(fresh, exog)
         new_streams = dict(self.streams_)
         for key, new_rows in fresh.items():
-            new_streams[key] = self._encode(key, new_rows, self.streams_[key], net)
+            new_streams[key] = self._encode(key, new_rows, exog[key], self.streams_[key], net)
         # assigned only once everything succeeded
         self.network_, self.streams_ = net, new_streams
         return self
 
-    def _fine_tuned(self, fresh: dict) -> ForecastNet:
+    def _fine_tuned(self, fresh: dict, exog: dict) -> ForecastNet:
         """A copy of the network after ``update_steps`` Adam steps on the new rows.
 
         Each series' new rows are read from its stored state, with the pinball loss on the
@@ -346,10 +383,9 @@ class AarenForecaster(BaseForecaster):
             for _ in range(self.update_steps):
                 losses = []
                 for key, rows in fresh.items():
-                    values = self._scaled(key, rows)
                     stream = self.streams_[key]
-                    inputs = self._inputs(values, stream["lags"]).unsqueeze(0)
-                    forecast, _ = net(inputs, stream["state"])
+                    values, inputs = self._features(key, rows, exog[key], stream["lags"])
+                    forecast, _ = net(inputs.unsqueeze(0), stream["state"])
                     target = future_targets(values.unsqueeze(0), net.horizon)
                     if not torch.isnan(target).all():
                         losses.append(pinball_loss(forecast, target, net.quantiles))
