@@ -75,3 +75,37 @@ def test_streaming_forecast_equals_one_pass(backbone):
         for t in range(50, 90):
             last, state = net.step(x[:, t], state)
     assert torch.allclose(last, full[:, -1], rtol=1e-5, atol=1e-5)
+
+
+def test_early_stopping_keeps_the_best_validation_epoch():
+    g = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    series = [sine_series(120, 16, p, 0.3, g) for p in (0.0, 1.0)]
+    inputs = [lagged_inputs(s, 4) for s in series]
+    net = ForecastNet(4, 1, horizon=2, quantiles=[0.5], d_model=16)
+    scores: list[float] = []
+    history = train_forecast_net(
+        net,
+        inputs,
+        series,
+        max_epochs=400,
+        chunk_length=64,
+        lr=3e-2,
+        generator=g,
+        validation_size=0.25,
+        patience=3,
+        validation_history=scores,
+    )
+    assert len(history) < 400 and len(scores) == len(history)  # stopped early
+    best_epoch = scores.index(min(scores))
+    assert best_epoch == len(scores) - 4  # then 3 epochs without improvement
+    # the restored weights are the best validation epoch's, not the last epoch's
+    from aaren_ts.estimators._forecast_net import _validation_loss, future_targets
+
+    batch = torch.stack(inputs)
+    future = future_targets(torch.stack(series), 2)
+    rows = torch.arange(120).view(-1, 1) + torch.arange(1, 3)
+    tail = (rows >= 90).view(1, 120, 2, 1)
+    valid = torch.where(tail, future, torch.full_like(future, float("nan")))
+    restored = _validation_loss(net, [(batch, None, valid)])
+    assert restored == pytest.approx(min(scores), rel=1e-5)

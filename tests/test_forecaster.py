@@ -189,3 +189,12 @@ def test_exogenous_input_errors_are_named():
         f.update(y.iloc[:45], X=X.iloc[:45].rename(columns={"x": "z"}), update_params=False)
     f.update(y.iloc[:45], X=X.iloc[:45], update_params=False)
     assert f.cutoff[0] == y.index[44]
+
+
+def test_early_stopping_on_a_validation_tail():
+    y = load_airline()
+    params = {**TINY, "max_epochs": 300, "lr": 3e-2}
+    f = AarenForecaster(validation_size=0.2, patience=2, **params).fit(y, fh=[1, 2])
+    assert len(f.loss_history_) < 300
+    with pytest.raises(ValueError, match="validation_size"):
+        AarenForecaster(validation_size=1.5, **TINY).fit(y, fh=[1])

@@ -130,28 +130,47 @@ def train_forecast_net(
     lr: float,
     generator: torch.Generator,
     on_epoch: Callable[[int, float], None] | None = None,
+    validation_size: float = 0.0,
+    patience: int = 5,
+    validation_history: list[float] | None = None,
 ) -> list[float]:
     """Fit ``net`` on series read in consecutive chunks with carried, detached state.
 
     ``inputs[i]`` ``(T_i, n_inputs)`` and ``targets[i]`` ``(T_i, n_targets)`` on the net's
     device. Series of equal length train together as one batch; batches are visited in a
     random order drawn from ``generator``. Returns the mean training loss of each epoch.
+
+    ``validation_size`` > 0 holds out that fraction of every series' tail: no training loss
+    looks at targets there. After each epoch the whole series is read (the tail's forecasts
+    see the full history, as at inference) and scored on the tail; training stops after
+    ``patience`` epochs without improvement, and the best weights are restored. Each
+    epoch's validation loss is appended to ``validation_history`` when one is given.
     """
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     groups: dict[int, list[int]] = {}
     for i, x in enumerate(inputs):
         groups.setdefault(x.shape[0], []).append(i)
-    batches = [
-        (torch.stack([inputs[i] for i in idx]), torch.stack([targets[i] for i in idx]))
-        for idx in groups.values()
-    ]
+    batches = []
+    for idx in groups.values():
+        x = torch.stack([inputs[i] for i in idx])
+        future = future_targets(torch.stack([targets[i] for i in idx]), net.horizon)
+        length = x.shape[1]
+        tail = round(length * validation_size)
+        # position t, step h targets row t + h: training sees rows before the tail only
+        target_row = torch.arange(length).view(-1, 1) + torch.arange(1, net.horizon + 1)
+        in_tail = (target_row >= length - tail).to(future.device).view(1, length, -1, 1)
+        nan = torch.full_like(future, float("nan"))
+        train_future = torch.where(in_tail, nan, future)
+        valid_future = torch.where(in_tail, future, nan) if tail else None
+        batches.append((x, train_future, valid_future))
+    validating = any(v is not None for _, _, v in batches)
+    best, best_weights, waited = float("inf"), None, 0
     history = []
     net.train()
     for epoch in range(max_epochs):
         total, count = 0.0, 0
         for b in torch.randperm(len(batches), generator=generator).tolist():
-            x, y = batches[b]
-            future = future_targets(y, net.horizon)
+            x, future, _ = batches[b]
             state = None
             for start in range(0, x.shape[1], chunk_length):
                 stop = start + chunk_length
@@ -166,5 +185,31 @@ def train_forecast_net(
         history.append(total / max(count, 1))
         if on_epoch is not None:
             on_epoch(epoch, history[-1])
+        if validating:
+            score = _validation_loss(net, batches)
+            if validation_history is not None:
+                validation_history.append(score)
+            if score < best:
+                best, waited = score, 0
+                best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= patience:
+                    break
+    if best_weights is not None:
+        net.load_state_dict(best_weights)
     net.eval()
     return history
+
+
+def _validation_loss(net: ForecastNet, batches) -> float:
+    """Pinball loss on the held-out tails, each series read whole (as at inference)."""
+    net.eval()
+    losses = []
+    with torch.no_grad():
+        for x, _, valid_future in batches:
+            if valid_future is not None:
+                forecast, _ = net(x)
+                losses.append(float(pinball_loss(forecast, valid_future, net.quantiles)))
+    net.train()
+    return sum(losses) / len(losses)

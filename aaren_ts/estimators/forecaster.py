@@ -79,6 +79,11 @@ class AarenForecaster(BaseForecaster):
     chunk_length : int, default 256
         Steps per truncated-backpropagation chunk.
     lr : float, default 1e-3
+    validation_size : float, default 0.0
+        Fraction of each series' tail held out for early stopping (0: train on everything
+        for ``max_epochs``). The best epoch's weights are kept.
+    patience : int, default 5
+        Epochs without validation improvement before training stops.
     update_steps : int, default 5
         With ``update(..., update_params=True)``: Adam steps (at ``lr``) on the new rows,
         read from each series' stored state, before the state advances with the new weights.
@@ -140,6 +145,8 @@ class AarenForecaster(BaseForecaster):
         max_epochs: int = 20,
         chunk_length: int = 256,
         lr: float = 1e-3,
+        validation_size: float = 0.0,
+        patience: int = 5,
         update_steps: int = 5,
         device: str = "auto",
         random_state: int | None = None,
@@ -156,6 +163,8 @@ class AarenForecaster(BaseForecaster):
         self.max_epochs = max_epochs
         self.chunk_length = chunk_length
         self.lr = lr
+        self.validation_size = validation_size
+        self.patience = patience
         self.update_steps = update_steps
         self.device = device
         self.random_state = random_state
@@ -182,6 +191,8 @@ class AarenForecaster(BaseForecaster):
             )
         if self.n_lags < 1:
             raise ValueError(f"n_lags must be at least 1, got {self.n_lags}")
+        if not 0.0 <= self.validation_size < 1.0:
+            raise ValueError(f"validation_size must be in [0, 1), got {self.validation_size}")
 
     def _scaled(self, frame: pd.DataFrame, scaling: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
         mean, std = scaling
@@ -295,6 +306,8 @@ class AarenForecaster(BaseForecaster):
                 lr=self.lr,
                 generator=generator,
                 on_epoch=report,
+                validation_size=self.validation_size,
+                patience=self.patience,
             )
             close()
         self.streams_ = {key: self._encode(key, frame, exog[key], None) for key, frame in instances}
