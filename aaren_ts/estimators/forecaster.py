@@ -201,10 +201,10 @@ class AarenForecaster(BaseForecaster):
 
     def _features(
         self, key, rows: pd.DataFrame, x: pd.DataFrame | None, previous: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Scaled targets of new rows and the network inputs for them: each row's last
-        ``n_lags`` target values (``previous`` holds the ``n_lags - 1`` before the block) and
-        the row's exogenous values."""
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Scaled targets of new rows, the network inputs for them (each row's last ``n_lags``
+        target values, ``previous`` holding the ``n_lags - 1`` before the block, and the row's
+        exogenous values), and the ``n_lags - 1`` rows the next block will need."""
         values = self._scaled(rows, self.scaling_[key])
         if previous is None:
             previous = values.new_zeros(self.n_lags - 1, values.shape[1])
@@ -212,7 +212,7 @@ class AarenForecaster(BaseForecaster):
         inputs = lagged_inputs(joined, self.n_lags)[previous.shape[0] :]
         if self.x_columns_ is not None:
             inputs = torch.cat([inputs, self._scaled(x, self.x_scaling_[key])], dim=-1)
-        return values, inputs
+        return values, inputs, joined[joined.shape[0] - (self.n_lags - 1) :]
 
     def _encode(
         self, key, frame: pd.DataFrame, x: pd.DataFrame | None, stream: dict | None, net=None
@@ -220,17 +220,12 @@ class AarenForecaster(BaseForecaster):
         """Read ``frame``'s rows after the stream's last one; return the advanced stream."""
         net = self.network_ if net is None else net
         previous, state = (None, None) if stream is None else (stream["lags"], stream["state"])
-        values, inputs = self._features(key, frame, x, previous)
-        if previous is None:
-            previous = values.new_zeros(self.n_lags - 1, values.shape[1])
+        _, inputs, lags = self._features(key, frame, x, previous)
         with torch.no_grad():
             forecast, state = net(inputs.unsqueeze(0), state)
-        history = torch.cat([previous, values], 0)[
-            values.shape[0] + previous.shape[0] - (self.n_lags - 1) :
-        ]
         return {
             "state": state,
-            "lags": history,
+            "lags": lags,
             "forecast": forecast[0, -1].cpu(),  # (H, C, Q), scaled
             "last": frame.index[-1],
         }
@@ -278,7 +273,7 @@ class AarenForecaster(BaseForecaster):
         self.x_scaling_ = {key: _standardisation(x) for key, x in exog.items() if x is not None}
         inputs, targets = [], []
         for key, frame in instances:
-            values, features = self._features(key, frame, exog[key], None)
+            values, features, _ = self._features(key, frame, exog[key], None)
             inputs.append(features)
             targets.append(values)
         seed = 0 if self.random_state is None else int(self.random_state)
@@ -397,7 +392,7 @@ class AarenForecaster(BaseForecaster):
                 losses = []
                 for key, rows in fresh.items():
                     stream = self.streams_[key]
-                    values, inputs = self._features(key, rows, exog[key], stream["lags"])
+                    values, inputs, _ = self._features(key, rows, exog[key], stream["lags"])
                     forecast, _ = net(inputs.unsqueeze(0), stream["state"])
                     target = future_targets(values.unsqueeze(0), net.horizon)
                     if not torch.isnan(target).all():
