@@ -12,8 +12,21 @@ from aaren_ts.estimators._forecast_net import (
     future_targets,
     lagged_inputs,
     pinball_loss,
-    train_forecast_net,
+    window_forecast,
 )
+from aaren_ts.estimators._forecast_training import (
+    SeriesData,
+    WindowData,
+    fit_network,
+    quantile_shifts,
+)
+
+
+def train_forecast_net(net, inputs, targets, *, chunk_length, validation_size=0.0, **kw):
+    data = SeriesData(
+        inputs, targets, net.horizon, chunk_length=chunk_length, validation_size=validation_size
+    )
+    return fit_network(net, data, **kw)
 
 
 def sine_series(n: int, period: float, phase: float, noise: float, g: torch.Generator):
@@ -99,13 +112,86 @@ def test_early_stopping_keeps_the_best_validation_epoch():
     assert len(history) < 400 and len(scores) == len(history)  # stopped early
     best_epoch = scores.index(min(scores))
     assert best_epoch == len(scores) - 4  # then 3 epochs without improvement
-    # the restored weights are the best validation epoch's, not the last epoch's
-    from aaren_ts.estimators._forecast_net import _validation_loss, future_targets
-
-    batch = torch.stack(inputs)
+    # the restored weights are the best validation epoch's, not the last epoch's: scored
+    # independently, one pass over each whole series, targets in the last 30 rows only
+    with torch.no_grad():
+        forecast, _ = net(torch.stack(inputs))
     future = future_targets(torch.stack(series), 2)
     rows = torch.arange(120).view(-1, 1) + torch.arange(1, 3)
     tail = (rows >= 90).view(1, 120, 2, 1)
     valid = torch.where(tail, future, torch.full_like(future, float("nan")))
-    restored = _validation_loss(net, [(batch, None, valid)])
+    restored = float(pinball_loss(forecast, valid, net.quantiles))
     assert restored == pytest.approx(min(scores), rel=1e-5)
+
+
+def test_window_forecast_is_invariant_to_each_windows_level_and_scale():
+    """Per-window normalisation: a window moved and stretched gives the same forecast moved
+    and stretched (in the window's units), whatever the backbone has learned."""
+    torch.manual_seed(0)
+    net = ForecastNet(6, 2, horizon=4, quantiles=[0.1, 0.5, 0.9], d_model=8, context_length=24)
+    window = torch.randn(5, 24, 2, dtype=torch.float32)
+    with torch.no_grad():
+        f, centre, scale = window_forecast(net, window, 3, independent=False)
+        g, centre2, scale2 = window_forecast(net, 4.0 * window + 7.0, 3, independent=False)
+    a = f * scale.unsqueeze(-1) + centre.unsqueeze(-1)
+    b = g * scale2.unsqueeze(-1) + centre2.unsqueeze(-1)
+    assert torch.allclose(b, 4.0 * a + 7.0, atol=1e-3)
+
+
+def test_channel_independent_window_is_each_channel_on_its_own():
+    torch.manual_seed(0)
+    net = ForecastNet(2, 1, horizon=3, quantiles=[0.5], d_model=8, context_length=16)
+    window = torch.randn(4, 16, 3)
+    with torch.no_grad():
+        joint, _, _ = window_forecast(net, window, 2, independent=True)
+        for c in range(3):
+            alone, _, _ = window_forecast(net, window[..., c : c + 1], 2, independent=True)
+            assert torch.allclose(joint[:, :, c : c + 1], alone, atol=1e-6)
+
+
+def test_future_term_reads_the_covariates_of_each_step():
+    torch.manual_seed(0)
+    net = ForecastNet(1, 2, horizon=3, quantiles=[0.2, 0.8], d_model=8, n_future=2)
+    with torch.no_grad():
+        net.future_weight.normal_()
+    future = torch.randn(3, 2)
+    term = net.future_term(future)  # (H, C, Q)
+    for h in range(3):
+        expected = (future[h] @ net.future_weight[h]).view(2, 2)
+        assert torch.allclose(term[h], expected, atol=1e-6)
+    unknown = future.clone()
+    unknown[1] = float("nan")
+    assert torch.equal(net.future_term(unknown)[1], torch.zeros(2, 2))
+
+
+def test_quantile_shifts_restore_nominal_coverage():
+    """Forecasts biased and too narrow for N(0, 1) targets: after the shifts, each level's
+    coverage on fresh draws of the same distribution is its nominal level."""
+    g = torch.Generator().manual_seed(0)
+    q = torch.tensor([0.1, 0.5, 0.9])
+    forecast = torch.tensor([-0.2, 0.3, 0.8]).expand(4000, 2, 1, 3)  # (N, H, C, Q)
+    target = torch.randn(4000, 2, 1, generator=g)
+    target[:100, 1] = float("nan")  # unobserved entries are ignored
+    shifts = quantile_shifts(forecast, target, q)
+    assert shifts.shape == (2, 3)
+    fresh = torch.randn(20000, generator=g).double()
+    for h in range(2):
+        for k in range(3):
+            coverage = (fresh <= forecast[0, h, 0, k] + shifts[h, k]).double().mean()
+            assert abs(float(coverage) - float(q[k])) < 0.02
+    few = quantile_shifts(forecast[:10], target[:10], q)
+    assert torch.equal(few, torch.zeros(2, 3, dtype=torch.float64))  # too few to calibrate
+
+
+def test_window_data_never_trains_on_the_tail():
+    values = torch.arange(40, dtype=torch.float32).view(-1, 1)
+    data = WindowData(
+        [values], horizon=3, context_length=5, n_lags=2, independent=False, validation_size=0.25
+    )
+    ahead = data.train_ends.view(-1, 1) + torch.arange(1, 4)
+    targets = data.train_targets[ahead]
+    observed = targets[~torch.isnan(targets)]
+    assert observed.max() == 29  # rows 30..39 (the last quarter) are never a training target
+    assert data.train_ends.min() == 4 and data.tail_ends.max() == 38
+    tail_targets = data.tail_targets[data.tail_ends.view(-1, 1) + torch.arange(1, 4)]
+    assert tail_targets[~torch.isnan(tail_targets)].min() == 30

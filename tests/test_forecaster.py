@@ -33,8 +33,9 @@ def one_pass_median(forecaster: AarenForecaster, y: pd.DataFrame) -> np.ndarray:
     with torch.no_grad():
         forecast, _ = forecaster.network_(inputs)
     median_index = list(forecaster.quantiles).index(0.5)
+    shifted = forecast[0, -1].numpy().astype(np.float64) + forecaster.quantile_shifts_[:, None]
     # the forecaster reads its quantiles sorted (monotone), so the reference does too
-    ordered = np.sort(forecast[0, -1].numpy().astype(np.float64), axis=-1)
+    ordered = np.sort(shifted, axis=-1)
     return ordered[:, :, median_index] * std + mean  # (H, C)
 
 
@@ -198,3 +199,105 @@ def test_early_stopping_on_a_validation_tail():
     assert len(f.loss_history_) < 300
     with pytest.raises(ValueError, match="validation_size"):
         AarenForecaster(validation_size=1.5, **TINY).fit(y, fh=[1])
+
+
+def one_window_median(forecaster: AarenForecaster, y: pd.DataFrame) -> np.ndarray:
+    """Independent path for the windowed mode: the last L rows of the whole history."""
+    from aaren_ts.estimators._forecast_net import window_forecast
+
+    mean, std = forecaster.scaling_[None]
+    scaled = (y.to_numpy() - mean) / std
+    window = torch.tensor(scaled[-forecaster.context_length :], dtype=torch.float32)
+    with torch.no_grad():
+        forecast, centre, scale = window_forecast(
+            forecaster.network_,
+            window.unsqueeze(0),
+            forecaster.n_lags,
+            forecaster.channel_independent,
+        )
+    shifted = forecast[0].numpy().astype(np.float64) + forecaster.quantile_shifts_[:, None]
+    ordered = np.sort(shifted, axis=-1)[:, :, list(forecaster.quantiles).index(0.5)]
+    return (ordered * scale[0].numpy() + centre[0].numpy()) * std + mean
+
+
+@pytest.mark.parametrize("independent", [False, True])
+def test_windowed_mode_reads_only_the_last_context_length_rows(independent):
+    rng = np.random.default_rng(0)
+    index = pd.period_range("2000-01-01", periods=160, freq="D")
+    y = pd.DataFrame(rng.normal(size=(160, 2)).cumsum(0), index=index, columns=["a", "b"])
+    f = AarenForecaster(
+        context_length=24, channel_independent=independent, max_horizon=3, **TINY
+    ).fit(y.iloc[:100])
+    np.testing.assert_allclose(
+        f.predict(fh=[1, 2, 3]), one_window_median(f, y.iloc[:100]), rtol=1e-5, atol=1e-6
+    )
+    for stop in (101, 110, 160):
+        f.update(y.iloc[:stop], update_params=False)
+        np.testing.assert_allclose(
+            f.predict(fh=[1, 2, 3]), one_window_median(f, y.iloc[:stop]), rtol=1e-5, atol=1e-6
+        )
+        assert f.streams_[None]["window"].shape == (24, 2)  # constant memory: L rows
+    # nothing before the window matters
+    other = y.iloc[:160].copy()
+    other.iloc[:100] = 0.0
+    np.testing.assert_allclose(one_window_median(f, other), one_window_median(f, y), rtol=1e-6)
+
+
+def test_channel_independent_full_history_streams_exactly():
+    rng = np.random.default_rng(1)
+    index = pd.period_range("2000-01-01", periods=120, freq="D")
+    y = pd.DataFrame(rng.normal(size=(120, 3)).cumsum(0), index=index, columns=list("abc"))
+    f = AarenForecaster(channel_independent=True, max_horizon=2, **TINY).fit(y.iloc[:80])
+    f.update(y.iloc[:95], update_params=False)
+    f.update(y, update_params=False)
+    one = AarenForecaster(channel_independent=True, max_horizon=2, **TINY).fit(y.iloc[:80])
+    state = one.network_  # same seed, same weights; read the whole history in one pass
+    mean, std = one.scaling_[None]
+    scaled = torch.tensor((y.to_numpy() - mean) / std, dtype=torch.float32)
+    tokens = lagged_inputs(scaled.T.unsqueeze(-1), one.n_lags)  # (C, T, n_lags)
+    with torch.no_grad():
+        out, _ = state(tokens)
+    ordered = np.sort(out[:, -1, :, 0, :].numpy(), axis=-1)  # (C, H, Q), monotone
+    median = ordered[:, :, list(one.quantiles).index(0.5)].T * std + mean
+    np.testing.assert_allclose(f.predict(fh=[1, 2]).to_numpy(), median, rtol=1e-5)
+    assert f.streams_[None]["lags"].shape == (f.n_lags - 1, 3)
+
+
+def known_future_data(n: int = 400, seed: int = 0):
+    """y[t] = 2 x[t] + small noise with x independent over time: only x at the forecast
+    time can tell y there (past values of y and x say nothing)."""
+    rng = np.random.default_rng(seed)
+    index = pd.period_range("2000-01-01", periods=n, freq="D")
+    x = rng.normal(size=n)
+    y = 2 * x + 0.1 * rng.normal(size=n)
+    return pd.Series(y, index=index, name="y"), pd.DataFrame({"x": x}, index=index)
+
+
+def test_known_future_exogenous_values_are_used_when_predict_has_them():
+    y, X = known_future_data()
+    params = {**TINY, "max_epochs": 30, "lr": 1e-2, "chunk_length": 32, "max_horizon": 2}
+    f = AarenForecaster(**params).fit(y.iloc[:300], X=X.iloc[:300])
+    err_future, err_blind = [], []
+    for t in range(300, 360):
+        f.update(y.iloc[: t + 1], X=X.iloc[: t + 1], update_params=False)
+        truth = y.iloc[t + 1 : t + 3].to_numpy()
+        err_future.append(np.abs(f.predict(fh=[1, 2], X=X.iloc[t + 1 : t + 3]) - truth).mean())
+        err_blind.append(np.abs(f.predict(fh=[1, 2]) - truth).mean())
+    # with X at the forecast times the error is near the noise; without, near |2x| ~ 1.6
+    assert np.mean(err_future) < 0.3 * np.mean(err_blind)
+    assert np.mean(err_blind) < 2.0  # the blind forecast stays sound (near the mean)
+
+
+def test_short_series_and_bad_parameters_are_named():
+    y = load_airline()
+    with pytest.raises(ValueError, match="fewer than the 25 the model needs"):
+        AarenForecaster(context_length=24, **TINY).fit(y.iloc[:20], fh=[1])
+    with pytest.raises(ValueError, match="fewer than the 2 the model needs"):
+        AarenForecaster(**TINY).fit(y.iloc[:1], fh=[1])
+    with pytest.raises(ValueError, match="context_length must be"):
+        AarenForecaster(context_length=1, **TINY).fit(y, fh=[1])
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        AarenForecaster(batch_size=0, **TINY).fit(y, fh=[1])
+    f = AarenForecaster(**TINY).fit(y, fh=[1])
+    with pytest.raises(ValueError, match="columns"):
+        f.update(y.to_frame("other"), update_params=False)

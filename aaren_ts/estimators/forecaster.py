@@ -3,7 +3,8 @@
 It fits one global network across every series of a panel. It forecasts every step up to
 ``max_horizon`` at once, from a multi-horizon quantile head, and ``update`` reads new
 observations through the recurrent state: O(1) time and memory per observation, no
-re-encoding, no retraining.
+re-encoding, no retraining. A windowed mode (``context_length``) reads only the last L
+observations, normalised per window, as the Time-Series-Library benchmarks do.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from ._forecast_net import (
     future_targets,
     lagged_inputs,
     pinball_loss,
-    train_forecast_net,
+    window_forecast,
 )
+from ._forecast_training import SeriesData, WindowData, fit_network, quantile_shifts
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -67,6 +69,17 @@ class AarenForecaster(BaseForecaster):
         Sequence model; everything else is identical across backbones.
     max_horizon : int, optional
         Largest forecast step. Default: the largest step of ``fh`` given to ``fit`` (1 if none).
+    context_length : int, optional
+        None (default): the whole history lives in the recurrent state; training reads each
+        series in consecutive chunks carrying the detached state, scaled with statistics of
+        the training data. An int L: each forecast reads only the last L observations,
+        normalised per window and channel (mean and standard deviation of the window), and
+        a linear map of the window is added to the head's output. ``update`` then keeps the
+        last L observations (still constant memory) and re-reads them.
+    channel_independent : bool, default False
+        Treat each channel of a multivariate series as its own univariate sequence (shared
+        weights, one state per channel), as PatchTST/DLinear do on the long-horizon
+        benchmarks. False: one sequence whose steps carry every channel.
     n_lags : int, default 4
         Recent values each step sees besides its own.
     d_model, n_layers, n_heads : int, default 32, 2, 4
@@ -76,14 +89,23 @@ class AarenForecaster(BaseForecaster):
         Levels the head learns; must contain 0.5 (the point forecast). Other levels are
         interpolated linearly between the learned ones.
     max_epochs : int, default 20
+    batch_size : int, default 64
+        Windows (windowed mode) or sequences (full history) per optimiser step.
+    windows_per_epoch : int, optional
+        Windowed mode: train each epoch on this many windows drawn at random (a fresh draw
+        every epoch) instead of all of them, to bound the cost of an epoch on long series.
     chunk_length : int, default 256
-        Steps per truncated-backpropagation chunk.
+        Steps per truncated-backpropagation chunk (full-history mode).
     lr : float, default 1e-3
     validation_size : float, default 0.0
-        Fraction of each series' tail held out for early stopping (0: train on everything
-        for ``max_epochs``). The best epoch's weights are kept.
+        Fraction of each series' tail held out for early stopping and calibration (0: train
+        on everything for ``max_epochs``). The best epoch's weights are kept.
     patience : int, default 5
         Epochs without validation improvement before training stops.
+    calibrate : bool, default True
+        With a validation tail: shift each learned quantile, per horizon step, so that its
+        coverage of the tail's observations equals its level (split-conformal
+        recalibration). Intervals then hold their nominal coverage on data like the tail.
     update_steps : int, default 5
         With ``update(..., update_params=True)``: Adam steps (at ``lr``) on the new rows,
         read from each series' stored state, before the state advances with the new weights.
@@ -94,6 +116,13 @@ class AarenForecaster(BaseForecaster):
         Seed: two fits with the same seed give identical forecasts on CPU.
     verbose : bool, default False
         Show training progress and loss per epoch (a tqdm bar when tqdm is installed).
+
+    Notes
+    -----
+    Exogenous ``X`` enters twice: its past values are part of every step's input, and its
+    values at the forecast times, when ``predict`` is given them, add a per-step linear term
+    (known-future covariates such as calendars or planned prices). Training hides the future
+    values of half its sequences, so forecasts stay sound when predict has no ``X``.
 
     Examples
     --------
@@ -115,7 +144,7 @@ class AarenForecaster(BaseForecaster):
         "y_inner_mtype": ["pd.DataFrame", "pd-multiindex", "pd_multiindex_hier"],
         "X_inner_mtype": ["pd.DataFrame", "pd-multiindex", "pd_multiindex_hier"],
         "capability:multivariate": True,
-        "capability:exogenous": True,  # past values of X enter every step's input
+        "capability:exogenous": True,  # past X in every step, future X when predict has it
         "capability:missing_values": False,
         # forecasting
         "requires-fh-in-fit": False,
@@ -136,6 +165,8 @@ class AarenForecaster(BaseForecaster):
         self,
         backbone: str = "aaren",
         max_horizon: int | None = None,
+        context_length: int | None = None,
+        channel_independent: bool = False,
         n_lags: int = 4,
         d_model: int = 32,
         n_layers: int = 2,
@@ -143,10 +174,13 @@ class AarenForecaster(BaseForecaster):
         dropout: float = 0.0,
         quantiles: tuple[float, ...] = (0.025, 0.1, 0.5, 0.9, 0.975),
         max_epochs: int = 20,
+        batch_size: int = 64,
+        windows_per_epoch: int | None = None,
         chunk_length: int = 256,
         lr: float = 1e-3,
         validation_size: float = 0.0,
         patience: int = 5,
+        calibrate: bool = True,
         update_steps: int = 5,
         device: str = "auto",
         random_state: int | None = None,
@@ -154,6 +188,8 @@ class AarenForecaster(BaseForecaster):
     ) -> None:
         self.backbone = backbone
         self.max_horizon = max_horizon
+        self.context_length = context_length
+        self.channel_independent = channel_independent
         self.n_lags = n_lags
         self.d_model = d_model
         self.n_layers = n_layers
@@ -161,17 +197,20 @@ class AarenForecaster(BaseForecaster):
         self.dropout = dropout
         self.quantiles = quantiles
         self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.windows_per_epoch = windows_per_epoch
         self.chunk_length = chunk_length
         self.lr = lr
         self.validation_size = validation_size
         self.patience = patience
+        self.calibrate = calibrate
         self.update_steps = update_steps
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
         super().__init__()
 
-    # ------------------------------------------------------------------ helpers
+    # ------------------------------------------------------------------ checks
     def _horizon(self, fh) -> int:
         if self.max_horizon is not None:
             if not isinstance(self.max_horizon, (int, np.integer)) or self.max_horizon < 1:
@@ -189,45 +228,144 @@ class AarenForecaster(BaseForecaster):
                 "quantiles must be increasing levels in (0, 1) that include 0.5, "
                 f"got {self.quantiles!r}"
             )
-        if self.n_lags < 1:
-            raise ValueError(f"n_lags must be at least 1, got {self.n_lags}")
+        for name in ("n_lags", "batch_size", "chunk_length"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
         if not 0.0 <= self.validation_size < 1.0:
             raise ValueError(f"validation_size must be in [0, 1), got {self.validation_size}")
+        per_epoch = self.windows_per_epoch
+        if per_epoch is not None and (not isinstance(per_epoch, int | np.integer) or per_epoch < 1):
+            raise ValueError(f"windows_per_epoch must be None or an int >= 1, got {per_epoch!r}")
+        length = self.context_length
+        if length is not None and (not isinstance(length, (int, np.integer)) or length < 2):
+            raise ValueError(f"context_length must be None or an int >= 2, got {length!r}")
 
+    def _min_length(self) -> int:
+        """Observations a series needs in fit: one input and one target (context_length
+        inputs in the windowed mode)."""
+        return 2 if self.context_length is None else int(self.context_length) + 1
+
+    def _validate_y(self, y: pd.DataFrame, min_length: int = 1) -> None:
+        if len(y) == 0:
+            raise ValueError("y is empty: AarenForecaster needs at least one observation")
+        values = y.to_numpy(dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError("y contains NaN or inf values; AarenForecaster needs finite data")
+        for key, frame in _split_instances(y):
+            where = "" if key is None else f" in series {key!r}"
+            if not frame.index.is_monotonic_increasing or not frame.index.is_unique:
+                raise ValueError(f"y's time index{where} must be increasing and unique")
+            if len(frame) < min_length:
+                need = (
+                    "one input and one target"
+                    if self.context_length is None
+                    else f"context_length={self.context_length} inputs and one target"
+                )
+                raise ValueError(
+                    f"y{where} has {len(frame)} observations, fewer than the {min_length} the "
+                    f"model needs ({need})"
+                )
+
+    def _exogenous(self, X, instances) -> dict:
+        """Each series' exogenous rows at its target rows (None without exogenous data)."""
+        if self.x_columns_ is None:
+            return {key: None for key, _ in instances}
+        if X is None:
+            raise ValueError("X is required: the forecaster was fitted with exogenous data")
+        self._check_x(X)
+        by_key = dict(_split_instances(X))
+        exog = {}
+        for key, frame in instances:
+            x = by_key.get(key)
+            if x is None or not frame.index.isin(x.index).all():
+                where = "" if key is None else f" of series {key!r}"
+                raise ValueError(f"X must cover every time point of y{where}")
+            exog[key] = x.loc[frame.index]
+        return exog
+
+    def _check_x(self, X: pd.DataFrame) -> None:
+        if list(X.columns) != self.x_columns_:
+            raise ValueError(f"X's columns {list(X.columns)} differ from fit's {self.x_columns_}")
+        if not np.isfinite(X.to_numpy(dtype=np.float64)).all():
+            raise ValueError("X contains NaN or inf values; AarenForecaster needs finite data")
+
+    # ------------------------------------------------------------------ features
     def _scaled(self, frame: pd.DataFrame, scaling: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
         mean, std = scaling
         values = (frame.to_numpy(dtype=np.float64) - mean) / std
         return torch.tensor(values, dtype=torch.float32).to(self._device)
 
-    def _features(
-        self, key, rows: pd.DataFrame, x: pd.DataFrame | None, previous: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Scaled targets of new rows, the network inputs for them (each row's last ``n_lags``
-        target values, ``previous`` holding the ``n_lags - 1`` before the block, and the row's
-        exogenous values), and the ``n_lags - 1`` rows the next block will need."""
-        values = self._scaled(rows, self.scaling_[key])
+    def _tokens(
+        self, values: torch.Tensor, x: torch.Tensor | None, previous: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network inputs ``(B_s, T, F)`` for scaled rows ``values`` ``(T, C)``: each row's last
+        ``n_lags`` values (``previous`` holds the ``n_lags - 1`` rows before the block) and
+        its exogenous values; ``B_s`` is 1, or C with ``channel_independent``. Also returns the
+        ``n_lags - 1`` rows the next block will need."""
         if previous is None:
             previous = values.new_zeros(self.n_lags - 1, values.shape[1])
         joined = torch.cat([previous, values], dim=0)
-        inputs = lagged_inputs(joined, self.n_lags)[previous.shape[0] :]
-        if self.x_columns_ is not None:
-            inputs = torch.cat([inputs, self._scaled(x, self.x_scaling_[key])], dim=-1)
-        return values, inputs, joined[joined.shape[0] - (self.n_lags - 1) :]
+        skip = previous.shape[0]
+        if self.channel_independent:  # each channel its own sequence, shared weights
+            tokens = lagged_inputs(joined.T.unsqueeze(-1), self.n_lags)[:, skip:]
+        else:
+            tokens = lagged_inputs(joined, self.n_lags)[skip:].unsqueeze(0)
+        if x is not None:
+            tokens = torch.cat([tokens, x.expand(tokens.shape[0], -1, -1)], dim=-1)
+        return tokens, joined[joined.shape[0] - (self.n_lags - 1) :]
 
-    def _encode(
-        self, key, frame: pd.DataFrame, x: pd.DataFrame | None, stream: dict | None, net=None
-    ) -> dict:
-        """Read ``frame``'s rows after the stream's last one; return the advanced stream."""
+    def _targets(self, values: torch.Tensor) -> torch.Tensor:
+        """``(T, C)`` -> the network's target layout ``(B_s, T, n_targets)``."""
+        return values.T.unsqueeze(-1) if self.channel_independent else values.unsqueeze(0)
+
+    def _last_forecast(self, out: torch.Tensor) -> torch.Tensor:
+        """Network output at the last position -> ``(H, C, Q)``."""
+        if self.channel_independent:  # (C, H, 1, Q)
+            return out[:, :, 0].transpose(0, 1)
+        return out[0]
+
+    def _encode(self, key, values, x, stream: dict | None, net=None) -> dict:
+        """Read new scaled rows ``values`` after ``stream``; return the advanced stream.
+
+        Full history: the rows go through the recurrence from the stored state. Windowed:
+        the stored last ``context_length`` rows are extended and the window re-read.
+        """
         net = self.network_ if net is None else net
-        previous, state = (None, None) if stream is None else (stream["lags"], stream["state"])
-        _, inputs, lags = self._features(key, frame, x, previous)
+        channels = values.shape[1]
         with torch.no_grad():
-            forecast, state = net(inputs.unsqueeze(0), state)
+            if self.context_length is None:
+                previous = None if stream is None else stream["lags"]
+                state = None if stream is None else stream["state"]
+                tokens, lags = self._tokens(values, x, previous)
+                out, state = net(tokens, state)
+                kept = {"state": state, "lags": lags}
+                forecast = self._last_forecast(out[:, -1])
+                centre = np.zeros(channels)
+                scale = np.ones(channels)
+            else:
+                if stream is not None:
+                    values = torch.cat([stream["window"], values])
+                    x = None if x is None else torch.cat([stream["x_window"], x])
+                window = values[-self.context_length :]
+                x_window = None if x is None else x[-self.context_length :]
+                kept = {"window": window, "x_window": x_window}
+                forecast, centre, scale = window_forecast(
+                    net,
+                    window.unsqueeze(0),
+                    self.n_lags,
+                    self.channel_independent,
+                    None if x_window is None else x_window.unsqueeze(0),
+                )
+                forecast = forecast[0]
+                centre = centre[0, 0].double().cpu().numpy()
+                scale = scale[0, 0].double().cpu().numpy()
         return {
-            "state": state,
-            "lags": lags,
-            "forecast": forecast[0, -1].cpu(),  # (H, C, Q), scaled
-            "last": frame.index[-1],
+            **kept,
+            "forecast": forecast.cpu(),  # (H, C, Q), network units
+            "centre": centre,  # network units -> scaled units: * scale + centre
+            "scale": scale,
+            "last": None,  # set by the caller: the last index absorbed
         }
 
     def _progress(self):
@@ -248,21 +386,43 @@ class AarenForecaster(BaseForecaster):
 
         return report, bar.close
 
-    def _validate_y(self, y: pd.DataFrame) -> None:
-        if len(y) == 0:
-            raise ValueError("y is empty: AarenForecaster needs at least one observation")
-        values = y.to_numpy(dtype=np.float64)
-        if not np.isfinite(values).all():
-            raise ValueError("y contains NaN or inf values; AarenForecaster needs finite data")
-        for key, frame in _split_instances(y):
-            if not frame.index.is_monotonic_increasing or not frame.index.is_unique:
-                where = "" if key is None else f" in series {key!r}"
-                raise ValueError(f"y's time index{where} must be increasing and unique")
+    def _training_data(self, scaled: dict, xs: dict, horizon: int):
+        keys = list(scaled)
+        futures = None if self.x_columns_ is None else [xs[k] for k in keys]
+        if self.context_length is not None:
+            return WindowData(
+                [scaled[k] for k in keys],
+                horizon,
+                int(self.context_length),
+                self.n_lags,
+                self.channel_independent,
+                inputs_x=futures,
+                futures=futures,
+                batch_size=self.batch_size,
+                validation_size=self.validation_size,
+                windows_per_epoch=self.windows_per_epoch,
+            )
+        inputs, targets, covariates = [], [], []
+        for k in keys:
+            tokens, _ = self._tokens(scaled[k], xs[k], None)
+            inputs.append(tokens)
+            targets.append(self._targets(scaled[k]))
+            if futures is not None:
+                covariates.append(xs[k].expand(tokens.shape[0], -1, -1))
+        return SeriesData(
+            inputs,
+            targets,
+            horizon,
+            futures=covariates if futures is not None else None,
+            chunk_length=self.chunk_length,
+            batch_size=self.batch_size,
+            validation_size=self.validation_size,
+        )
 
     # ------------------------------------------------------------------ sktime API
     def _fit(self, y: pd.DataFrame, X=None, fh=None):
         self._check_params()
-        self._validate_y(y)
+        self._validate_y(y, self._min_length())
         self._device = _resolve_device(self.device)
         horizon = self._horizon(fh)
         instances = _split_instances(y)
@@ -271,18 +431,20 @@ class AarenForecaster(BaseForecaster):
         exog = self._exogenous(X, instances)
         self.scaling_ = {key: _standardisation(frame) for key, frame in instances}
         self.x_scaling_ = {key: _standardisation(x) for key, x in exog.items() if x is not None}
-        inputs, targets = [], []
-        for key, frame in instances:
-            values, features, _ = self._features(key, frame, exog[key], None)
-            inputs.append(features)
-            targets.append(values)
+        scaled = {key: self._scaled(frame, self.scaling_[key]) for key, frame in instances}
+        xs = {
+            key: None if exog[key] is None else self._scaled(exog[key], self.x_scaling_[key])
+            for key, _ in instances
+        }
+        n_channels, n_x = len(self.columns_), len(self.x_columns_ or [])
+        n_targets = 1 if self.channel_independent else n_channels
         seed = 0 if self.random_state is None else int(self.random_state)
         generator = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if self.random_state is not None else torch.seed())
             self.network_ = ForecastNet(
-                n_inputs=len(self.columns_) * self.n_lags + len(self.x_columns_ or []),
-                n_targets=len(self.columns_),
+                n_inputs=n_targets * self.n_lags + n_x,
+                n_targets=n_targets,
                 horizon=horizon,
                 quantiles=self.quantiles,
                 backbone=self.backbone,
@@ -290,22 +452,29 @@ class AarenForecaster(BaseForecaster):
                 n_layers=self.n_layers,
                 n_heads=self.n_heads,
                 dropout=self.dropout,
+                n_future=n_x,
+                context_length=self.context_length,
             ).to(self._device)
+            data = self._training_data(scaled, xs, horizon)
             report, close = self._progress()
-            self.loss_history_ = train_forecast_net(
+            self.loss_history_ = fit_network(
                 self.network_,
-                inputs,
-                targets,
+                data,
                 max_epochs=self.max_epochs,
-                chunk_length=self.chunk_length,
                 lr=self.lr,
                 generator=generator,
                 on_epoch=report,
-                validation_size=self.validation_size,
                 patience=self.patience,
             )
             close()
-        self.streams_ = {key: self._encode(key, frame, exog[key], None) for key, frame in instances}
+        self.quantile_shifts_ = np.zeros((horizon, len(self.quantiles)))
+        if self.calibrate and data.validating:
+            shifts = quantile_shifts(*data.validation(self.network_), self.network_.quantiles)
+            self.quantile_shifts_ = shifts.numpy()
+        self.streams_ = {}
+        for key, frame in instances:
+            self.streams_[key] = self._encode(key, scaled[key], xs[key], None)
+            self.streams_[key]["last"] = frame.index[-1]
         return self
 
     def update(self, y, X=None, update_params=True):
@@ -321,27 +490,6 @@ class AarenForecaster(BaseForecaster):
             self.__dict__.clear()
             self.__dict__.update(snapshot)
             raise
-
-    def _exogenous(self, X, instances) -> dict:
-        """Each series' exogenous rows at its target rows (None without exogenous data)."""
-        if self.x_columns_ is None:
-            return {key: None for key, _ in instances}
-        if X is None:
-            raise ValueError("X is required: the forecaster was fitted with exogenous data")
-        if list(X.columns) != self.x_columns_:
-            raise ValueError(f"X's columns {list(X.columns)} differ from fit's {self.x_columns_}")
-        values = X.to_numpy(dtype=np.float64)
-        if not np.isfinite(values).all():
-            raise ValueError("X contains NaN or inf values; AarenForecaster needs finite data")
-        by_key = dict(_split_instances(X))
-        exog = {}
-        for key, frame in instances:
-            x = by_key.get(key)
-            if x is None or not frame.index.isin(x.index).all():
-                where = "" if key is None else f" of series {key!r}"
-                raise ValueError(f"X must cover every time point of y{where}")
-            exog[key] = x.loc[frame.index]
-        return exog
 
     def _update(self, y: pd.DataFrame, X=None, update_params=True):
         self._validate_y(y)
@@ -365,46 +513,79 @@ class AarenForecaster(BaseForecaster):
             if len(new_rows):
                 fresh[key] = new_rows
         exog = self._exogenous(X, list(fresh.items())) if fresh else {}
+        scaled = {key: self._scaled(rows, self.scaling_[key]) for key, rows in fresh.items()}
+        xs = {
+            key: None if exog[key] is None else self._scaled(exog[key], self.x_scaling_[key])
+            for key in fresh
+        }
         net = self.network_
         if update_params and self.update_steps > 0 and fresh:
-            net = self._fine_tuned(fresh, exog)
+            net = self._fine_tuned(scaled, xs)
         new_streams = dict(self.streams_)
-        for key, new_rows in fresh.items():
-            new_streams[key] = self._encode(key, new_rows, exog[key], self.streams_[key], net)
+        for key, rows in fresh.items():
+            stream = self._encode(key, scaled[key], xs[key], self.streams_[key], net)
+            stream["last"] = rows.index[-1]
+            new_streams[key] = stream
         # assigned only once everything succeeded
         self.network_, self.streams_ = net, new_streams
         return self
 
-    def _fine_tuned(self, fresh: dict, exog: dict) -> ForecastNet:
+    def _fine_tuned(self, scaled: dict, xs: dict) -> ForecastNet:
         """A copy of the network after ``update_steps`` Adam steps on the new rows.
 
-        Each series' new rows are read from its stored state, with the pinball loss on the
-        targets that fall inside the new rows. The stored states were computed with the old
-        weights; the new rows are then re-read with the new ones.
+        Full history: each series' new rows are read from its stored state, with the pinball
+        loss on the targets that fall inside the new rows. Windowed: the windows that end in
+        the stored window or the new rows and have targets among the new rows. The streams
+        are then advanced with the new weights.
         """
         net = copy.deepcopy(self.network_)
         net.train()
         optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
         seed = 0 if self.random_state is None else int(self.random_state)
+        generator = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for _ in range(self.update_steps):
-                losses = []
-                for key, rows in fresh.items():
-                    stream = self.streams_[key]
-                    values, inputs, _ = self._features(key, rows, exog[key], stream["lags"])
-                    forecast, _ = net(inputs.unsqueeze(0), stream["state"])
-                    target = future_targets(values.unsqueeze(0), net.horizon)
-                    if not torch.isnan(target).all():
-                        losses.append(pinball_loss(forecast, target, net.quantiles))
-                if not losses:
+                loss = self._new_rows_loss(net, scaled, xs, generator)
+                if loss is None:
                     break  # too few new rows to score any forecast
                 optimizer.zero_grad()
-                torch.stack(losses).mean().backward()
+                loss.backward()
                 optimizer.step()
         net.eval()
         return net
 
+    def _new_rows_loss(self, net, scaled: dict, xs: dict, generator) -> torch.Tensor | None:
+        losses = []
+        for key, values in scaled.items():
+            stream, x = self.streams_[key], xs[key]
+            if self.context_length is None:
+                tokens, _ = self._tokens(values, x, stream["lags"])
+                covariates = None if x is None else x.expand(tokens.shape[0], -1, -1)
+                future = None if x is None else future_targets(covariates, net.horizon)
+                forecast, _ = net(tokens, stream["state"], future)
+                target = future_targets(self._targets(values), net.horizon)
+                if not torch.isnan(target).all():
+                    losses.append(pinball_loss(forecast, target, net.quantiles))
+                continue
+            window = torch.cat([stream["window"], values])
+            x_all = None if x is None else torch.cat([stream["x_window"], x])
+            if stream["window"].shape[0] < self.context_length:
+                continue  # the stored window is shorter than a context: nothing to score
+            data = WindowData(
+                [window],
+                net.horizon,
+                int(self.context_length),
+                self.n_lags,
+                self.channel_independent,
+                inputs_x=None if x_all is None else [x_all],
+                futures=None if x_all is None else [x_all],
+                batch_size=max(window.shape[0], 1),
+            )
+            losses.append(next(data.epoch(net, generator)))
+        return torch.stack(losses).mean() if losses else None
+
+    # ------------------------------------------------------------------ prediction
     def _steps(self, fh) -> np.ndarray:
         steps = fh.to_relative(self.cutoff).to_numpy().astype(int)
         horizon = self.network_.horizon
@@ -415,14 +596,38 @@ class AarenForecaster(BaseForecaster):
             )
         return steps
 
-    def _quantile_frame(self, fh, levels: list[float]) -> dict[float, pd.DataFrame]:
+    def _future_term(self, key, fh, steps: np.ndarray, X) -> np.ndarray:
+        """The known-future term ``(H, 1 or C, Q)`` from X at the forecast times (0 where X
+        does not give them: the network was trained to forecast without them too)."""
+        horizon = self.network_.horizon
+        if self.x_columns_ is None or X is None:
+            return np.zeros((horizon, 1, len(self.quantiles)))
+        self._check_x(X)
+        x = dict(_split_instances(X)).get(key)
+        future = np.full((horizon, len(self.x_columns_)), np.nan)
+        if x is not None:
+            times = fh.to_absolute_index(self.cutoff)
+            mean, std = self.x_scaling_[key]
+            for step, time in zip(steps, times, strict=True):
+                if time in x.index:
+                    future[step - 1] = (x.loc[time].to_numpy(dtype=np.float64) - mean) / std
+        covariates = torch.tensor(future, dtype=torch.float32, device=self._device)
+        with torch.no_grad():
+            term = self.network_.future_term(covariates)  # (H, n_targets, Q)
+        return term.cpu().numpy().astype(np.float64)
+
+    def _quantile_frame(self, fh, levels: list[float], X=None) -> dict[float, pd.DataFrame]:
         steps = self._steps(fh)
         learned = np.asarray(self.quantiles, dtype=np.float64)
         frames: dict[float, list[pd.DataFrame]] = {q: [] for q in levels}
         for key, stream in self.streams_.items():
             mean, std = self.scaling_[key]
-            # sorting makes the learned quantiles monotone before interpolating between them
-            forecast = np.sort(stream["forecast"].numpy().astype(np.float64), axis=-1)
+            forecast = stream["forecast"].numpy().astype(np.float64)  # (H, C, Q)
+            forecast = forecast + self._future_term(key, fh, steps, X)
+            forecast = forecast + self.quantile_shifts_[:, None, :]
+            # sorting makes the quantiles monotone before interpolating between them
+            forecast = np.sort(forecast, axis=-1)
+            forecast = forecast * stream["scale"][:, None] + stream["centre"][:, None]
             chosen = forecast[steps - 1]  # (len(fh), C, Q)
             index = fh.to_absolute_index(self.cutoff)
             if key is not None:
@@ -438,11 +643,11 @@ class AarenForecaster(BaseForecaster):
         return {q: pd.concat(parts) for q, parts in frames.items()}
 
     def _predict(self, fh, X=None):
-        return self._quantile_frame(fh, [0.5])[0.5]
+        return self._quantile_frame(fh, [0.5], X)[0.5]
 
     def _predict_quantiles(self, fh, X=None, alpha=None):
         alphas = list(alpha)
-        frames = self._quantile_frame(fh, alphas)
+        frames = self._quantile_frame(fh, alphas, X)
         columns = pd.MultiIndex.from_product([self.columns_, alphas])
         out = pd.concat([frames[a] for a in alphas], axis=1, keys=alphas)
         out = out.swaplevel(0, 1, axis=1).reindex(columns=columns)

@@ -1,0 +1,362 @@
+"""Long-horizon forecasting benchmark: Aaren vs Transformer backbones, the paper's protocol.
+
+What it measures
+----------------
+For every data set, horizon, mode, backbone and seed, ``AarenForecaster`` is fitted on the
+protocol's train + validation rows (``aaren_ts.datasets.standard_split``: every channel
+standardised with train statistics; the validation rows are the estimator's early-stopping and
+calibration tail, ``validation_size``) and scored on every test window (stride 1):
+
+- MSE and MAE of the median forecast on the standardised values, averaged over all channels,
+  steps and windows (the Informer / Time-Series-Library metric);
+- the empirical coverage of the 80% and 95% intervals (quantiles 0.1/0.9 and 0.025/0.975)
+  over the same targets;
+- fit time, the time to forecast all test windows in batches, the time of one
+  ``update`` of one new observation followed by ``predict`` through sktime, and the peak
+  resident memory of the fit (each cell is a fresh subprocess).
+
+Two modes:
+
+- ``window``: ``context_length = lookback`` (96; ILI 36): each forecast reads the last
+  ``lookback`` observations, normalised per window, channel-independent: the protocol the
+  paper used.
+- ``stream``: ``context_length=None``: the whole history lives in the recurrent state; test
+  forecasts read everything before them (train, validation and earlier test rows).
+
+The test windows are scored in batches through the fitted network; each cell also checks that
+the estimator's own ``update`` + ``predict`` gives the same forecast for the first and the last
+test window (column ``check``: the largest absolute difference).
+
+Targets (issue 3)
+-----------------
+- Aaren no worse than the Transformer backbone (mean test MSE over seeds) on every data set,
+  horizon and mode.
+- ETTh1, horizon 96, window mode: test MSE <= 0.38 (published at this protocol: NHITS 0.378,
+  DLinear 0.375, Informer 0.865).
+
+Running it
+----------
+From the repository root, with the data in ``AAREN_TS_DATA``::
+
+    python benchmarks/forecasting.py                       # CPU budget: see --help
+    python benchmarks/forecasting.py --datasets ETTh1 --horizons 96 --seeds 0
+    python benchmarks/forecasting.py --quick               # tiny: checks that it works
+    python benchmarks/forecasting.py --device cuda --epochs 10 --windows-per-epoch 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+DATASETS = ["ETTh1", "ETTm1", "weather", "exchange_rate", "national_illness"]
+HORIZONS = {"national_illness": [24, 36, 48, 60]}
+DEFAULT_HORIZONS = [96, 192, 336, 720]
+LOOKBACK = {"national_illness": 36}
+DEFAULT_LOOKBACK = 96
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _median_and_levels(f, forecast, centre, scale):
+    """Network-unit forecasts ``(N, H, C, Q)`` -> (median, {level: values}) in the units the
+    estimator was fitted on, exactly as ``AarenForecaster._quantile_frame`` forms them."""
+    import torch
+
+    shifted = forecast.double() + torch.from_numpy(f.quantile_shifts_)[None, :, None, :]
+    ordered = torch.sort(shifted, dim=-1).values
+    ordered = ordered * scale.double().unsqueeze(-1) + centre.double().unsqueeze(-1)
+    mean, std = f.scaling_[None]
+    values = ordered * torch.from_numpy(std)[:, None] + torch.from_numpy(mean)[:, None]
+    levels = list(f.quantiles)
+    return values[..., levels.index(0.5)], {q: values[..., k] for k, q in enumerate(levels)}
+
+
+def _window_forecasts(f, data, ends):
+    """Window mode: every test window through ``window_forecast`` in batches."""
+    import torch
+
+    from aaren_ts.estimators._forecast_net import window_forecast
+
+    length = f.context_length
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(ends), 512):
+            e = torch.as_tensor(ends[start : start + 512])
+            rows = e.view(-1, 1) + torch.arange(1 - length, 1)
+            forecast, centre, scale = window_forecast(
+                f.network_, data[rows], f.n_lags, f.channel_independent
+            )
+            out.append((forecast, centre, scale))
+    return [torch.cat(parts) for parts in zip(*out, strict=True)]
+
+
+def _stream_forecasts(f, data, ends):
+    """Stream mode: one pass over the history, state carried in chunks, outputs kept at
+    ``ends`` (the forecasts an update-by-update stream would give there)."""
+    import torch
+
+    wanted = torch.as_tensor(ends)
+    tokens, _ = f._tokens(data[: int(wanted.max()) + 1], None, None)
+    state, kept = None, []
+    with torch.no_grad():
+        for start in range(0, tokens.shape[1], 1024):
+            out, state = f.network_(tokens[:, start : start + 1024], state)
+            inside = wanted[(wanted >= start) & (wanted < start + 1024)] - start
+            if len(inside):
+                kept.append(out[:, inside])
+    forecast = torch.cat(kept, 1)  # (B_s, N, H, n_targets, Q)
+    if f.channel_independent:
+        forecast = forecast[:, :, :, 0].permute(1, 2, 0, 3)  # (N, H, C, Q)
+    else:
+        forecast = forecast[0]
+    channels = data.shape[1]
+    zeros, ones = torch.zeros(len(ends), 1, channels), torch.ones(len(ends), 1, channels)
+    return forecast, zeros, ones
+
+
+def run_cell(spec: dict) -> dict:
+    import torch
+
+    from aaren_ts.datasets import load_forecasting, split_borders, standard_split
+    from aaren_ts.estimators import AarenForecaster
+
+    torch.set_num_threads(spec["threads"])
+    name, horizon, lookback = spec["dataset"], spec["horizon"], spec["lookback"]
+    frame = load_forecasting(name)
+    split = standard_split(name, frame, lookback)
+    # the protocol's windows are by row: a positional index (weather repeats a timestamp)
+    scaled = split.scale(frame).reset_index(drop=True)
+    (_, train_end), (_, val_end), (test_start, test_end) = split_borders(name, len(frame), lookback)
+    fit_rows = scaled.iloc[:val_end]
+    f = AarenForecaster(
+        backbone=spec["backbone"],
+        max_horizon=horizon,
+        context_length=lookback if spec["mode"] == "window" else None,
+        validation_size=(val_end - train_end) / val_end,
+        random_state=spec["seed"],
+        device=spec["device"],
+        **spec["params"],
+    )
+    rss_before = _rss_mib()
+    start = time.perf_counter()
+    f.fit(fit_rows)
+    fit_s = time.perf_counter() - start
+    peak = _peak_mib() - rss_before
+
+    mean, std = f.scaling_[None]
+    data = torch.tensor((scaled.to_numpy() - mean) / std, dtype=torch.float32)
+    ends = np.arange(test_start + lookback - 1, test_end - horizon)
+    start = time.perf_counter()
+    if spec["mode"] == "window":
+        forecast, centre, scale = _window_forecasts(f, data, ends)
+    else:
+        forecast, centre, scale = _stream_forecasts(f, data, ends)
+    median, levels = _median_and_levels(f, forecast, centre, scale)
+    eval_s = time.perf_counter() - start
+    truth = torch.tensor(scaled.to_numpy())[ends[:, None] + np.arange(1, horizon + 1)]
+    error = median - truth
+    covered = {
+        c: float(((levels[lo] <= truth) & (truth <= levels[hi])).double().mean())
+        for c, (lo, hi) in {"80": (0.1, 0.9), "95": (0.025, 0.975)}.items()
+    }
+
+    # the estimator's own path agrees at the first and the last test window
+    check = 0.0
+    steps = list(range(1, horizon + 1))
+    for k in (0, len(ends) - 1):
+        f.update(fit_rows if ends[k] < val_end else scaled.iloc[: ends[k] + 1], update_params=False)
+        got = f.predict(fh=steps).to_numpy()
+        check = max(check, float(np.abs(got - median[k].numpy()).max()))
+    # one new observation through sktime's update, then a forecast
+    start = time.perf_counter()
+    for extra in range(1, 11):
+        f.update(scaled.iloc[: ends[-1] + 1 + extra], update_params=False)
+        f.predict(fh=steps)
+    update_ms = (time.perf_counter() - start) / 10 * 1e3
+    return {
+        **{k: spec[k] for k in ("dataset", "horizon", "mode", "backbone", "seed")},
+        "mse": float((error**2).mean()),
+        "mae": float(error.abs().mean()),
+        "coverage80": covered["80"],
+        "coverage95": covered["95"],
+        "epochs": len(f.loss_history_),
+        "fit_s": fit_s,
+        "eval_s": eval_s,
+        "update_ms": update_ms,
+        "peak_mib": peak,
+        "windows": len(ends),
+        "check": check,
+    }
+
+
+def _run_in_subprocess(spec: dict) -> dict:
+    cmd = [sys.executable, __file__, "--worker", json.dumps(spec)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return {**spec, "failed": " | ".join(tail)}
+
+
+def _fmt(values: list[float], digits: int = 3) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+
+
+def report(results: list[dict], backbones: list[str]) -> list[str]:
+    lines = [
+        "| data | H | mode | backbone | seeds | MSE | MAE | cover 80% | cover 95% | epochs |"
+        " fit s | eval s | update+predict ms | fit peak MiB | check |",
+        "|" + "---|" * 15,
+    ]
+    verdicts = []
+    cells: dict[tuple, dict[str, list[dict]]] = {}
+    for r in results:
+        key = (r["dataset"], r["horizon"], r["mode"])
+        cells.setdefault(key, {}).setdefault(r["backbone"], []).append(r)
+    for (name, horizon, mode), by_backbone in cells.items():
+        means = {}
+        for backbone in backbones:
+            runs = [r for r in by_backbone.get(backbone, []) if "failed" not in r]
+            failed = [r for r in by_backbone.get(backbone, []) if "failed" in r]
+            if failed:
+                lines.append(
+                    f"| {name} | {horizon} | {mode} | {backbone} | failed: "
+                    f"{failed[0]['failed'][:80]} |" + " |" * 10
+                )
+            if not runs:
+                continue
+            col = lambda k, runs=runs: [r[k] for r in runs]  # noqa: E731
+            means[backbone] = float(np.mean(col("mse")))
+            lines.append(
+                f"| {name} | {horizon} | {mode} | {backbone} | {len(runs)} | {_fmt(col('mse'))} "
+                f"| {_fmt(col('mae'))} | {_fmt(col('coverage80'), 2)} "
+                f"| {_fmt(col('coverage95'), 2)} | {_fmt(col('epochs'), 0)} "
+                f"| {_fmt(col('fit_s'), 0)} | {_fmt(col('eval_s'), 1)} "
+                f"| {_fmt(col('update_ms'), 1)} | {_fmt(col('peak_mib'), 0)} "
+                f"| {max(col('check')):.1e} |"
+            )
+        if "aaren" in means and "transformer" in means:
+            ok = means["aaren"] <= means["transformer"]
+            verdicts.append(
+                f"{'PASS' if ok else 'FAIL'} aaren <= transformer: {name} H={horizon} {mode}: "
+                f"{means['aaren']:.4f} vs {means['transformer']:.4f}"
+            )
+        if name == "ETTh1" and horizon == 96 and mode == "window" and "aaren" in means:
+            ok = means["aaren"] <= 0.38
+            verdicts.append(
+                f"{'PASS' if ok else 'FAIL'} ETTh1 H=96 aaren MSE <= 0.38: {means['aaren']:.4f}"
+            )
+    return [*lines, "", *verdicts]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--datasets", nargs="+", default=DATASETS)
+    parser.add_argument("--horizons", nargs="+", type=int, help="default: the protocol's")
+    parser.add_argument("--modes", nargs="+", default=["window", "stream"])
+    parser.add_argument("--backbones", nargs="+", default=["aaren", "transformer"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument(
+        "--windows-per-epoch",
+        type=int,
+        default=2048,
+        help="window mode: windows per epoch (0: all of them)",
+    )
+    parser.add_argument("--d-model", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=torch_threads_default())
+    parser.add_argument("--quick", action="store_true", help="tiny budget: checks the script")
+    parser.add_argument("--json", help="also write every cell's results here")
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(run_cell(json.loads(args.worker))))
+        return
+    if args.quick:
+        args.epochs, args.windows_per_epoch, args.d_model = 1, 64, 8
+    params = {
+        "channel_independent": True,
+        "d_model": args.d_model,
+        "n_layers": 2,
+        "n_heads": 4,
+        "n_lags": 8,
+        "batch_size": 256,
+        "lr": args.lr,
+        "max_epochs": args.epochs,
+        "patience": 3,
+        "windows_per_epoch": args.windows_per_epoch or None,
+    }
+    command = "python benchmarks/forecasting.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    header = (
+        f"# aaren_ts forecasting benchmark | {platform.processor() or platform.machine()} | "
+        f"{os.cpu_count()} cpus | {args.threads} threads | device {args.device} | "
+        f"{datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}\n"
+        f"# command: {command}\n# params: {json.dumps(params)}"
+    )
+    print(header, flush=True)
+    results = []
+    for name in args.datasets:
+        lookback = LOOKBACK.get(name, DEFAULT_LOOKBACK)
+        for horizon in args.horizons or HORIZONS.get(name, DEFAULT_HORIZONS):
+            for mode in args.modes:
+                for backbone in args.backbones:
+                    for seed in args.seeds:
+                        spec = {
+                            "dataset": name,
+                            "horizon": horizon,
+                            "lookback": lookback,
+                            "mode": mode,
+                            "backbone": backbone,
+                            "seed": seed,
+                            "device": args.device,
+                            "threads": args.threads,
+                            "params": params,
+                        }
+                        result = _run_in_subprocess(spec)
+                        results.append(result)
+                        brief = result.get("failed") or (
+                            f"mse {result['mse']:.4f} mae {result['mae']:.4f} "
+                            f"cover {result['coverage80']:.2f}/{result['coverage95']:.2f} "
+                            f"fit {result['fit_s']:.0f}s"
+                        )
+                        print(
+                            f"# {name} H={horizon} {mode} {backbone} seed {seed}: {brief}",
+                            flush=True,
+                        )
+    print("\n".join(["", *report(results, args.backbones)]))
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump({"header": header, "results": results}, out, indent=1)
+
+
+def torch_threads_default() -> int:
+    return min(os.cpu_count() or 1, 8)
+
+
+if __name__ == "__main__":
+    main()
