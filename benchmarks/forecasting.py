@@ -102,7 +102,7 @@ def _window_forecasts(f, data, ends):
             e = torch.as_tensor(ends[start : start + 512])
             rows = e.view(-1, 1) + torch.arange(1 - length, 1)
             forecast, centre, scale = window_forecast(
-                f.network_, data[rows], f.n_lags, f.channel_independent
+                f.network_, data[rows], f.n_lags, f.channel_independent, stride=f.token_stride
             )
             out.append((forecast, centre, scale))
     return [torch.cat(parts) for parts in zip(*out, strict=True)]
@@ -280,15 +280,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--modes", nargs="+", default=["window", "stream"])
     parser.add_argument("--backbones", nargs="+", default=["aaren", "transformer"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=12, help="window mode: most epochs")
+    parser.add_argument("--stream-epochs", type=int, default=4, help="stream mode: most epochs")
     parser.add_argument(
         "--windows-per-epoch",
         type=int,
-        default=2048,
+        default=8192,
         help="window mode: windows per epoch (0: all of them)",
     )
     parser.add_argument("--d-model", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=torch_threads_default())
     parser.add_argument("--quick", action="store_true", help="tiny budget: checks the script")
@@ -298,25 +299,33 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(run_cell(json.loads(args.worker))))
         return
     if args.quick:
-        args.epochs, args.windows_per_epoch, args.d_model = 1, 64, 8
+        args.epochs, args.stream_epochs, args.windows_per_epoch, args.d_model = 1, 1, 64, 8
     params = {
         "channel_independent": True,
         "d_model": args.d_model,
         "n_layers": 2,
         "n_heads": 4,
-        "n_lags": 8,
-        "batch_size": 256,
+        "n_lags": 16,
+        "batch_size": 32,
         "lr": args.lr,
-        "max_epochs": args.epochs,
         "patience": 3,
+    }
+    # the window mode's tokens are overlapping patches (16 values, every 8th step); the
+    # stream mode reads every step, one sequence per channel
+    window_params = {
+        **params,
+        "max_epochs": args.epochs,
+        "token_stride": 8,
         "windows_per_epoch": args.windows_per_epoch or None,
     }
+    stream_params = {**params, "max_epochs": args.stream_epochs}
     command = "python benchmarks/forecasting.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     header = (
         f"# aaren_ts forecasting benchmark | {platform.processor() or platform.machine()} | "
         f"{os.cpu_count()} cpus | {args.threads} threads | device {args.device} | "
         f"{datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds')}\n"
-        f"# command: {command}\n# params: {json.dumps(params)}"
+        f"# command: {command}\n# window mode: {json.dumps(window_params)}\n"
+        f"# stream mode: {json.dumps(stream_params)}"
     )
     print(header, flush=True)
     results = []
@@ -335,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
                             "seed": seed,
                             "device": args.device,
                             "threads": args.threads,
-                            "params": params,
+                            "params": window_params if mode == "window" else stream_params,
                         }
                         result = _run_in_subprocess(spec)
                         results.append(result)

@@ -195,3 +195,16 @@ def test_window_data_never_trains_on_the_tail():
     assert data.train_ends.min() == 4 and data.tail_ends.max() == 38
     tail_targets = data.tail_targets[data.tail_ends.view(-1, 1) + torch.arange(1, 4)]
     assert tail_targets[~torch.isnan(tail_targets)].min() == 30
+
+
+def test_strided_tokens_are_every_strideth_step_counted_back_from_the_last():
+    torch.manual_seed(0)
+    net = ForecastNet(4, 1, horizon=2, quantiles=[0.5], d_model=8, context_length=12).eval()
+    window = torch.randn(3, 12, 1)
+    with torch.no_grad():
+        strided, centre, scale = window_forecast(net, window, 4, independent=True, stride=4)
+        normal = (window - centre) / scale
+        tokens = lagged_inputs(normal, 4)[:, [3, 7, 11]]  # patches ending at steps 3, 7, 11
+        out, _ = net(tokens)
+        expected = out[:, -1] + net.window_term(normal)
+    assert torch.allclose(strided, expected, atol=1e-6)

@@ -214,19 +214,28 @@ def one_window_median(forecaster: AarenForecaster, y: pd.DataFrame) -> np.ndarra
             window.unsqueeze(0),
             forecaster.n_lags,
             forecaster.channel_independent,
+            stride=forecaster.token_stride,
         )
     shifted = forecast[0].numpy().astype(np.float64) + forecaster.quantile_shifts_[:, None]
     ordered = np.sort(shifted, axis=-1)[:, :, list(forecaster.quantiles).index(0.5)]
     return (ordered * scale[0].numpy() + centre[0].numpy()) * std + mean
 
 
-@pytest.mark.parametrize("independent", [False, True])
-def test_windowed_mode_reads_only_the_last_context_length_rows(independent):
+@pytest.mark.parametrize(
+    ("independent", "stride"),
+    [(False, 1), (True, 1), (True, 4)],
+    ids=["mixed", "independent", "patches"],
+)
+def test_windowed_mode_reads_only_the_last_context_length_rows(independent, stride):
     rng = np.random.default_rng(0)
     index = pd.period_range("2000-01-01", periods=160, freq="D")
     y = pd.DataFrame(rng.normal(size=(160, 2)).cumsum(0), index=index, columns=["a", "b"])
     f = AarenForecaster(
-        context_length=24, channel_independent=independent, max_horizon=3, **TINY
+        context_length=24,
+        channel_independent=independent,
+        token_stride=stride,
+        max_horizon=3,
+        **{**TINY, "n_lags": max(stride, 2)},
     ).fit(y.iloc[:100])
     np.testing.assert_allclose(
         f.predict(fh=[1, 2, 3]), one_window_median(f, y.iloc[:100]), rtol=1e-5, atol=1e-6
@@ -298,6 +307,8 @@ def test_short_series_and_bad_parameters_are_named():
         AarenForecaster(context_length=1, **TINY).fit(y, fh=[1])
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         AarenForecaster(batch_size=0, **TINY).fit(y, fh=[1])
+    with pytest.raises(ValueError, match="token_stride applies to the windowed mode"):
+        AarenForecaster(token_stride=4, **TINY).fit(y, fh=[1])
     f = AarenForecaster(**TINY).fit(y, fh=[1])
     with pytest.raises(ValueError, match="columns"):
         f.update(y.to_frame("other"), update_params=False)

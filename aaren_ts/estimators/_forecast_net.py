@@ -174,6 +174,7 @@ def window_forecast(
     independent: bool,
     x: torch.Tensor | None = None,
     future: torch.Tensor | None = None,
+    stride: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The windowed mode's forecast from the last L observations only.
 
@@ -182,6 +183,9 @@ def window_forecast(
     ``(B, L, n_x)`` appended), the head reads the last step's output, the window's linear
     path and the known-future term (``future`` ``(B, H, n_future)``) are added. With
     ``independent`` each channel is its own sequence (channel-independent, shared weights).
+    ``stride`` > 1 keeps every ``stride``-th token, counted back from the window's last step
+    (with ``n_lags >= stride`` the tokens are overlapping patches, as in PatchTST): the
+    backbone reads ``L / stride`` tokens instead of L.
 
     Returns the forecast ``(B, H, C, Q)`` in window-normalised units, and the window's
     centre and scale ``(B, 1, C)``: ``forecast * scale[..., None] + centre[..., None]`` is in
@@ -198,6 +202,8 @@ def window_forecast(
     tokens = lagged_inputs(normal, n_lags)
     if x is not None:
         tokens = torch.cat([tokens, x], dim=-1)
+    if stride > 1:
+        tokens = tokens[:, torch.arange(length - 1, -1, -stride, device=tokens.device).flip(0)]
     out, _ = net(tokens)
     forecast = out[:, -1] + net.window_term(normal)
     if future is not None and net.n_future:

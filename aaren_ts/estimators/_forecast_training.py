@@ -165,8 +165,9 @@ class WindowData:
         batch_size: int = 128,
         validation_size: float = 0.0,
         windows_per_epoch: int | None = None,
+        stride: int = 1,
     ) -> None:
-        self.horizon, self.length = horizon, context_length
+        self.horizon, self.length, self.stride = horizon, context_length, stride
         self.windows_per_epoch = windows_per_epoch
         self.n_lags, self.independent = n_lags, independent
         self.batch_size = batch_size
@@ -209,7 +210,7 @@ class WindowData:
         if future_generator is not None:
             future = _hide_future(future, future_generator)
         forecast, centre, scale = window_forecast(
-            net, self.inputs[past], self.n_lags, self.independent, x, future
+            net, self.inputs[past], self.n_lags, self.independent, x, future, self.stride
         )
         return forecast, centre, scale, ahead
 
