@@ -24,7 +24,8 @@ def test_forecasting_quickstart_runs_streams_and_plots():
     plot = EXAMPLES / "forecasting_quickstart.png"
     plot.unlink(missing_ok=True)
     lines = run_example("forecasting_quickstart.py")
-    assert any(line.startswith("streamed 24 months") for line in lines)
+    for mode in ("full history", "window"):
+        assert any(line.startswith(f"[{mode}] streamed 24 months") for line in lines)
     assert plot.is_file() and plot.stat().st_size > 10_000
 
 

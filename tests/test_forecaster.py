@@ -120,9 +120,10 @@ def test_fitted_forecaster_deepcopies_and_pickles():
         pd.testing.assert_series_equal(clone.predict(), f.predict())
 
 
-def test_update_params_fine_tunes_a_bounded_number_of_steps():
+@pytest.mark.parametrize("mode", [{}, {"context_length": 24}], ids=["full-history", "windowed"])
+def test_update_params_fine_tunes_a_bounded_number_of_steps(mode):
     y = load_airline()
-    f = AarenForecaster(max_horizon=3, update_steps=3, **TINY).fit(y.iloc[:100])
+    f = AarenForecaster(max_horizon=3, update_steps=3, **mode, **TINY).fit(y.iloc[:100])
     frozen = copy.deepcopy(f)
     weights = [p.detach().clone() for p in f.network_.parameters()]
     f.update(y.iloc[:120], update_params=True)
@@ -133,7 +134,7 @@ def test_update_params_fine_tunes_a_bounded_number_of_steps():
     assert f.cutoff.equals(frozen.cutoff)  # ... and both advanced the state to the same cutoff
     assert not np.allclose(f.predict(fh=[1, 2, 3]), frozen.predict(fh=[1, 2, 3]))
     # with the new weights, the stream is exactly where reading from the old state leads
-    again = AarenForecaster(max_horizon=3, update_steps=3, **TINY).fit(y.iloc[:100])
+    again = AarenForecaster(max_horizon=3, update_steps=3, **mode, **TINY).fit(y.iloc[:100])
     again.update(y.iloc[:120], update_params=True)
     pd.testing.assert_series_equal(again.predict(fh=[1, 2, 3]), f.predict(fh=[1, 2, 3]))
 
@@ -295,6 +296,11 @@ def test_known_future_exogenous_values_are_used_when_predict_has_them():
     # with X at the forecast times the error is near the noise; without, near |2x| ~ 1.6
     assert np.mean(err_future) < 0.3 * np.mean(err_blind)
     assert np.mean(err_blind) < 2.0  # the blind forecast stays sound (near the mean)
+    fh_x = X.iloc[360:362]
+    with pytest.raises(ValueError, match="differ from fit"):
+        f.predict(fh=[1, 2], X=fh_x.rename(columns={"x": "z"}))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        f.predict(fh=[1, 2], X=fh_x.replace(fh_x.iloc[0, 0], np.inf))
 
 
 def test_short_series_and_bad_parameters_are_named():

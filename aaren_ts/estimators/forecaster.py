@@ -119,7 +119,8 @@ class AarenForecaster(BaseForecaster):
     device : str, default "auto"
         "auto" picks CUDA when present; "cuda" without a device is an error.
     random_state : int, optional
-        Seed: two fits with the same seed give identical forecasts on CPU.
+        Seed: two fits with the same seed give identical forecasts on CPU (with the same
+        number of torch threads: floating-point sums depend on it).
     verbose : bool, default False
         Show training progress and loss per epoch (a tqdm bar when tqdm is installed).
 
