@@ -309,6 +309,8 @@ def test_short_series_and_bad_parameters_are_named():
         AarenForecaster(context_length=24, **TINY).fit(y.iloc[:20], fh=[1])
     with pytest.raises(ValueError, match="fewer than the 2 the model needs"):
         AarenForecaster(**TINY).fit(y.iloc[:1], fh=[1])
+    with pytest.raises(ValueError, match="20 observations before the validation tail, fewer"):
+        AarenForecaster(context_length=24, validation_size=0.5, **TINY).fit(y.iloc[:40], fh=[1])
     with pytest.raises(ValueError, match="context_length must be"):
         AarenForecaster(context_length=1, **TINY).fit(y, fh=[1])
     with pytest.raises(ValueError, match="batch_size must be a positive int"):

@@ -38,11 +38,11 @@ def test_in_a_pipeline_with_deseasonalizer(y):
 
 
 def test_grid_search_with_the_default_loky_backend(y, cv):
-    grid = {"backbone": ["aaren", "gru"]}
+    grid = {"backbone": ["aaren", "gru"], "context_length": [None, 24]}
     search = ForecastingGridSearchCV(AarenForecaster(**TINY), cv=cv, param_grid=grid)
     search.fit(y, fh=[1, 2, 3])
     assert search.best_params_["backbone"] in grid["backbone"]
-    assert len(search.cv_results_) == 2 and np.isfinite(search.predict()).all()
+    assert len(search.cv_results_) == 4 and np.isfinite(search.predict()).all()
 
 
 @pytest.mark.parametrize("strategy", ["refit", "update", "no-update_params"])

@@ -270,16 +270,19 @@ class AarenForecaster(BaseForecaster):
             where = "" if key is None else f" in series {key!r}"
             if not frame.index.is_monotonic_increasing or not frame.index.is_unique:
                 raise ValueError(f"y's time index{where} must be increasing and unique")
-            if len(frame) < min_length:
-                need = (
-                    "one input and one target"
-                    if self.context_length is None
-                    else f"context_length={self.context_length} inputs and one target"
-                )
-                raise ValueError(
-                    f"y{where} has {len(frame)} observations, fewer than the {min_length} the "
-                    f"model needs ({need})"
-                )
+            if min_length > 1:  # fit: the rows before the validation tail must train
+                trained = len(frame) - round(len(frame) * self.validation_size)
+                if trained < min_length:
+                    need = (
+                        "one input and one target"
+                        if self.context_length is None
+                        else f"context_length={self.context_length} inputs and one target"
+                    )
+                    tail = " before the validation tail" if self.validation_size else ""
+                    raise ValueError(
+                        f"y{where} has {trained} observations{tail}, fewer than the "
+                        f"{min_length} the model needs ({need})"
+                    )
 
     def _exogenous(self, X, instances) -> dict:
         """Each series' exogenous rows at its target rows (None without exogenous data)."""
@@ -672,7 +675,8 @@ class AarenForecaster(BaseForecaster):
 
     @classmethod
     def get_test_params(cls, parameter_set="default"):
-        """Tiny settings for sktime's conformance suite (one epoch, width 8)."""
+        """Tiny settings for sktime's conformance suite (one epoch, width 8): the
+        full-history mode, a GRU, and the windowed mode with patches and calibration."""
         return [
             {"d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 1, "chunk_length": 16},
             {
@@ -681,6 +685,18 @@ class AarenForecaster(BaseForecaster):
                 "n_layers": 1,
                 "max_epochs": 1,
                 "max_horizon": 5,
+                "random_state": 0,
+            },
+            {
+                "context_length": 4,
+                "channel_independent": True,
+                "n_lags": 4,
+                "token_stride": 2,
+                "validation_size": 0.25,
+                "d_model": 8,
+                "n_layers": 1,
+                "n_heads": 2,
+                "max_epochs": 1,
                 "random_state": 0,
             },
         ]
