@@ -41,6 +41,7 @@ From the repository root, with the data in ``AAREN_TS_DATA``::
     python benchmarks/forecasting.py                       # CPU budget: see --help
     python benchmarks/forecasting.py --datasets ETTh1 --horizons 96 --seeds 0
     python benchmarks/forecasting.py --quick               # tiny: checks that it works
+    python benchmarks/forecasting.py --report benchmarks/results/forecasting_*.json
     python benchmarks/forecasting.py --device cuda --epochs 10 --windows-per-epoch 0
 """
 
@@ -294,9 +295,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=torch_threads_default())
     parser.add_argument("--quick", action="store_true", help="tiny budget: checks the script")
     parser.add_argument("--json", help="also write every cell's results here")
+    parser.add_argument("--report", nargs="+", help="print the tables of saved --json files")
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(run_cell(json.loads(args.worker))))
+        return
+    if args.report:
+        for path in args.report:
+            with open(path) as saved:
+                data = json.load(saved)
+            print(data["header"])
+            print("\n".join(["", *report(data["results"], args.backbones), ""]))
         return
     if args.quick:
         args.epochs, args.stream_epochs, args.windows_per_epoch, args.d_model = 1, 1, 64, 8
@@ -348,6 +357,9 @@ def main(argv: list[str] | None = None) -> None:
                         }
                         result = _run_in_subprocess(spec)
                         results.append(result)
+                        if args.json:  # rewritten after every cell: a stopped run keeps its cells
+                            with open(args.json, "w") as out:
+                                json.dump({"header": header, "results": results}, out, indent=1)
                         brief = result.get("failed") or (
                             f"mse {result['mse']:.4f} mae {result['mae']:.4f} "
                             f"cover {result['coverage80']:.2f}/{result['coverage95']:.2f} "
@@ -358,9 +370,6 @@ def main(argv: list[str] | None = None) -> None:
                             flush=True,
                         )
     print("\n".join(["", *report(results, args.backbones)]))
-    if args.json:
-        with open(args.json, "w") as out:
-            json.dump({"header": header, "results": results}, out, indent=1)
 
 
 def torch_threads_default() -> int:
