@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
                         brief = result.get("failed") or (
                             f"mse {result['mse']:.4f} mae {result['mae']:.4f} "
                             f"cover {result['coverage80']:.2f}/{result['coverage95']:.2f} "
-                            f"fit {result['fit_s']:.0f}s"
+                            f"fit {result['fit_s']:.0f}s check {result['check']:.1e}"
                         )
                         print(
                             f"# {name} H={horizon} {mode} {backbone} seed {seed}: {brief}",
