@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
+import pytest
 import torch
+
+# The shared benchmark data: AAREN_TS_DATA, else ../shared/data beside the checkout.
+DATA = Path(os.environ.get("AAREN_TS_DATA") or Path(__file__).resolve().parents[2] / "shared/data")
+needs_data = pytest.mark.skipif(
+    not (DATA / "forecasting").is_dir(),
+    reason="benchmark data not found: set AAREN_TS_DATA (CI sets it to ../shared/data)",
+)
 
 
 def numpy_reference(scores, values):

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import os
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import DATA, needs_data
 
 from aaren_ts.datasets import forecasting as fc
 from aaren_ts.datasets import load_forecasting, split_borders, standard_split
 
-DATA = Path(os.environ.get("AAREN_TS_DATA") or Path(__file__).resolve().parents[2] / "shared/data")
-needs_data = pytest.mark.skipif(
-    not (DATA / "forecasting").is_dir(),
-    reason="benchmark data not found: set AAREN_TS_DATA (CI sets it to ../shared/data)",
-)
 SHIPPED = {  # name: (rows, channels) from the data README
     "ETTh1": (17420, 7),
     "ETTm1": (69680, 7),

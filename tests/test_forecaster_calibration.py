@@ -8,20 +8,12 @@ the test split's observations must be within 5 points of nominal (issue 3).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
+from helpers import needs_data
 
 from aaren_ts.datasets import load_forecasting, split_borders, standard_split
 from aaren_ts.estimators import AarenForecaster
-
-DATA = Path(os.environ.get("AAREN_TS_DATA") or Path(__file__).resolve().parents[2] / "shared/data")
-needs_data = pytest.mark.skipif(
-    not (DATA / "forecasting").is_dir(),
-    reason="benchmark data not found: set AAREN_TS_DATA (CI sets it to ../shared/data)",
-)
 
 
 def coverage_on_test_split(calibrate: bool, **params) -> dict[float, float]:

@@ -313,6 +313,30 @@ class AarenForecaster(BaseForecaster):
         values = (frame.to_numpy(dtype=np.float64) - mean) / std
         return torch.tensor(values, dtype=torch.float32).to(self._device)
 
+    def _scaled_rows(self, frames: dict, exog: dict) -> tuple[dict, dict]:
+        """Each series' rows and exogenous rows, scaled with its fitted statistics."""
+        scaled = {key: self._scaled(frame, self.scaling_[key]) for key, frame in frames.items()}
+        xs = {
+            key: None if exog[key] is None else self._scaled(exog[key], self.x_scaling_[key])
+            for key in frames
+        }
+        return scaled, xs
+
+    def _window_data(self, values: list, xs: list | None, horizon: int, **kwargs) -> WindowData:
+        """Windows of ``values`` in this forecaster's windowed layout; X is both the tokens'
+        past covariates and the known-future ones."""
+        return WindowData(
+            values,
+            horizon,
+            int(self.context_length),
+            self.n_lags,
+            self.channel_independent,
+            inputs_x=xs,
+            futures=xs,
+            stride=self.token_stride,
+            **kwargs,
+        )
+
     def _tokens(
         self, values: torch.Tensor, x: torch.Tensor | None, previous: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -342,8 +366,9 @@ class AarenForecaster(BaseForecaster):
             return out[:, :, 0].transpose(0, 1)
         return out[0]
 
-    def _encode(self, key, values, x, stream: dict | None, net=None) -> dict:
-        """Read new scaled rows ``values`` after ``stream``; return the advanced stream.
+    def _encode(self, values, x, stream: dict | None, last, net=None) -> dict:
+        """Read new scaled rows ``values`` after ``stream``; return the advanced stream,
+        whose last absorbed index is ``last``.
 
         Full history: the rows go through the recurrence from the stored state. Windowed:
         the stored last ``context_length`` rows are extended and the window re-read.
@@ -383,7 +408,7 @@ class AarenForecaster(BaseForecaster):
             "forecast": forecast.cpu(),  # (H, C, Q), network units
             "centre": centre,  # network units -> scaled units: * scale + centre
             "scale": scale,
-            "last": None,  # set by the caller: the last index absorbed
+            "last": last,
         }
 
     def _progress(self):
@@ -408,18 +433,13 @@ class AarenForecaster(BaseForecaster):
         keys = list(scaled)
         futures = None if self.x_columns_ is None else [xs[k] for k in keys]
         if self.context_length is not None:
-            return WindowData(
+            return self._window_data(
                 [scaled[k] for k in keys],
+                futures,
                 horizon,
-                int(self.context_length),
-                self.n_lags,
-                self.channel_independent,
-                inputs_x=futures,
-                futures=futures,
                 batch_size=self.batch_size,
                 validation_size=self.validation_size,
                 windows_per_epoch=self.windows_per_epoch,
-                stride=self.token_stride,
             )
         inputs, targets, covariates = [], [], []
         for k in keys:
@@ -450,11 +470,7 @@ class AarenForecaster(BaseForecaster):
         exog = self._exogenous(X, instances)
         self.scaling_ = {key: _standardisation(frame) for key, frame in instances}
         self.x_scaling_ = {key: _standardisation(x) for key, x in exog.items() if x is not None}
-        scaled = {key: self._scaled(frame, self.scaling_[key]) for key, frame in instances}
-        xs = {
-            key: None if exog[key] is None else self._scaled(exog[key], self.x_scaling_[key])
-            for key, _ in instances
-        }
+        scaled, xs = self._scaled_rows(dict(instances), exog)
         n_channels, n_x = len(self.columns_), len(self.x_columns_ or [])
         n_targets = 1 if self.channel_independent else n_channels
         seed = 0 if self.random_state is None else int(self.random_state)
@@ -490,10 +506,10 @@ class AarenForecaster(BaseForecaster):
         if self.calibrate and data.validating:
             shifts = quantile_shifts(*data.validation(self.network_), self.network_.quantiles)
             self.quantile_shifts_ = shifts.numpy()
-        self.streams_ = {}
-        for key, frame in instances:
-            self.streams_[key] = self._encode(key, scaled[key], xs[key], None)
-            self.streams_[key]["last"] = frame.index[-1]
+        self.streams_ = {
+            key: self._encode(scaled[key], xs[key], None, frame.index[-1])
+            for key, frame in instances
+        }
         return self
 
     def update(self, y, X=None, update_params=True):
@@ -532,19 +548,15 @@ class AarenForecaster(BaseForecaster):
             if len(new_rows):
                 fresh[key] = new_rows
         exog = self._exogenous(X, list(fresh.items())) if fresh else {}
-        scaled = {key: self._scaled(rows, self.scaling_[key]) for key, rows in fresh.items()}
-        xs = {
-            key: None if exog[key] is None else self._scaled(exog[key], self.x_scaling_[key])
-            for key in fresh
-        }
+        scaled, xs = self._scaled_rows(fresh, exog)
         net = self.network_
         if update_params and self.update_steps > 0 and fresh:
             net = self._fine_tuned(scaled, xs)
         new_streams = dict(self.streams_)
         for key, rows in fresh.items():
-            stream = self._encode(key, scaled[key], xs[key], self.streams_[key], net)
-            stream["last"] = rows.index[-1]
-            new_streams[key] = stream
+            new_streams[key] = self._encode(
+                scaled[key], xs[key], self.streams_[key], rows.index[-1], net
+            )
         # assigned only once everything succeeded
         self.network_, self.streams_ = net, new_streams
         return self
@@ -562,48 +574,51 @@ class AarenForecaster(BaseForecaster):
         optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
         seed = 0 if self.random_state is None else int(self.random_state)
         generator = torch.Generator().manual_seed(seed)
+        scorers = self._new_rows_scorers(scaled, xs, net.horizon)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            for _ in range(self.update_steps):
-                loss = self._new_rows_loss(net, scaled, xs, generator)
-                if loss is None:
-                    break  # too few new rows to score any forecast
+            for _ in range(self.update_steps if scorers else 0):  # none: too few new rows
+                loss = torch.stack([score(net, generator) for score in scorers]).mean()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
         net.eval()
         return net
 
-    def _new_rows_loss(self, net, scaled: dict, xs: dict, generator) -> torch.Tensor | None:
-        losses = []
+    def _new_rows_scorers(self, scaled: dict, xs: dict, horizon: int) -> list:
+        """One loss function ``(net, generator) -> loss`` per series with targets among its
+        new rows; their inputs are built once, only the network changes between steps."""
+        scorers = []
         for key, values in scaled.items():
             stream, x = self.streams_[key], xs[key]
             if self.context_length is None:
                 tokens, _ = self._tokens(values, x, stream["lags"])
                 covariates = None if x is None else x.expand(tokens.shape[0], -1, -1)
-                future = None if x is None else future_targets(covariates, net.horizon)
-                forecast, _ = net(tokens, stream["state"], future)
-                target = future_targets(self._targets(values), net.horizon)
-                if not torch.isnan(target).all():
-                    losses.append(pinball_loss(forecast, target, net.quantiles))
+                future = None if x is None else future_targets(covariates, horizon)
+                target = future_targets(self._targets(values), horizon)
+                if torch.isnan(target).all():
+                    continue
+
+                def score(
+                    net,
+                    generator,
+                    tokens=tokens,
+                    state=stream["state"],
+                    future=future,
+                    target=target,
+                ):
+                    forecast, _ = net(tokens, state, future)
+                    return pinball_loss(forecast, target, net.quantiles)
+
+                scorers.append(score)
                 continue
-            window = torch.cat([stream["window"], values])
-            x_all = None if x is None else torch.cat([stream["x_window"], x])
             if stream["window"].shape[0] < self.context_length:
                 continue  # the stored window is shorter than a context: nothing to score
-            data = WindowData(
-                [window],
-                net.horizon,
-                int(self.context_length),
-                self.n_lags,
-                self.channel_independent,
-                inputs_x=None if x_all is None else [x_all],
-                futures=None if x_all is None else [x_all],
-                batch_size=max(window.shape[0], 1),
-                stride=self.token_stride,
-            )
-            losses.append(next(data.epoch(net, generator)))
-        return torch.stack(losses).mean() if losses else None
+            window = torch.cat([stream["window"], values])
+            x_all = None if x is None else [torch.cat([stream["x_window"], x])]
+            data = self._window_data([window], x_all, horizon, batch_size=window.shape[0])
+            scorers.append(lambda net, generator, data=data: next(data.epoch(net, generator)))
+        return scorers
 
     # ------------------------------------------------------------------ prediction
     def _steps(self, fh) -> np.ndarray:
@@ -616,21 +631,18 @@ class AarenForecaster(BaseForecaster):
             )
         return steps
 
-    def _future_term(self, key, fh, steps: np.ndarray, X) -> np.ndarray:
-        """The known-future term ``(H, 1 or C, Q)`` from X at the forecast times (0 where X
-        does not give them: the network was trained to forecast without them too)."""
+    def _future_term(self, key, fh, steps: np.ndarray, x: pd.DataFrame | None) -> np.ndarray:
+        """The known-future term ``(H, 1 or C, Q)`` from this series' X at the forecast times
+        (0 where X does not give them: the network was trained to forecast without them)."""
         horizon = self.network_.horizon
-        if self.x_columns_ is None or X is None:
+        if self.x_columns_ is None or x is None:
             return np.zeros((horizon, 1, len(self.quantiles)))
-        self._check_x(X)
-        x = dict(_split_instances(X)).get(key)
         future = np.full((horizon, len(self.x_columns_)), np.nan)
-        if x is not None:
-            times = fh.to_absolute_index(self.cutoff)
-            mean, std = self.x_scaling_[key]
-            for step, time in zip(steps, times, strict=True):
-                if time in x.index:
-                    future[step - 1] = (x.loc[time].to_numpy(dtype=np.float64) - mean) / std
+        times = fh.to_absolute_index(self.cutoff)
+        mean, std = self.x_scaling_[key]
+        for step, time in zip(steps, times, strict=True):
+            if time in x.index:
+                future[step - 1] = (x.loc[time].to_numpy(dtype=np.float64) - mean) / std
         covariates = torch.tensor(future, dtype=torch.float32, device=self._device)
         with torch.no_grad():
             term = self.network_.future_term(covariates)  # (H, n_targets, Q)
@@ -640,10 +652,14 @@ class AarenForecaster(BaseForecaster):
         steps = self._steps(fh)
         learned = np.asarray(self.quantiles, dtype=np.float64)
         frames: dict[float, list[pd.DataFrame]] = {q: [] for q in levels}
+        x_by_key = {}
+        if self.x_columns_ is not None and X is not None:
+            self._check_x(X)
+            x_by_key = dict(_split_instances(X))
         for key, stream in self.streams_.items():
             mean, std = self.scaling_[key]
             forecast = stream["forecast"].numpy().astype(np.float64)  # (H, C, Q)
-            forecast = forecast + self._future_term(key, fh, steps, X)
+            forecast = forecast + self._future_term(key, fh, steps, x_by_key.get(key))
             forecast = forecast + self.quantile_shifts_[:, None, :]
             # sorting makes the quantiles monotone before interpolating between them
             forecast = np.sort(forecast, axis=-1)
