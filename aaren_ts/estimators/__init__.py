@@ -1,6 +1,14 @@
 """sktime estimators built on the Aaren backbones. They import sktime; the scan core and
 layers do not."""
 
+from .classifier import AarenClassifier, ClassifierStream
 from .forecaster import AarenForecaster
+from .regressor import AarenRegressor, RegressorStream
 
-__all__ = ["AarenForecaster"]
+__all__ = [
+    "AarenClassifier",
+    "AarenForecaster",
+    "AarenRegressor",
+    "ClassifierStream",
+    "RegressorStream",
+]

@@ -1,0 +1,152 @@
+"""UEA multivariate time-series classification archive (sktime ``.ts`` files).
+
+``load_uea(name, split)`` looks for ``<Name>_<SPLIT>.ts``, in order, in
+
+1. ``$AAREN_TS_DATA`` (``<root>/classification/<Name>/``, ``<root>/<Name>/`` or ``<root>/``);
+2. the cache folder (``$AAREN_TS_CACHE``, else ``~/.cache/aaren_ts``), under
+   ``classification/<Name>/``;
+3. the archive's zip of the data set, downloaded and unpacked into the cache,
+
+and checks each file's SHA-256 against the published copy where it is known
+(``UEA_SHA256``), so a truncated or altered file is an error. The file is read by sktime's
+``load_from_tsfile``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .forecasting import cache_dir
+
+# The archive's per-data-set zips (as sktime's and aeon's loaders fetch them).
+UEA_URL = "https://timeseriesclassification.com/aeon-toolkit/{name}.zip"
+
+# SHA-256 of the .ts files as published in the archive.
+UEA_SHA256: dict[str, str] = {
+    "BasicMotions_TRAIN.ts": "8dc43cc6306cb679c888c01e26f91772ac4441a916da43bac8b79734a538b9d6",
+    "BasicMotions_TEST.ts": "79213102bc6fca1a398ad98ce1185dff0208fa3d1465e687f48288946b0ff8dc",
+    "Handwriting_TRAIN.ts": "c187e2288bd7f0667ab7453de436feeadb5dd417c5778a6c62b71852b50736cc",
+    "Handwriting_TEST.ts": "156ee781ad41d58b4e5d48a907aef956f5a3756e1ab2d796c785db1a47863524",
+    "JapaneseVowels_TRAIN.ts": "68a430eabd919cc77f40b1f5f3bc0dcafacc1486bca9260785aeb7d262cc78cd",
+    "JapaneseVowels_TEST.ts": "b3d41d6a0ca3bcad3afb9ca7d4365382aa51341e2e58bae2a574babdda5b9462",
+}
+
+
+def _file_name(name: str, split: str) -> str:
+    if not isinstance(name, str) or not name or not name.replace("_", "").isalnum():
+        raise ValueError(f"name must be a UEA data set name such as 'BasicMotions', got {name!r}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return f"{name}_{split.upper()}.ts"
+
+
+def _check(file: str, data: bytes, where: str) -> None:
+    expected = UEA_SHA256.get(file)
+    if expected is None:
+        return
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected:
+        raise ValueError(
+            f"{where} does not match the published {file}: sha256 {digest}, expected "
+            f"{expected}. Delete it (or fix AAREN_TS_DATA) to fetch a clean copy."
+        )
+
+
+def _download(name: str, folder: Path) -> None:
+    """Fetch the data set's zip, check both splits' checksums, then unpack them into
+    ``folder`` (atomically: nothing is written unless both splits are good)."""
+    url = UEA_URL.format(name=name)
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            payload = response.read()
+    except OSError as err:
+        raise OSError(f"could not download {url}: {err}") from err
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(payload))
+    except zipfile.BadZipFile as err:
+        raise ValueError(f"download of {url} is not a zip archive; nothing was saved") from err
+    members = {Path(m).name: m for m in archive.namelist()}
+    files = {}
+    for split in ("train", "test"):
+        file = _file_name(name, split)
+        if file not in members:
+            raise ValueError(f"{url} has no {file}; nothing was saved")
+        data = archive.read(members[file])
+        _check(file, data, f"{file} in {url}")
+        files[file] = data
+    folder.mkdir(parents=True, exist_ok=True)
+    for file, data in files.items():
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, folder / file)
+
+
+def uea_path(name: str, split: str = "train", download: bool = True) -> Path:
+    """The verified local ``.ts`` file of ``name``'s ``split``, downloading it if needed."""
+    file = _file_name(name, split)
+    roots = [Path(os.environ["AAREN_TS_DATA"])] if os.environ.get("AAREN_TS_DATA") else []
+    folders = [f for r in roots for f in (r / "classification" / name, r / name, r)]
+    cached = cache_dir() / "classification" / name
+    for folder in [*folders, cached]:
+        path = folder / file
+        if path.is_file():
+            _check(file, path.read_bytes(), str(path))
+            return path
+    if not download:
+        where = " or ".join(str(f / file) for f in [*folders[:1], cached])
+        raise FileNotFoundError(f"{name}: download=False; place {file} at {where}")
+    _download(name, cached)
+    return cached / file
+
+
+def load_uea(
+    name: str, split: str = "train", return_type: str | None = None, download: bool = True
+):
+    """Load one split of a UEA data set as sktime panel data.
+
+    Parameters
+    ----------
+    name : str
+        The archive's name, such as ``"JapaneseVowels"``, ``"BasicMotions"``, ``"Handwriting"``.
+    split : {"train", "test"}, default "train"
+        The archive's fixed train/test split.
+    return_type : str, optional
+        Any sktime Panel mtype. Default: ``"numpy3D"`` ``(n, channels, length)`` when every
+        series has the same length, else ``"pd-multiindex"`` (ragged series kept as they
+        are, no padding).
+    download : bool, default True
+        Fetch the archive's zip when the file is in neither ``AAREN_TS_DATA`` nor the cache.
+
+    Returns
+    -------
+    X : sktime Panel of ``return_type``
+    y : numpy.ndarray of str, the class labels
+
+    Examples
+    --------
+    >>> from aaren_ts.datasets import load_uea
+    >>> X, y = load_uea("JapaneseVowels", split="test")  # doctest: +SKIP
+    >>> X.index.nlevels, len(set(y))  # ragged: pd-multiindex  # doctest: +SKIP
+    (2, 9)
+    """
+    from sktime.datasets import load_from_tsfile
+
+    path = uea_path(name, split, download)
+    X, y = load_from_tsfile(str(path), return_data_type="pd-multiindex")
+    if return_type is None:
+        lengths = X.groupby(level=0).size()
+        return_type = "numpy3D" if lengths.nunique() == 1 else "pd-multiindex"
+    if return_type != "pd-multiindex":
+        from sktime.datatypes import convert_to
+
+        X = convert_to(X, to_type=return_type)
+    return X, np.asarray(y)

@@ -1,0 +1,280 @@
+"""What ``AarenClassifier`` and ``AarenRegressor`` share: input conversion and checks, the
+network's construction and training, sklearn compatibility, and the live-series stream.
+
+Ragged panels arrive as ``df-list`` (or ``pd-multiindex``); every series becomes a
+``(T_i, C)`` array and is read out at its own last step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ._panel_net import PanelNet, fit_panel_network, predict_outputs
+from .forecaster import _resolve_device
+
+# sklearn >= 1.9 stores these on the estimator during GridSearchCV / cross_val_score;
+# sktime's reset() (called by fit) would delete them.
+_SKLEARN_ATTRIBUTES = ("_parent_callback_ctx", "_skl_callbacks")
+
+# the panel layouts fit and predict work on (sktime converts anything else to df-list)
+PANEL_MTYPES = ["numpy3D", "pd-multiindex", "df-list"]
+
+
+def panel_arrays(X: Any) -> list[np.ndarray]:
+    """A panel in one of ``PANEL_MTYPES`` -> list of ``(T_i, C)`` float64 arrays."""
+    if isinstance(X, np.ndarray):
+        return [np.asarray(x, dtype=np.float64).T for x in X]
+    if isinstance(X, pd.DataFrame):
+        groups = X.groupby(level=0, sort=False)
+        return [frame.to_numpy(dtype=np.float64) for _, frame in groups]
+    return [frame.to_numpy(dtype=np.float64) for frame in X]
+
+
+def check_panel(series: list[np.ndarray], n_channels: int | None, name: str) -> None:
+    """Named errors for empty series, non-finite values and a changed channel count."""
+    for i, s in enumerate(series):
+        if s.shape[0] == 0:
+            raise ValueError(f"series {i} of X is empty: every series needs at least one step")
+        if not np.isfinite(s).all():
+            raise ValueError(
+                f"series {i} of X contains NaN or inf values; {name} needs finite data"
+            )
+        if n_channels is not None and s.shape[1] != n_channels:
+            raise ValueError(
+                f"X has {s.shape[1]} channels but {name} was fitted on {n_channels}; "
+                "predict needs the channels fit saw"
+            )
+
+
+def _check_positive_int(owner: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(owner, name)
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+class PanelStream:
+    """Live series read one observation at a time, each in O(1) (Aaren, GRU).
+
+    Made by the estimator's ``start_stream``; it holds the fitted network and the streams'
+    state (nothing is stored on the estimator), so many streams can run side by side.
+    ``update`` takes the next observation of every stream; after ``t`` updates the
+    predictions equal those of the estimator on the first ``t`` steps of the series.
+    """
+
+    def __init__(self, net: PanelNet, mean, std, n_streams: int, device, name: str) -> None:
+        self._net = net
+        self._mean = mean
+        self._std = std
+        self._device = device
+        self._name = name
+        self.n_streams = n_streams
+        self.n_channels = len(mean)
+        self.n_steps = 0
+        self._state = net.init_state(n_streams, device)
+        self._output: np.ndarray | None = None
+
+    def update(self, x_t) -> PanelStream:
+        """Absorb the next observation: ``(n_channels,)`` for one stream, or
+        ``(n_streams, n_channels)``. Returns the stream itself."""
+        x = np.asarray(x_t, dtype=np.float64)
+        if x.ndim == 1:
+            x = x[None, :]
+        if x.shape != (self.n_streams, self.n_channels):
+            raise ValueError(
+                f"x_t must have shape ({self.n_streams}, {self.n_channels}) "
+                f"(n_streams, n_channels), got {np.shape(x_t)}"
+            )
+        if not np.isfinite(x).all():
+            raise ValueError(f"x_t contains NaN or inf values; {self._name} needs finite data")
+        scaled = torch.tensor((x - self._mean) / self._std, dtype=torch.float32)
+        with torch.no_grad():
+            out, self._state = self._net.step(scaled.to(self._device), self._state)
+        self._output = out.double().cpu().numpy()
+        self.n_steps += 1
+        return self
+
+    def _last(self) -> np.ndarray:
+        if self._output is None:
+            raise ValueError("the stream has seen no observation yet: call update(x_t) first")
+        return self._output
+
+
+class AarenPanelMixin:
+    """Shared implementation; the classes define ``_n_outputs``, ``_targets``, ``_loss``."""
+
+    _network_name = "AarenPanel"
+
+    # ------------------------------------------------------------------ sklearn compatibility
+    def reset(self):
+        """sktime's reset, keeping the attributes sklearn >= 1.9 sets during a search."""
+        kept = {k: self.__dict__[k] for k in _SKLEARN_ATTRIBUTES if k in self.__dict__}
+        super().reset()
+        self.__dict__.update(kept)
+        return self
+
+    def fit(self, X, y):
+        """Fit to a panel ``X`` and targets ``y`` (see sktime's ``fit``).
+
+        Atomic: if fit raises, the estimator is left exactly as it was before the call.
+        """
+        snapshot = self.__dict__.copy()
+        try:
+            return super().fit(X, y)
+        except Exception:
+            self.__dict__.clear()
+            self.__dict__.update(snapshot)
+            raise
+
+    # ------------------------------------------------------------------ checks
+    def _check_params(self) -> None:
+        _check_positive_int(
+            self, "d_model", "n_layers", "n_heads", "kernel_size", "max_epochs", "batch_size"
+        )
+        _check_positive_int(self, "patience")
+        if self.d_model % self.n_heads and self.backbone != "gru":
+            raise ValueError(f"n_heads={self.n_heads} must divide d_model={self.d_model}")
+        if not 0.0 <= self.validation_size < 1.0:
+            raise ValueError(f"validation_size must be in [0, 1), got {self.validation_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def _series(self, X, fitted: bool) -> list[np.ndarray]:
+        series = panel_arrays(X)
+        name = type(self).__name__
+        check_panel(series, self.n_channels_ if fitted else None, name)
+        if not fitted:
+            return series
+        return [(s - self.mean_) / self.std_ for s in series]
+
+    # ------------------------------------------------------------------ training
+    def _split(self, n: int, rng: np.random.RandomState, y) -> tuple[np.ndarray, np.ndarray]:
+        """Indices of the training and validation series (no validation: all train)."""
+        n_val = round(n * self.validation_size)
+        order = rng.permutation(n)
+        if n_val == 0 or n - n_val < 1:
+            return order, order[:0]
+        return order[n_val:], order[:n_val]
+
+    def _progress(self) -> tuple[Callable | None, Callable[[], None]]:
+        """Per-epoch reporting for ``verbose=True``: a tqdm bar when tqdm is installed."""
+        if not self.verbose:
+            return None, lambda: None
+        name = f"{type(self).__name__} ({self.backbone})"
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+
+            def report_print(epoch: int, loss: float, val: float | None) -> None:
+                extra = "" if val is None else f", validation {val:.4f}"
+                print(f"{name} epoch {epoch + 1}/{self.max_epochs}: loss {loss:.4f}{extra}")
+
+            return report_print, lambda: None
+        bar = tqdm(total=self.max_epochs, desc=name, unit="epoch")
+
+        def report(epoch: int, loss: float, val: float | None) -> None:
+            bar.update(1)
+            post = {"loss": f"{loss:.4f}"}
+            if val is not None:
+                post["val"] = f"{val:.4f}"
+            bar.set_postfix(post)
+
+        return report, bar.close
+
+    def _fit_network(self, X, targets: torch.Tensor, y_for_split) -> None:
+        self._check_params()
+        series = self._series(X, fitted=False)
+        self._device = _resolve_device(self.device)
+        stacked = np.concatenate(series)
+        std = stacked.std(0)
+        self.n_channels_ = stacked.shape[1]
+        self.mean_, self.std_ = stacked.mean(0), np.where(std > 0, std, 1.0)
+        series = [(s - self.mean_) / self.std_ for s in series]
+        seed = 0 if self.random_state is None else int(self.random_state)
+        rng = np.random.RandomState(seed if self.random_state is not None else None)
+        train, val = self._split(len(series), rng, y_for_split)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed if self.random_state is not None else torch.seed())
+            self.network_ = PanelNet(
+                n_channels=self.n_channels_,
+                n_outputs=self._n_outputs(),
+                backbone=self.backbone,
+                d_model=self.d_model,
+                n_layers=self.n_layers,
+                n_heads=self.n_heads,
+                dropout=self.dropout,
+                kernel_size=self.kernel_size,
+            ).to(self._device)
+            validation = None
+            if len(val):
+                validation = ([series[i] for i in val], targets[torch.as_tensor(val)])
+            report, close = self._progress()
+            self.loss_history_, self.validation_history_ = fit_panel_network(
+                self.network_,
+                [series[i] for i in train],
+                targets[torch.as_tensor(train)],
+                self._loss(),
+                device=self._device,
+                max_epochs=self.max_epochs,
+                batch_size=self.batch_size,
+                lr=self.lr,
+                weight_decay=self.weight_decay,
+                generator=generator,
+                validation=validation,
+                patience=self.patience,
+                on_epoch=report,
+            )
+            close()
+        self.n_epochs_ = len(self.loss_history_)
+
+    # ------------------------------------------------------------------ prediction
+    def _outputs(self, X, every_step: bool = False) -> list[np.ndarray]:
+        return predict_outputs(
+            self.network_, self._series(X, True), self._device, every_step=every_step
+        )
+
+    def _prefix_outputs(self, X) -> np.ndarray:
+        """``(n_instances, T_max, K)`` outputs after every step, NaN after a series ends."""
+        outputs = self._outputs(X, every_step=True)
+        longest = max(len(o) for o in outputs)
+        out = np.full((len(outputs), longest, outputs[0].shape[1]), np.nan)
+        for i, o in enumerate(outputs):
+            out[i, : len(o)] = o
+        return out
+
+    def _start_stream(self, n_streams: int, cls: type[PanelStream]) -> PanelStream:
+        self.check_is_fitted()
+        if isinstance(n_streams, bool) or not isinstance(n_streams, (int, np.integer)):
+            raise TypeError(f"n_streams must be an int, got {n_streams!r}")
+        if n_streams < 1:
+            raise ValueError(f"n_streams must be >= 1, got {n_streams}")
+        if getattr(self, "network_", None) is None:
+            raise ValueError(
+                f"{type(self).__name__} was fitted without a network (a single label): "
+                "there is nothing to stream"
+            )
+        stream = cls(
+            self.network_, self.mean_, self.std_, int(n_streams), self._device, type(self).__name__
+        )
+        self._decorate_stream(stream)
+        return stream
+
+    def _decorate_stream(self, stream: PanelStream) -> None:
+        """Hook for the subclass to hand the stream what it needs to read its outputs."""
+
+    @staticmethod
+    def _sklearn_tags(estimator_type: str):
+        from sklearn.utils import ClassifierTags, RegressorTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type=estimator_type,
+            target_tags=TargetTags(required=True),
+            classifier_tags=ClassifierTags() if estimator_type == "classifier" else None,
+            regressor_tags=RegressorTags() if estimator_type == "regressor" else None,
+        )

@@ -1,0 +1,199 @@
+"""The network behind the panel estimators, and its training loop.
+
+``PanelNet`` reads a multivariate series step by step: a causal convolution embeds each step
+with the ``kernel_size - 1`` steps before it, a causal backbone reads the embedded sequence,
+and a linear head emits outputs (class logits, or a regression value) at EVERY step. The
+output at step ``t`` depends on steps ``0..t`` only, so:
+
+- a series is read out at its own last step, and right-padding a batch of ragged series
+  changes nothing (no padding artefacts);
+- the outputs at every step of one parallel pass are the predictions after every prefix;
+- ``step`` continues a series one observation at a time with a constant-size state (the last
+  ``kernel_size - 1`` inputs and the backbone's state), and gives the same outputs.
+
+Training (``fit_panel_network``) uses the loss at each series' last step, AdamW, shuffled
+mini-batches padded to their longest series, and optional early stopping on held-out series.
+
+Pure torch: no sktime here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn import make_backbone
+
+
+class PanelNet(nn.Module):
+    """Causal convolution -> backbone -> linear head at every step.
+
+    Parameters
+    ----------
+    n_channels : int
+        Channels of the input series.
+    n_outputs : int
+        Outputs per step (classes, or 1 for regression).
+    backbone : {"aaren", "transformer", "gru"}
+    d_model, n_layers, n_heads : int
+    dropout : float
+    kernel_size : int
+        Steps each embedding reads (the step and ``kernel_size - 1`` before it).
+    """
+
+    def __init__(
+        self,
+        n_channels: int,
+        n_outputs: int,
+        backbone: str = "aaren",
+        d_model: int = 64,
+        n_layers: int = 2,
+        n_heads: int = 4,
+        dropout: float = 0.0,
+        kernel_size: int = 3,
+    ) -> None:
+        super().__init__()
+        self.n_channels = n_channels
+        self.kernel_size = kernel_size
+        self.embed = nn.Conv1d(n_channels, d_model, kernel_size)
+        self.backbone = make_backbone(backbone, d_model, n_layers, n_heads, dropout=dropout)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(d_model, n_outputs)
+
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, C)`` -> ``(B, T, d_model)``, causal (zeros before the first step)."""
+        x = F.pad(x.transpose(1, 2), (self.kernel_size - 1, 0))
+        return self.embed(x).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs after every prefix: ``(B, T, C)`` -> ``(B, T, n_outputs)``."""
+        y, _ = self.backbone(self._embed(x))
+        return self.head(self.dropout(y))
+
+    def init_state(self, batch: int, device: torch.device | str | None = None) -> tuple:
+        """The state before any step: ``(last kernel_size - 1 inputs, backbone state)``."""
+        ref = self.head.weight
+        device = device if device is not None else ref.device
+        window = torch.zeros(batch, self.kernel_size - 1, self.n_channels, device=device)
+        return window, self.backbone.init_state(batch, device, ref.dtype)
+
+    def step(self, x_t: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+        """One step ``(B, C)`` -> ``(outputs (B, n_outputs), state)``, constant cost for the
+        Aaren and GRU backbones (the Transformer's cache grows)."""
+        window, inner = state
+        window = torch.cat([window, x_t.unsqueeze(1)], dim=1)  # (B, kernel_size, C)
+        e = self.embed(window.transpose(1, 2)).squeeze(-1)
+        y, inner = self.backbone.step(e, inner)
+        return self.head(self.dropout(y)), (window[:, 1:], inner)
+
+
+def pad_batch(
+    series: Sequence[np.ndarray], device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad ``(T_i, C)`` arrays with zeros: ``(B, T_max, C)`` float32 and lengths ``(B,)``."""
+    lengths = torch.tensor([len(s) for s in series], dtype=torch.long)
+    out = np.zeros((len(series), int(lengths.max()), series[0].shape[1]), dtype=np.float32)
+    for i, s in enumerate(series):
+        out[i, : len(s)] = s
+    return torch.from_numpy(out).to(device), lengths.to(device)
+
+
+def last_outputs(outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Each series' output at its own last step: ``(B, T, K)`` -> ``(B, K)``."""
+    return outputs[torch.arange(outputs.shape[0], device=outputs.device), lengths - 1]
+
+
+@torch.no_grad()
+def predict_outputs(
+    net: PanelNet,
+    series: Sequence[np.ndarray],
+    device: torch.device,
+    batch_size: int = 256,
+    every_step: bool = False,
+) -> list[np.ndarray]:
+    """Outputs of each series at its last step ``(K,)``, or at every step ``(T_i, K)``.
+
+    Series are batched by length (similar lengths together) to keep padding small; the
+    result is in the input order.
+    """
+    net.eval()
+    order = np.argsort([len(s) for s in series], kind="stable")
+    results: list[Any] = [None] * len(series)
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        x, lengths = pad_batch([series[i] for i in idx], device)
+        outputs = net(x).double().cpu()
+        for row, i in enumerate(idx):
+            n = int(lengths[row])
+            results[i] = outputs[row, :n].numpy() if every_step else outputs[row, n - 1].numpy()
+    return results
+
+
+def fit_panel_network(
+    net: PanelNet,
+    series: Sequence[np.ndarray],
+    targets: torch.Tensor,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    device: torch.device,
+    max_epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    generator: torch.Generator,
+    validation: tuple[Sequence[np.ndarray], torch.Tensor] | None = None,
+    patience: int = 10,
+    on_epoch: Callable[[int, float, float | None], None] | None = None,
+) -> tuple[list[float], list[float]]:
+    """AdamW on the loss at each series' last step; returns (train, validation) losses.
+
+    ``targets`` ``(N, ...)`` lines up with ``series``. With ``validation`` (held-out series
+    and targets), each epoch is scored on it; training stops after ``patience`` epochs
+    without improvement, and the best epoch's weights are restored.
+    """
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    targets = targets.to(device)
+    history: list[float] = []
+    val_history: list[float] = []
+    best, best_weights, waited = float("inf"), None, 0
+    if validation is not None:
+        val_x, val_lengths = pad_batch(validation[0], device)
+        val_y = validation[1].to(device)
+    for epoch in range(max_epochs):
+        net.train()
+        order = torch.randperm(len(series), generator=generator).tolist()
+        total, count = 0.0, 0
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            x, lengths = pad_batch([series[i] for i in idx], device)
+            loss = loss_fn(last_outputs(net(x), lengths), targets[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+        history.append(total / max(count, 1))
+        score = None
+        if validation is not None:
+            net.eval()
+            with torch.no_grad():
+                score = float(loss_fn(last_outputs(net(val_x), val_lengths), val_y))
+            val_history.append(score)
+            if score < best:
+                best, waited = score, 0
+                best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            else:
+                waited += 1
+        if on_epoch is not None:
+            on_epoch(epoch, history[-1], score)
+        if validation is not None and waited >= patience:
+            break
+    if best_weights is not None:
+        net.load_state_dict(best_weights)
+    net.eval()
+    return history, val_history

@@ -1,0 +1,285 @@
+"""AarenClassifier: ragged input without padding artefacts, early (prefix) and streaming
+prediction against independent references, seeding, learning, class weights, bad input, and
+sklearn/sktime tuning tools."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from aaren_ts.estimators import AarenClassifier
+
+TINY = {"d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 2, "random_state": 0}
+
+
+def ramps(n: int, seed: int, lengths=(6, 18)) -> tuple[list[pd.DataFrame], np.ndarray]:
+    """Ragged 2-channel series; class "up" rises on channel 0, "down" falls (plus noise)."""
+    rng = np.random.default_rng(seed)
+    series, labels = [], []
+    for i in range(n):
+        length = int(rng.integers(*lengths))
+        up = i % 2 == 0
+        t = np.linspace(-1, 1, length) * (1 if up else -1)
+        values = np.stack([t, rng.normal(size=length)], axis=1) + 0.3 * rng.normal(size=(length, 2))
+        series.append(pd.DataFrame(values, columns=["a", "b"]))
+        labels.append("up" if up else "down")
+    return series, np.array(labels)
+
+
+def as_multiindex(series: list[pd.DataFrame]) -> pd.DataFrame:
+    return pd.concat(series, keys=range(len(series)), names=["instance", "time"])
+
+
+@pytest.fixture(scope="module")
+def ragged():
+    return ramps(40, seed=0)
+
+
+@pytest.fixture(scope="module", params=["aaren", "transformer", "gru"])
+def fitted(request, ragged):
+    series, labels = ragged
+    clf = AarenClassifier(backbone=request.param, **TINY)
+    return clf.fit(as_multiindex(series), labels)
+
+
+def test_ragged_series_read_at_their_own_end(fitted, ragged):
+    """A series gets the same probabilities alone as inside a ragged batch (no padding
+    artefacts), whatever panel layout carries it."""
+    series, _ = ragged
+    batch = fitted.predict_proba(as_multiindex(series[:12]))
+    alone = np.concatenate([fitted.predict_proba(as_multiindex([s])) for s in series[:12]])
+    assert len({len(s) for s in series[:12]}) > 3  # genuinely ragged
+    np.testing.assert_allclose(batch, alone, atol=1e-5)
+    np.testing.assert_allclose(fitted.predict_proba(series[:12]), batch, atol=1e-6)  # df-list
+    np.testing.assert_allclose(batch.sum(1), 1.0, atol=1e-6)
+
+
+def test_prefix_pass_equals_each_truncated_series(fitted, ragged):
+    series, _ = ragged
+    prefix = fitted.predict_proba_prefix(as_multiindex(series[:5]))
+    longest = max(len(s) for s in series[:5])
+    assert prefix.shape == (5, longest, 2)
+    for i, s in enumerate(series[:5]):
+        truncated = [s.iloc[: t + 1].reset_index(drop=True) for t in range(len(s))]
+        expected = fitted.predict_proba(as_multiindex(truncated))
+        np.testing.assert_allclose(prefix[i, : len(s)], expected, atol=1e-5)
+        assert np.isnan(prefix[i, len(s) :]).all()  # past the end of the series
+
+
+def test_stream_equals_prefix_pass(fitted, ragged):
+    """Two live series stepped together (one update each per step) match the prefix pass at
+    every step, and the stream's state is its own (a second stream is independent)."""
+    series, _ = ragged
+    a, b = (s.to_numpy() for s in series[:2])
+    n = min(len(a), len(b))
+    prefix = fitted.predict_proba_prefix(as_multiindex(series[:2]))
+    stream = fitted.start_stream(2)
+    single = fitted.start_stream()
+    with pytest.raises(ValueError, match="no observation yet"):
+        stream.predict_proba()
+    for t in range(n):
+        proba = stream.update(np.stack([a[t], b[t]])).predict_proba()
+        np.testing.assert_allclose(proba, prefix[:, t], atol=1e-5)
+        np.testing.assert_allclose(single.update(b[t]).predict_proba()[0], prefix[1, t], atol=1e-5)
+    assert stream.n_steps == n
+    assert list(stream.predict()) == list(fitted.classes_[prefix[:, n - 1].argmax(1)])
+
+
+def test_stream_state_is_constant_size_for_aaren(ragged):
+    series, labels = ragged
+    clf = AarenClassifier(**TINY).fit(as_multiindex(series), labels)
+    stream = clf.start_stream()
+
+    def size():
+        return sum(t.numel() for t in _tensors(stream._state))
+
+    stream.update(series[0].to_numpy()[0])
+    first = size()
+    for _ in range(50):
+        stream.update(series[0].to_numpy()[1])
+    assert size() == first
+
+
+def _tensors(state):
+    if isinstance(state, torch.Tensor):
+        yield state
+    elif isinstance(state, (tuple, list)):
+        for s in state:
+            yield from _tensors(s)
+
+
+def test_same_seed_same_predictions_other_seed_differs(ragged):
+    series, labels = ragged
+    X = as_multiindex(series)
+    p1 = AarenClassifier(**TINY).fit(X, labels).predict_proba(X)
+    p2 = AarenClassifier(**TINY).fit(X, labels).predict_proba(X)
+    p3 = AarenClassifier(**{**TINY, "random_state": 1}).fit(X, labels).predict_proba(X)
+    np.testing.assert_array_equal(p1, p2)
+    assert np.abs(p1 - p3).max() > 1e-4
+
+
+def test_learns_a_known_rule_on_ragged_series():
+    """Rising vs falling series (ragged lengths): held-out accuracy near perfect."""
+    train, y_train = ramps(80, seed=1)
+    test, y_test = ramps(60, seed=2)
+    clf = AarenClassifier(d_model=16, n_layers=1, max_epochs=30, random_state=0)
+    clf.fit(as_multiindex(train), y_train)
+    assert (clf.predict(as_multiindex(test)) == y_test).mean() >= 0.95
+    assert clf.loss_history_[-1] < clf.loss_history_[0] / 2
+    assert set(clf.classes_) == {"up", "down"}
+
+
+def test_early_stopping_holds_out_stratified_series_and_keeps_the_best():
+    """Labels unrelated to the series: the held-out loss soon stops improving."""
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(40, 2, 10)), np.array(["a", "b"] * 20)
+    clf = AarenClassifier(
+        d_model=16,
+        n_layers=1,
+        max_epochs=60,
+        lr=1e-2,
+        validation_size=0.25,
+        patience=3,
+        random_state=0,
+    )
+    clf.fit(X, y)
+    history = clf.validation_history_
+    assert len(history) == clf.n_epochs_ == len(clf.loss_history_)
+    assert clf.n_epochs_ < 60  # stopped early, `patience` epochs after the best one
+    assert int(np.argmin(history)) == len(history) - 1 - 3
+    # the best epoch's weights were restored: the held-out loss is the best one again
+    val = clf._split(40, np.random.RandomState(0), np.arange(40) % 2)[1]
+    proba = clf.predict_proba(X[val])
+    codes = (y[val] == "b").astype(int)
+    loss = -np.log(proba[np.arange(len(val)), codes]).mean()
+    assert abs(loss - min(history)) < 1e-5
+
+
+def test_class_weight_shifts_predictions_towards_the_weighted_class():
+    """Noise-only features: the weighted class's probability rises with its weight."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2, 8))
+    y = np.array(["a"] * 20 + ["b"] * 20)
+    base = {"d_model": 8, "n_layers": 1, "max_epochs": 15, "random_state": 0}
+    plain = AarenClassifier(**base).fit(X, y).predict_proba(X)[:, 1].mean()
+    heavy = AarenClassifier(**base, class_weight={"b": 5.0}).fit(X, y).predict_proba(X)[:, 1]
+    assert heavy.mean() > plain + 0.1
+    balanced = AarenClassifier(**base, class_weight="balanced").fit(X[:30], y[:30])
+    assert balanced.predict_proba(X).shape == (40, 2)
+    with pytest.raises(ValueError, match="labels not seen in y"):
+        AarenClassifier(**base, class_weight={"c": 2.0}).fit(X, y)
+    with pytest.raises(ValueError, match="class_weight must be None, 'balanced' or a dict"):
+        AarenClassifier(**base, class_weight="heavy").fit(X, y)
+
+
+# ---------------------------------------------------------------------- bad input
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 3, 10))
+    y = np.array(["p", "q", "r"] * 4)
+    return X, y, AarenClassifier(**TINY).fit(X, y)
+
+
+def test_nan_and_inf_are_named(small):
+    X, y, clf = small
+    bad = X.copy()
+    bad[2, 1, 4] = np.nan
+    with pytest.raises(ValueError, match="missing values"):
+        AarenClassifier(**TINY).fit(bad, y)
+    bad[2, 1, 4] = np.inf
+    with pytest.raises(ValueError, match="series 2 of X contains NaN or inf"):
+        AarenClassifier(**TINY).fit(bad, y)
+    with pytest.raises(ValueError, match="series 2 of X contains NaN or inf"):
+        clf.predict(bad)
+
+
+def test_channel_mismatch_and_empty_series_are_named(small):
+    X, _, clf = small
+    with pytest.raises(ValueError, match="X has 2 channels but AarenClassifier was fitted on 3"):
+        clf.predict_proba(X[:, :2])
+    with pytest.raises(ValueError, match="X has 2 channels"):
+        clf.predict_proba_prefix(X[:, :2])
+    empty = [pd.DataFrame(np.zeros((0, 3))), pd.DataFrame(np.ones((4, 3)))]
+    with pytest.raises(ValueError, match="empty"):
+        clf.predict(empty)
+    stream = clf.start_stream()
+    with pytest.raises(ValueError, match=r"x_t must have shape \(1, 3\)"):
+        stream.update(np.zeros(2))
+    with pytest.raises(ValueError, match="x_t contains NaN"):
+        stream.update(np.array([0.0, np.nan, 1.0]))
+    with pytest.raises(ValueError, match="n_streams must be >= 1"):
+        clf.start_stream(0)
+
+
+def test_single_class_warns_and_predicts_it(small):
+    X, _, _ = small
+    clf = AarenClassifier(**TINY)
+    with pytest.warns(UserWarning, match="single label"):
+        clf.fit(X, np.array(["only"] * len(X)))
+    assert list(clf.predict(X[:2])) == ["only", "only"]
+    with pytest.raises(ValueError, match="nothing to stream"):
+        clf.start_stream()
+
+
+def test_failed_fit_leaves_the_fitted_estimator_unchanged(small):
+    X, y, clf = small
+    before = clf.predict_proba(X)
+    network = clf.network_
+    bad = X.copy()
+    bad[0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        clf.fit(bad, y)
+    with pytest.raises(ValueError, match="Mismatch in number of cases"):
+        clf.fit(X, y[:-1])  # sktime's own check, after its reset()
+    assert clf.network_ is network and clf.is_fitted
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({"backbone": "lstm"}, "backbone must be one of"),
+        ({"max_epochs": 0}, "max_epochs must be a positive int"),
+        ({"validation_size": 1.0}, "validation_size must be in"),
+        (
+            {"device": "cuda"} if not torch.cuda.is_available() else {"kernel_size": 0},
+            "cuda|kernel",
+        ),
+    ],
+)
+def test_bad_parameters_are_named(small, params, match):
+    X, y, _ = small
+    with pytest.raises(ValueError, match=match):
+        AarenClassifier(**{**TINY, **params}).fit(X, y)
+
+
+# ---------------------------------------------------------------------- tuning tools
+def test_sklearn_grid_search_cross_val_score_and_pipeline(small):
+    from sklearn.model_selection import GridSearchCV, cross_val_score
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y, _ = small
+    search = GridSearchCV(AarenClassifier(**TINY), {"d_model": [4, 8]}, cv=2)
+    search.fit(X, y)
+    assert search.best_params_["d_model"] in (4, 8)
+    assert search.predict(X).shape == (12,)
+    scores = cross_val_score(AarenClassifier(**TINY), X, y, cv=3)
+    assert scores.shape == (3,) and ((0 <= scores) & (scores <= 1)).all()
+    pipe = Pipeline([("scale", FunctionTransformer(np.tanh)), ("clf", AarenClassifier(**TINY))])
+    pipe.fit(X, y)
+    direct = AarenClassifier(**TINY).fit(np.tanh(X), y)
+    np.testing.assert_array_equal(pipe.predict_proba(X), direct.predict_proba(np.tanh(X)))
+
+
+def test_sktime_grid_search(small):
+    from sktime.classification.model_selection import TSCGridSearchCV
+
+    X, y, _ = small
+    search = TSCGridSearchCV(AarenClassifier(**TINY), {"backbone": ["aaren", "gru"]}, cv=2)
+    search.fit(X, y)
+    assert search.best_params_["backbone"] in ("aaren", "gru")
+    assert search.predict(X).shape == (12,)
