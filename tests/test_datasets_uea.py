@@ -1,0 +1,118 @@
+"""UEA loader: checksummed local files, ragged output kept ragged, the zip download path."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import DATA
+
+from aaren_ts.datasets import load_uea, uea
+from aaren_ts.datasets import uea_path as find
+
+needs_uea = pytest.mark.skipif(
+    not (DATA / "classification").is_dir(),
+    reason="benchmark data not found: set AAREN_TS_DATA (CI sets it to ../shared/data)",
+)
+
+SHIPPED = {  # name: (train cases, test cases, channels, length or None if ragged, classes)
+    "JapaneseVowels": (270, 370, 12, None, 9),
+    "BasicMotions": (40, 40, 6, 100, 4),
+    "Handwriting": (150, 850, 3, 152, 26),
+}
+
+
+@pytest.fixture
+def data_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("AAREN_TS_DATA", str(DATA))
+    monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
+
+
+@needs_uea
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_sets_load_verified(data_env, name):
+    n_train, n_test, channels, length, classes = SHIPPED[name]
+    X, y = load_uea(name, "train")
+    X_test, y_test = load_uea(name, "test")
+    assert (len(y), len(y_test)) == (n_train, n_test)
+    assert len(set(y)) == classes and set(y_test) <= set(y)
+    if length is None:  # ragged: kept as a pd-multiindex frame, no padding
+        lengths = X.groupby(level=0).size()
+        assert X.shape[1] == channels and lengths.min() == 7 and lengths.max() <= 29
+        assert not X.isna().any().any()
+    else:
+        assert isinstance(X, np.ndarray) and X.shape == (n_train, channels, length)
+        assert X_test.shape == (n_test, channels, length)
+
+
+@needs_uea
+def test_return_type_and_sktime_agreement(data_env):
+    from sktime.datasets import load_basic_motions
+
+    X, y = load_uea("BasicMotions", "test", return_type="pd-multiindex")
+    X_ref, y_ref = load_basic_motions(split="test", return_type="pd-multiindex")
+    np.testing.assert_array_equal(X.to_numpy(), X_ref.to_numpy())
+    np.testing.assert_array_equal(y, np.asarray(y_ref))
+    listed, _ = load_uea("JapaneseVowels", "train", return_type="df-list")
+    assert isinstance(listed, list) and isinstance(listed[0], pd.DataFrame)
+
+
+def test_bad_names_and_splits():
+    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
+        load_uea("BasicMotions", "valid")
+    with pytest.raises(ValueError, match="UEA data set name"):
+        load_uea("../etc", "train")
+
+
+@needs_uea
+def test_altered_file_is_refused(monkeypatch, tmp_path):
+    folder = tmp_path / "data" / "classification" / "BasicMotions"
+    folder.mkdir(parents=True)
+    text = (DATA / "classification" / "BasicMotions" / "BasicMotions_TRAIN.ts").read_bytes()
+    (folder / "BasicMotions_TRAIN.ts").write_bytes(text[:-50])
+    monkeypatch.setenv("AAREN_TS_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ValueError, match=r"does not match the published BasicMotions_TRAIN\.ts"):
+        load_uea("BasicMotions")
+
+
+def test_missing_file_without_download_says_where(monkeypatch, tmp_path):
+    monkeypatch.setenv("AAREN_TS_DATA", str(tmp_path))
+    monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError, match=r"download=False; place Handwriting_TEST\.ts"):
+        load_uea("Handwriting", "test", download=False)
+
+
+@needs_uea
+def test_zip_download_verifies_unpacks_and_caches(monkeypatch, tmp_path):
+    """The real download code, fed the archive's zip layout from a file:// URL."""
+    source = DATA / "classification" / "BasicMotions"
+    archive = tmp_path / "origin" / "BasicMotions.zip"
+    archive.parent.mkdir()
+    with zipfile.ZipFile(archive, "w") as z:
+        for split in ("TRAIN", "TEST"):
+            z.write(source / f"BasicMotions_{split}.ts", f"BasicMotions_{split}.ts")
+    monkeypatch.setattr(uea, "UEA_URL", (tmp_path / "origin").as_uri() + "/{name}.zip")
+    monkeypatch.setenv("AAREN_TS_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
+    X, _ = load_uea("BasicMotions", "test")
+    cached = tmp_path / "cache" / "classification" / "BasicMotions"
+    assert sorted(p.name for p in cached.iterdir()) == [
+        "BasicMotions_TEST.ts",
+        "BasicMotions_TRAIN.ts",
+    ]
+    assert X.shape == (40, 6, 100) and find("BasicMotions", "train", download=False).is_file()
+    # a corrupted archive is refused and nothing is written
+    for p in cached.iterdir():
+        p.unlink()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("BasicMotions_TRAIN.ts", b"@problemName broken\n")
+        z.write(source / "BasicMotions_TEST.ts", "BasicMotions_TEST.ts")
+    with pytest.raises(ValueError, match="does not match the published BasicMotions_TRAIN"):
+        load_uea("BasicMotions", "test")
+    assert not any(cached.iterdir())
+    archive.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a zip archive; nothing was saved"):
+        load_uea("BasicMotions", "test")
