@@ -2,14 +2,19 @@
 
 Every backend has one signature, ``fn(scores (R, N), values (R, N, D), state) ->
 (outputs (R, N, D), final_state)``, on inputs already flattened to ``R`` rows and cast to the
-accumulation dtype. A fused GPU kernel plugs in with ``register_backend`` and a predicate that
-says when it applies; ``"auto"`` takes the first applicable backend in registration order
-after the GPU ones, falling back to the chunked PyTorch path.
+accumulation dtype (or, for a backend registered with ``native_dtype=True``, left in their
+own half or single precision, which a fused kernel reads directly). A fused GPU kernel plugs in
+with ``register_backend`` and a predicate that says when it applies; ``"auto"`` takes the
+first applicable backend in registration order after the GPU ones, falling back to the chunked
+PyTorch path. The Triton kernels (``triton_scan``) are registered here, first in line, and
+imported only when used.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
+from functools import cache
 from typing import NamedTuple
 
 import torch
@@ -29,6 +34,7 @@ class Backend(NamedTuple):
     fn: BackendFn
     applies: Callable[[torch.Tensor, torch.Tensor], bool]
     description: str
+    native_dtype: bool = False
 
 
 def _never(scores: torch.Tensor, values: torch.Tensor) -> bool:
@@ -50,13 +56,15 @@ def register_backend(
     applies: Callable[[torch.Tensor, torch.Tensor], bool] = _never,
     description: str = "",
     auto_priority: bool = False,
+    native_dtype: bool = False,
 ) -> None:
     """Add a scan backend; ``auto_priority=True`` puts it first in line for ``"auto"``.
 
     ``applies(scores, values)`` tells ``"auto"`` whether the backend handles those inputs
-    (device, dtype, size); forcing ``backend=name`` skips the predicate.
+    (device, dtype, size); forcing ``backend=name`` skips the predicate. ``native_dtype=True``
+    hands the backend float16/bfloat16 inputs as they are (a float32 state still).
     """
-    _BACKENDS[name] = Backend(fn, applies, description)
+    _BACKENDS[name] = Backend(fn, applies, description, native_dtype)
     if name in _AUTO_ORDER:
         _AUTO_ORDER.remove(name)
     if auto_priority:
@@ -71,6 +79,42 @@ register_backend(
 register_backend("recurrent", recurrent_attention, _never, "token loop, the paper's RNN cell")
 register_backend(
     "chunked", chunked_attention, _always, "chunked parallel scan in PyTorch, any device"
+)
+
+
+@cache
+def triton_installed() -> bool:
+    """Whether Triton can be imported (checked without importing it)."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def _triton_applies(scores: torch.Tensor, values: torch.Tensor) -> bool:
+    if scores.device.type != "cuda" or not triton_installed():
+        return False
+    from .triton_scan import applies
+
+    return applies(scores, values)
+
+
+def _triton_attention(
+    scores: torch.Tensor, values: torch.Tensor, state: ScanState
+) -> tuple[torch.Tensor, ScanState]:
+    if not triton_installed():
+        raise ImportError(
+            "backend 'triton' needs the optional dependency triton: pip install 'aaren-ts[gpu]'"
+        )
+    from .triton_scan import triton_attention
+
+    return triton_attention(scores, values, state)
+
+
+register_backend(
+    "triton",
+    _triton_attention,
+    _triton_applies,
+    "fused Triton kernels (forward and backward), CUDA; float32/bfloat16/float16",
+    auto_priority=True,
+    native_dtype=True,
 )
 
 
@@ -111,8 +155,10 @@ def aaren_attention(
         ``init_state``). ``None`` means an empty prefix.
     return_state : bool, default False
         Also return the state after the last token, to continue the stream later.
-    backend : {"auto", "chunked", "recurrent", "naive"} or a registered name
-        ``"auto"`` picks the fastest exact implementation for the inputs' device. The chunked
+    backend : {"auto", "triton", "chunked", "recurrent", "naive"} or a registered name
+        ``"auto"`` picks the fastest exact implementation for the inputs' device: the fused
+        Triton kernels on CUDA (when Triton is installed), else the chunked PyTorch path. The
+        chunked
         path has a hand-written first-order backward; for gradients of gradients use
         ``"recurrent"`` or ``"naive"`` (autograd all the way).
 
@@ -157,8 +203,9 @@ def aaren_attention(
     state = prepare_state(state, batch_shape, d, acc, scores.device)
 
     rows = batch_shape.numel()
-    flat_scores = scores.reshape(rows, n).to(acc)
-    flat_values = values.reshape(rows, n, d).to(acc)
+    native = _BACKENDS[backend].native_dtype and acc == torch.float32
+    flat_scores = scores.reshape(rows, n) if native else scores.reshape(rows, n).to(acc)
+    flat_values = values.reshape(rows, n, d) if native else values.reshape(rows, n, d).to(acc)
     flat_state = ScanState(state.m.reshape(rows), state.u.reshape(rows), state.w.reshape(rows, d))
     outputs, final = _BACKENDS[backend].fn(flat_scores, flat_values, flat_state)
     outputs = outputs.reshape(*batch_shape, n, d).to(out_dtype)

@@ -1,0 +1,324 @@
+"""Triton kernels of the Aaren scan (forward and backward), CUDA or Triton's CPU interpreter.
+
+Imported only by ``triton_scan`` (which launches them), and only when Triton is installed.
+
+Every kernel walks a *segment* of one row in blocks of ``BLOCK_T`` tokens with a carried
+state; a row is one segment when there are enough rows to fill the GPU, and is cut into
+segments otherwise (their summaries are scanned by a small kernel, then each segment runs
+again from its carry: the sequence itself is spread across programs).
+
+Forward, per block, with the carry ``(mc, uc, oc)`` (running max, ``sum exp(s - mc)``,
+output so far) and ``m_k`` the running max at row ``k``::
+
+    E[k, i] = exp(s_i - m_k)                 (i <= k in the block, else 0; every entry <= 1)
+    u_k     = sum_i E[k, i] + exp(mc - m_k) uc          (>= 1 unless the prefix is empty)
+    o_k     = (E @ V + exp(mc - m_k) uc oc)_k / u_k
+
+The block is attention inside the block (a ``BLOCK_T x BLOCK_T`` product in float32), so no
+row ever shares a stabiliser with a larger score: no underflow, no 0/0, for any score range.
+Saved for the backward: ``m_k`` and ``log u_k`` (the log-normaliser ``L_k = m_k + log u_k``
+kept as two float32 numbers: ``s_i - m_k`` is exact, where ``s_i - L_k`` in one float32 would
+be rounded at the scale of ``L``, about 1e-3 at 1e4).
+
+Backward (``aaren_math.md`` section 5), per block from the end, with ``P[k, i] =
+exp(s_i - L_k)`` and a suffix carry ``(R, Gd, Gh) = sum_{k after the block} exp(R - L_k)
+(do_k, h_k)``, ``h_k = <do_k, o_k>``, whose reference ``R`` is the smallest running max among
+those ``k`` (so every ``exp`` is at most 1)::
+
+    dv_i = (P^T @ dO)_i + exp(s_i - R) Gd
+    ds_i = <v_i, dv_i> - (P^T h)_i - exp(s_i - R) Gh
+
+The gradient of a returned final state enters as one more suffix term (reference ``m_N``,
+``(d_w, -d_u)``), and the carry left at the start of the sequence gives the gradient of an
+initial state.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _max_combine(a, b):
+    return tl.maximum(a, b)
+
+
+@triton.jit
+def _load_block(s_ptr, v_ptr, row_s, row_v, offs_t, tmask, offs_d, dmask, stride_vn, stride_vd):
+    """Scores (BLOCK_T,) and values (BLOCK_T, BLOCK_D) of one block, as float32."""
+    s = tl.load(s_ptr + row_s + offs_t, mask=tmask, other=float("-inf")).to(tl.float32)
+    v_offs = row_v + offs_t[:, None].to(tl.int64) * stride_vn + offs_d[None, :] * stride_vd
+    v = tl.load(v_ptr + v_offs, mask=tmask[:, None] & dmask[None, :], other=0.0).to(tl.float32)
+    return s, v
+
+
+@triton.jit
+def fwd_kernel(
+    s_ptr,
+    v_ptr,
+    o_ptr,
+    o32_ptr,
+    lm_ptr,
+    ll_ptr,
+    init_m_ptr,
+    init_u_ptr,
+    init_o_ptr,
+    fin_m_ptr,
+    fin_u_ptr,
+    fin_o_ptr,
+    n,
+    d,
+    seg_len,
+    n_seg,
+    stride_vr,
+    stride_vn,
+    stride_vd,
+    BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    WRITE_OUT: tl.constexpr,
+    SAVE_F32: tl.constexpr,
+):
+    """One (row, segment): outputs and log-normalisers from the carry ``init_*[pid]``.
+
+    Scores are ``(R, n)`` contiguous, outputs ``(R, n, d)`` contiguous; every program writes
+    its final state to ``fin_*[pid]``. ``WRITE_OUT=False`` only computes that final state
+    (the segment summaries of the split forward, from an empty carry). ``SAVE_F32`` also
+    writes the outputs in float32 to ``o32`` for the backward: with half-precision outputs,
+    ``<do_k, o_k>`` on rounded ``o_k`` would cost the score gradient two digits.
+    """
+    pid = tl.program_id(0).to(tl.int64)
+    row = pid // n_seg
+    start = (pid % n_seg) * seg_len
+    stop = tl.minimum(start + seg_len, n)
+    offs_d = tl.arange(0, BLOCK_D)
+    dmask = offs_d < d
+    idx = tl.arange(0, BLOCK_T)
+    lower = idx[:, None] >= idx[None, :]  # [k, i]: token i is in row k's prefix
+    is_last = idx == BLOCK_T - 1
+
+    mc = tl.load(init_m_ptr + pid)
+    uc = tl.load(init_u_ptr + pid)
+    oc = tl.load(init_o_ptr + pid * d + offs_d, mask=dmask, other=0.0)
+    row_s = row * n
+    row_v = row * stride_vr
+    for t0 in range(start, stop, BLOCK_T):
+        offs_t = t0 + idx
+        tmask = offs_t < stop
+        s, v = _load_block(s_ptr, v_ptr, row_s, row_v, offs_t, tmask, offs_d, dmask,
+                           stride_vn, stride_vd)  # fmt: skip
+        m = tl.maximum(tl.associative_scan(s, 0, _max_combine), mc)
+        m_ref = tl.where(m == float("-inf"), 0.0, m)  # empty prefix: exp(-inf - 0) = 0
+        # Masking before the exp: tokens after row k may sit far above m_k.
+        e = tl.exp(tl.where(lower, s[None, :] - m_ref[:, None], float("-inf")))
+        carried = tl.exp(mc - m_ref) * uc
+        u = tl.sum(e, axis=1) + carried
+        denom = tl.where(u > 0, u, 1.0)
+        acc = tl.dot(e, v, input_precision="ieee")
+        o = (acc + carried[:, None] * oc[None, :]) / denom[:, None]
+        if WRITE_OUT:
+            o_offs = (row * n + offs_t[:, None]) * d + offs_d[None, :]
+            tl.store(o_ptr + o_offs, o.to(o_ptr.dtype.element_ty),
+                     mask=tmask[:, None] & dmask[None, :])  # fmt: skip
+            if SAVE_F32:
+                tl.store(o32_ptr + o_offs, o, mask=tmask[:, None] & dmask[None, :])
+            tl.store(lm_ptr + row_s + offs_t, m, mask=tmask)
+            tl.store(ll_ptr + row_s + offs_t, tl.log(denom), mask=tmask)  # 0 if empty
+        # Padding rows (scores -inf) repeat the last real row, so the last row is the carry.
+        mc = tl.sum(tl.where(is_last, m, 0.0), axis=0)
+        uc = tl.sum(tl.where(is_last, u, 0.0), axis=0)
+        oc = tl.sum(tl.where(is_last[:, None], o, 0.0), axis=0)
+    tl.store(fin_m_ptr + pid, mc)
+    tl.store(fin_u_ptr + pid, uc)
+    tl.store(fin_o_ptr + pid * d + offs_d, oc, mask=dmask)
+
+
+@triton.jit
+def _merge_fwd(m1, u1, o1, m2, u2, o2):
+    """``(m1, u1, o1) (+) (m2, u2, o2)`` in output form (``o = w / u``)."""
+    m = tl.maximum(m1, m2)
+    ref = tl.where(m == float("-inf"), 0.0, m)
+    a1 = u1 * tl.exp(m1 - ref)
+    a2 = u2 * tl.exp(m2 - ref)
+    u = a1 + a2
+    denom = tl.where(u > 0, u, 1.0)
+    return m, u, (a1 * o1 + a2 * o2) / denom
+
+
+@triton.jit
+def fwd_carry_kernel(
+    sum_m_ptr,
+    sum_u_ptr,
+    sum_o_ptr,
+    init_m_ptr,
+    init_u_ptr,
+    init_o_ptr,
+    car_m_ptr,
+    car_u_ptr,
+    car_o_ptr,
+    fin_m_ptr,
+    fin_u_ptr,
+    fin_o_ptr,
+    d,
+    n_seg,
+    BLOCK_D: tl.constexpr,
+):
+    """Per row: the carry into every segment (exclusive scan of the summaries after the
+    initial state) and the row's final state."""
+    row = tl.program_id(0).to(tl.int64)
+    offs_d = tl.arange(0, BLOCK_D)
+    dmask = offs_d < d
+    m = tl.load(init_m_ptr + row)
+    u = tl.load(init_u_ptr + row)
+    o = tl.load(init_o_ptr + row * d + offs_d, mask=dmask, other=0.0)
+    for j in range(0, n_seg):
+        k = row * n_seg + j
+        tl.store(car_m_ptr + k, m)
+        tl.store(car_u_ptr + k, u)
+        tl.store(car_o_ptr + k * d + offs_d, o, mask=dmask)
+        m2 = tl.load(sum_m_ptr + k)
+        u2 = tl.load(sum_u_ptr + k)
+        o2 = tl.load(sum_o_ptr + k * d + offs_d, mask=dmask, other=0.0)
+        m, u, o = _merge_fwd(m, u, o, m2, u2, o2)
+    tl.store(fin_m_ptr + row, m)
+    tl.store(fin_u_ptr + row, u)
+    tl.store(fin_o_ptr + row * d + offs_d, o, mask=dmask)
+
+
+@triton.jit
+def _merge_suffix(r1, g1, h1, r2, g2, h2):
+    """Two suffix sums ``sum exp(r - L_k) (x_k, h_k)`` on one reference, the smaller one.
+
+    An empty sum has reference ``+inf``; ``exp(min - r)`` is at most 1 for both sides.
+    """
+    r = tl.minimum(r1, r2)
+    f1 = tl.exp(tl.where(r1 == float("inf"), float("-inf"), r - r1))
+    f2 = tl.exp(tl.where(r2 == float("inf"), float("-inf"), r - r2))
+    return r, f1 * g1 + f2 * g2, f1 * h1 + f2 * h2
+
+
+@triton.jit
+def bwd_kernel(
+    s_ptr,
+    v_ptr,
+    do_ptr,
+    o_ptr,
+    h_ptr,
+    lm_ptr,
+    ll_ptr,
+    ds_ptr,
+    dv_ptr,
+    car_r_ptr,
+    car_g_ptr,
+    car_h_ptr,
+    fin_r_ptr,
+    fin_g_ptr,
+    fin_h_ptr,
+    n,
+    d,
+    seg_len,
+    n_seg,
+    stride_vr,
+    stride_vn,
+    stride_vd,
+    BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    WRITE_GRADS: tl.constexpr,
+    H_FROM_O: tl.constexpr,
+    WRITE_H: tl.constexpr,
+):
+    """One (row, segment), from its last block to its first, starting from the suffix carry
+    ``car_*[pid]``; writes ``ds``, ``dv`` (``WRITE_GRADS``) and the carry left at the segment
+    start to ``fin_*[pid]``.
+
+    ``h_k = <do_k, o_k>`` is computed from ``o`` (``H_FROM_O``, then stored if ``WRITE_H``)
+    or read from ``h``. ``do`` and ``o`` are ``(R, n, d)`` contiguous.
+    """
+    pid = tl.program_id(0).to(tl.int64)
+    row = pid // n_seg
+    start = (pid % n_seg) * seg_len
+    stop = tl.minimum(start + seg_len, n)
+    offs_d = tl.arange(0, BLOCK_D)
+    dmask = offs_d < d
+    idx = tl.arange(0, BLOCK_T)
+    lower = idx[:, None] >= idx[None, :]  # [k, i]
+
+    r = tl.load(car_r_ptr + pid)
+    g = tl.load(car_g_ptr + pid * d + offs_d, mask=dmask, other=0.0)
+    gh = tl.load(car_h_ptr + pid)
+    row_s = row * n
+    row_v = row * stride_vr
+    n_blocks = tl.cdiv(stop - start, BLOCK_T)
+    for b in range(0, n_blocks):
+        t0 = start + (n_blocks - 1 - b) * BLOCK_T
+        offs_t = t0 + idx
+        tmask = offs_t < stop
+        tdmask = tmask[:, None] & dmask[None, :]
+        s = tl.load(s_ptr + row_s + offs_t, mask=tmask, other=float("-inf")).to(tl.float32)
+        lm = tl.load(lm_ptr + row_s + offs_t, mask=tmask, other=float("-inf"))
+        ll = tl.load(ll_ptr + row_s + offs_t, mask=tmask, other=0.0)
+        od_offs = (row * n + offs_t[:, None]) * d + offs_d[None, :]
+        do = tl.load(do_ptr + od_offs, mask=tdmask, other=0.0).to(tl.float32)
+        if H_FROM_O:
+            o = tl.load(o_ptr + od_offs, mask=tdmask, other=0.0).to(tl.float32)
+            h = tl.sum(do * o, axis=1)
+            if WRITE_H:
+                tl.store(h_ptr + row_s + offs_t, h, mask=tmask)
+        else:
+            h = tl.load(h_ptr + row_s + offs_t, mask=tmask, other=0.0)
+        live = lm != float("-inf")  # rows with a non-empty prefix (padding rows are -inf)
+        lm_ref = tl.where(live, lm, 0.0)
+        if WRITE_GRADS:
+            v_offs = row_v + offs_t[:, None].to(tl.int64) * stride_vn + offs_d[None, :] * stride_vd
+            v = tl.load(v_ptr + v_offs, mask=tdmask, other=0.0).to(tl.float32)
+            x = (s[None, :] - lm_ref[:, None]) - ll[:, None]
+            p = tl.exp(tl.where(lower & live[:, None], x, float("-inf")))
+            c = tl.exp(tl.where(r == float("inf"), float("-inf"), s - r))  # carry -> i, <= 1
+            dv = tl.dot(tl.trans(p), do, input_precision="ieee") + c[:, None] * g[None, :]
+            y = tl.sum(p * h[:, None], axis=0) + c * gh
+            ds = tl.sum(v * dv, axis=1) - y
+            tl.store(dv_ptr + v_offs, dv.to(dv_ptr.dtype.element_ty), mask=tdmask)
+            tl.store(ds_ptr + row_s + offs_t, ds.to(ds_ptr.dtype.element_ty), mask=tmask)
+        # Fold the block into the carry; its reference is its smallest running max.
+        r_blk = tl.min(tl.where(live, lm, float("inf")), axis=0)
+        wk = tl.exp(tl.where(live, (r_blk - lm_ref) - ll, float("-inf")))  # exp(r_blk - L_k) <= 1
+        g_blk = tl.sum(wk[:, None] * do, axis=0)
+        h_blk = tl.sum(wk * h, axis=0)
+        r, g, gh = _merge_suffix(r, g, gh, r_blk, g_blk, h_blk)
+    tl.store(fin_r_ptr + pid, r)
+    tl.store(fin_g_ptr + pid * d + offs_d, g, mask=dmask)
+    tl.store(fin_h_ptr + pid, gh)
+
+
+@triton.jit
+def bwd_carry_kernel(
+    sum_r_ptr,
+    sum_g_ptr,
+    sum_h_ptr,
+    init_r_ptr,
+    init_g_ptr,
+    init_h_ptr,
+    car_r_ptr,
+    car_g_ptr,
+    car_h_ptr,
+    d,
+    n_seg,
+    BLOCK_D: tl.constexpr,
+):
+    """Per row: the suffix carry into every segment, scanning the summaries right to left
+    from the final-state term ``init_*[row]``."""
+    row = tl.program_id(0).to(tl.int64)
+    offs_d = tl.arange(0, BLOCK_D)
+    dmask = offs_d < d
+    r = tl.load(init_r_ptr + row)
+    g = tl.load(init_g_ptr + row * d + offs_d, mask=dmask, other=0.0)
+    gh = tl.load(init_h_ptr + row)
+    for j in range(0, n_seg):
+        k = row * n_seg + (n_seg - 1 - j)
+        tl.store(car_r_ptr + k, r)
+        tl.store(car_g_ptr + k * d + offs_d, g, mask=dmask)
+        tl.store(car_h_ptr + k, gh)
+        r2 = tl.load(sum_r_ptr + k)
+        g2 = tl.load(sum_g_ptr + k * d + offs_d, mask=dmask, other=0.0)
+        h2 = tl.load(sum_h_ptr + k)
+        r, g, gh = _merge_suffix(r, g, gh, r2, g2, h2)
