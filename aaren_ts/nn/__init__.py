@@ -3,7 +3,8 @@
 - ``Aaren``: stacked Aaren blocks (the model of the paper), ``AarenBlock``, ``AarenAttention``;
 - ``CausalTransformer``: the Transformer baseline, streaming with a KV cache;
 - ``GRUStack``: the classic-RNN baseline;
-- ``make_backbone(name, ...)``: build any of them by name, as estimators do with ``backbone=``.
+- ``make_backbone(name, ...)``: build any of them by name, as estimators do with ``backbone=``;
+- ``StepGraph``: a whole stack's streaming step as one CUDA-graph launch.
 
 State is explicit everywhere (passed in, returned); ``map_state`` / ``detach_state`` help
 handle it. Only torch is needed to import this package.
@@ -14,6 +15,7 @@ from .attention import AarenAttention, AttentionState
 from .base import Backbone, detach_state, map_state
 from .factory import BACKBONES, make_backbone
 from .gru import GRUStack
+from .step_graph import StepGraph
 from .transformer import CausalTransformer, KVCache, TransformerState
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "CausalTransformer",
     "GRUStack",
     "KVCache",
+    "StepGraph",
     "TransformerState",
     "detach_state",
     "make_backbone",
