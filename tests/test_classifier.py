@@ -131,6 +131,24 @@ def test_learns_a_known_rule_on_ragged_series():
     assert set(clf.classes_) == {"up", "down"}
 
 
+def test_prefix_loss_trains_the_early_calls():
+    """Rising vs falling ramps are told apart from their first steps, but a classifier
+    trained on whole series only has never been asked to: prefix_loss teaches it."""
+    train, y_train = ramps(80, seed=1)
+    test, y_test = ramps(60, seed=2)
+    early = {}
+    for weight in (0.0, 0.5):
+        clf = AarenClassifier(
+            d_model=16, n_layers=1, max_epochs=30, prefix_loss=weight, random_state=0
+        )
+        clf.fit(as_multiindex(train), y_train)
+        proba = clf.predict_proba_prefix(as_multiindex(test))
+        early[weight] = [(clf.classes_[proba[:, k].argmax(1)] == y_test).mean() for k in range(3)]
+        assert (clf.predict(as_multiindex(test)) == y_test).mean() >= 0.95
+    assert min(early[0.5]) >= 0.95  # right after 1, 2 and 3 steps
+    assert max(early[0.0]) < 0.8
+
+
 def test_early_stopping_holds_out_stratified_series_and_keeps_the_best():
     """Labels unrelated to the series: the held-out loss soon stops improving."""
     rng = np.random.default_rng(3)
@@ -244,6 +262,7 @@ def test_failed_fit_leaves_the_fitted_estimator_unchanged(small):
         ({"backbone": "lstm"}, "backbone must be one of"),
         ({"max_epochs": 0}, "max_epochs must be a positive int"),
         ({"validation_size": 1.0}, "validation_size must be in"),
+        ({"prefix_loss": 1.5}, "prefix_loss must be in"),
         (
             {"device": "cuda"} if not torch.cuda.is_available() else {"kernel_size": 0},
             "cuda|kernel",

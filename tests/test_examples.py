@@ -6,12 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import needs_data
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def run_example(name: str) -> list[str]:
+def run_example(name: str, *args: str) -> list[str]:
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
+        [sys.executable, str(EXAMPLES / name), *args],
         capture_output=True,
         text=True,
         timeout=600,
@@ -35,3 +37,17 @@ def test_scan_quickstart_runs_and_reports_exactness():
     errors = [float(line.rsplit(" ", 1)[-1]) for line in lines if "max |scan" in line]
     assert errors and errors[0] < 1e-5
     assert any(line.startswith("3. aaren") for line in lines)
+
+
+@needs_data
+def test_classification_early_runs_streams_and_plots():
+    plot = EXAMPLES / "classification_early.png"
+    plot.unlink(missing_ok=True)
+    lines = run_example("classification_early.py", "--quick")
+    for label in ("whole series only", "prefix_loss=0.5"):
+        final = [line for line in lines if line.startswith(f"[{label}] test accuracy")]
+        assert final and float(final[0].rsplit(" ", 1)[-1]) > 0.5  # 9 speakers: chance 0.11
+        assert sum(line.startswith(f"[{label}] seen") for line in lines) == 10
+    live = [line for line in lines if line.startswith("live utterance 0")]
+    assert live and float(live[0].rsplit(" ", 1)[-1]) < 1e-5  # stream == prefix pass
+    assert plot.is_file() and plot.stat().st_size > 10_000

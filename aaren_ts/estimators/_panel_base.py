@@ -141,6 +141,8 @@ class AarenPanelMixin:
             raise ValueError(f"n_heads={self.n_heads} must divide d_model={self.d_model}")
         if not 0.0 <= self.validation_size < 1.0:
             raise ValueError(f"validation_size must be in [0, 1), got {self.validation_size}")
+        if not 0.0 <= self.prefix_loss <= 1.0:
+            raise ValueError(f"prefix_loss must be in [0, 1], got {self.prefix_loss}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -228,6 +230,7 @@ class AarenPanelMixin:
                 generator=generator,
                 validation=validation,
                 patience=self.patience,
+                prefix_loss=self.prefix_loss,
                 on_epoch=report,
             )
             close()

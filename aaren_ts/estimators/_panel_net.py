@@ -148,13 +148,17 @@ def fit_panel_network(
     generator: torch.Generator,
     validation: tuple[Sequence[np.ndarray], torch.Tensor] | None = None,
     patience: int = 10,
+    prefix_loss: float = 0.0,
     on_epoch: Callable[[int, float, float | None], None] | None = None,
 ) -> tuple[list[float], list[float]]:
     """AdamW on the loss at each series' last step; returns (train, validation) losses.
 
-    ``targets`` ``(N, ...)`` lines up with ``series``. With ``validation`` (held-out series
-    and targets), each epoch is scored on it; training stops after ``patience`` epochs
-    without improvement, and the best epoch's weights are restored.
+    ``targets`` ``(N, ...)`` lines up with ``series``. With ``prefix_loss`` = w > 0 the
+    training loss is ``(1 - w) * last-step loss + w * loss over every step`` (each prefix
+    labelled with its series' target), which trains the early predictions too. With
+    ``validation`` (held-out series and targets), each epoch is scored on it (last-step
+    loss); training stops after ``patience`` epochs without improvement, and the best
+    epoch's weights are restored.
     """
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     targets = targets.to(device)
@@ -171,7 +175,13 @@ def fit_panel_network(
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             x, lengths = pad_batch([series[i] for i in idx], device)
-            loss = loss_fn(last_outputs(net(x), lengths), targets[idx])
+            outputs = net(x)
+            loss = loss_fn(last_outputs(outputs, lengths), targets[idx])
+            if prefix_loss > 0:
+                steps = torch.arange(outputs.shape[1], device=device)
+                seen = steps.unsqueeze(0) < lengths.unsqueeze(1)  # (B, T): inside the series
+                every = targets[idx].unsqueeze(1).expand(-1, outputs.shape[1], *targets.shape[1:])
+                loss = (1 - prefix_loss) * loss + prefix_loss * loss_fn(outputs[seen], every[seen])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

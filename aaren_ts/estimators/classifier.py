@@ -65,6 +65,11 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         epoch's weights are kept. 0: train for ``max_epochs``.
     patience : int, default 10
         Epochs without validation improvement before training stops.
+    prefix_loss : float in [0, 1], default 0.0
+        Weight of the loss at every step (each prefix labelled with its series' class)
+        against the loss at each series' last step: ``(1 - w) * last + w * every step``.
+        0 trains for whole series only; > 0 also trains the early predictions of
+        ``predict_proba_prefix`` and the stream (calibrated early calls).
     class_weight : None, "balanced" or dict, default None
         Weights of the classes in the loss: "balanced" weighs each class by
         ``n_samples / (n_classes * count)``; a dict maps labels to weights (missing labels 1).
@@ -151,6 +156,7 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         weight_decay: float = 1e-2,
         validation_size: float = 0.0,
         patience: int = 10,
+        prefix_loss: float = 0.0,
         class_weight=None,
         device: str = "auto",
         random_state: int | None = None,
@@ -168,6 +174,7 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         self.weight_decay = weight_decay
         self.validation_size = validation_size
         self.patience = patience
+        self.prefix_loss = prefix_loss
         self.class_weight = class_weight
         self.device = device
         self.random_state = random_state

@@ -50,6 +50,9 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
     validation_size : float, default 0.0
         Share of the training series held out for early stopping (best weights kept).
     patience : int, default 10
+    prefix_loss : float in [0, 1], default 0.0
+        Weight of the loss at every step (each prefix given its series' target) against the
+        loss at each series' last step; > 0 also trains the early predictions.
     device : str, default "auto"
     random_state : int, optional
         Seed: same seed, identical predictions on CPU.
@@ -101,6 +104,7 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         weight_decay: float = 1e-2,
         validation_size: float = 0.0,
         patience: int = 10,
+        prefix_loss: float = 0.0,
         device: str = "auto",
         random_state: int | None = None,
         verbose: bool = False,
@@ -117,6 +121,7 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         self.weight_decay = weight_decay
         self.validation_size = validation_size
         self.patience = patience
+        self.prefix_loss = prefix_loss
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
