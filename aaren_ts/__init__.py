@@ -7,3 +7,23 @@ torch.
 """
 
 __version__ = "0.1.0"
+
+# The sktime estimators, exported lazily: ``from aaren_ts import AarenClassifier`` imports
+# sktime only then, so ``import aaren_ts`` stays light.
+_LAZY = {
+    "AarenClassifier": "aaren_ts.estimators",
+    "AarenForecaster": "aaren_ts.estimators",
+    "AarenRegressor": "aaren_ts.estimators",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'aaren_ts' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -275,6 +275,19 @@ def test_bad_parameters_are_named(small, params, match):
         AarenClassifier(**{**TINY, **params}).fit(X, y)
 
 
+def test_exported_lazily_from_the_package():
+    import subprocess
+    import sys
+
+    import aaren_ts
+
+    assert aaren_ts.AarenClassifier is AarenClassifier
+    assert "AarenRegressor" in dir(aaren_ts)
+    code = "import sys, aaren_ts; print('sktime' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"  # import aaren_ts alone does not import sktime
+
+
 # ---------------------------------------------------------------------- tuning tools
 def test_sklearn_grid_search_cross_val_score_and_pipeline(small):
     from sklearn.model_selection import GridSearchCV, cross_val_score
