@@ -39,7 +39,7 @@ Running it
 From the repository root (a checkout needs no install; only torch is required)::
 
     python benchmarks/scan.py                  # CPU: N = 1024 4096 16384 65536, bh=512, dh=64
-    python benchmarks/scan.py --device cuda    # adds triton (if registered) and SDPA
+    python benchmarks/scan.py --device cuda    # the GPU table of benchmarks/scan_gpu.py
     python benchmarks/scan.py --quick          # tiny sizes: checks that the script works
     python benchmarks/scan.py --n 4096 --backends recurrent chunked --json scan.json
 """
@@ -678,7 +678,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def resolve_backends(args: argparse.Namespace, registered: dict[str, str]) -> list[str]:
     """The backends to time: the registered ones (plus SDPA on CUDA), or the ``--backends``."""
-    known = list(registered) + ([SDPA] if args.device == "cuda" else [])
+    # The Triton kernels need CUDA (the GPU table is benchmarks/scan_gpu.py).
+    known = [b for b in registered if args.device == "cuda" or b != "triton"]
+    known += [SDPA] if args.device == "cuda" else []
     if args.backends is None:
         return known
     unknown = [b for b in args.backends if b not in known]
@@ -758,6 +760,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.worker is not None:
         run_worker(json.loads(args.worker))
+    elif args.device == "cuda":
+        # The issue's GPU table (Triton kernels, copy bandwidth, SDPA, the streaming step).
+        from scan_gpu import main as gpu_main
+
+        gpu_main(["--json", str(args.json)] if args.json else [])
     else:
         run_benchmark(args)
 

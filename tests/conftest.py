@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
-
-# Without a GPU the Triton kernels run through Triton's CPU interpreter, so CI checks them on
-# every submission. It must be set before the kernels are first imported (decorated).
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 
 def pytest_collection_modifyitems(config, items):
