@@ -275,6 +275,13 @@ def test_bad_parameters_are_named(small, params, match):
         AarenClassifier(**{**TINY, **params}).fit(X, y)
 
 
+def test_verbose_shows_progress_per_epoch(small, capfd):
+    X, y, _ = small
+    AarenClassifier(**{**TINY, "verbose": True, "validation_size": 0.25}).fit(X, y)
+    err = capfd.readouterr().err
+    assert "AarenClassifier (aaren)" in err and "2/2" in err and "val=" in err
+
+
 def test_exported_lazily_from_the_package():
     import subprocess
     import sys
