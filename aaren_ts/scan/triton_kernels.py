@@ -232,7 +232,7 @@ def bwd_kernel(
     start to ``fin_*[pid]``.
 
     ``h_k = <do_k, o_k>`` is computed from ``o`` (``H_FROM_O``, then stored if ``WRITE_H``)
-    or read from ``h``. ``do`` and ``o`` are ``(R, n, d)`` contiguous.
+    or read from ``h``. ``do``, ``o`` and ``dv`` are ``(R, n, d)`` contiguous, ``v`` strided.
     """
     pid = tl.program_id(0).to(tl.int64)
     row = pid // n_seg
@@ -277,7 +277,7 @@ def bwd_kernel(
             dv = tl.dot(tl.trans(p), do, input_precision="ieee") + c[:, None] * g[None, :]
             y = tl.sum(p * h[:, None], axis=0) + c * gh
             ds = tl.sum(v * dv, axis=1) - y
-            tl.store(dv_ptr + v_offs, dv.to(dv_ptr.dtype.element_ty), mask=tdmask)
+            tl.store(dv_ptr + od_offs, dv.to(dv_ptr.dtype.element_ty), mask=tdmask)
             tl.store(ds_ptr + row_s + offs_t, ds.to(ds_ptr.dtype.element_ty), mask=tmask)
         # Fold the block into the carry; its reference is its smallest running max.
         r_blk = tl.min(tl.where(live, lm, float("inf")), axis=0)

@@ -293,6 +293,7 @@ def triton_attention(
     """The ``"triton"`` backend: ``(R, N)`` scores and ``(R, N, D)`` values in their own dtype
     (float32, bfloat16 or float16), a float32 state; outputs in the promoted input dtype."""
     check_supported(scores, values)
+    scores = scores.contiguous()  # values may be strided; the kernels take their strides
     m0, u0, w0 = (t.float() for t in state)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (scores, values, u0, w0))
     if not needs_grad:
