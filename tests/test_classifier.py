@@ -263,6 +263,7 @@ def test_failed_fit_leaves_the_fitted_estimator_unchanged(small):
         ({"max_epochs": 0}, "max_epochs must be a positive int"),
         ({"validation_size": 1.0}, "validation_size must be in"),
         ({"prefix_loss": 1.5}, "prefix_loss must be in"),
+        ({"label_smoothing": 1.0}, "label_smoothing must be in"),
         (
             {"device": "cuda"} if not torch.cuda.is_available() else {"kernel_size": 0},
             "cuda|kernel",

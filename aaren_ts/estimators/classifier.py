@@ -70,6 +70,8 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         against the loss at each series' last step: ``(1 - w) * last + w * every step``.
         0 trains for whole series only; > 0 also trains the early predictions of
         ``predict_proba_prefix`` and the stream (calibrated early calls).
+    label_smoothing : float in [0, 1), default 0.0
+        Cross-entropy against labels smoothed towards uniform by this amount.
     class_weight : None, "balanced" or dict, default None
         Weights of the classes in the loss: "balanced" weighs each class by
         ``n_samples / (n_classes * count)``; a dict maps labels to weights (missing labels 1).
@@ -157,6 +159,7 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         validation_size: float = 0.0,
         patience: int = 10,
         prefix_loss: float = 0.0,
+        label_smoothing: float = 0.0,
         class_weight=None,
         device: str = "auto",
         random_state: int | None = None,
@@ -175,6 +178,7 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         self.validation_size = validation_size
         self.patience = patience
         self.prefix_loss = prefix_loss
+        self.label_smoothing = label_smoothing
         self.class_weight = class_weight
         self.device = device
         self.random_state = random_state
@@ -211,11 +215,13 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         return torch.tensor(w, dtype=torch.float32)
 
     def _loss(self):
-        weight = self._weights
+        weight, smoothing = self._weights, float(self.label_smoothing)
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
         def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
             w = None if weight is None else weight.to(logits.device)
-            return F.cross_entropy(logits, target, weight=w)
+            return F.cross_entropy(logits, target, weight=w, label_smoothing=smoothing)
 
         return loss
 
