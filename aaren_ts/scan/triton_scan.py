@@ -80,6 +80,17 @@ def _segment_length(n: int, segments: int, block_t: int) -> tuple[int, int]:
     return seg, max(1, math.ceil(n / seg))
 
 
+def _layout(
+    values: torch.Tensor, segments: int | None, block_t: int
+) -> tuple[int, int, tuple[int, int, int]]:
+    """Segment length, number of segments per row, and the values' strides."""
+    rows, n, _ = values.shape
+    if segments is None:
+        segments = choose_segments(rows, n, values.device, block_t)
+    seg, n_seg = _segment_length(n, segments, block_t)
+    return seg, n_seg, (values.stride(0), values.stride(1), values.stride(2))
+
+
 def _output_form(state: ScanState) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(m, u, o = w / u)`` in float32, the form the kernels carry."""
     m, u, w = (t.float().contiguous() for t in state)
@@ -114,10 +125,7 @@ def forward(
     ll = new_buffer((rows, n), torch.float32, device)
     save_f32 = save_f32 and out_dtype != torch.float32
     out32 = new_buffer((rows, n, d), torch.float32, device) if save_f32 else out
-    if segments is None:
-        segments = choose_segments(rows, n, device, block_t)
-    seg, n_seg = _segment_length(n, segments, block_t)
-    strides = (values.stride(0), values.stride(1), values.stride(2))
+    seg, n_seg, strides = _layout(values, segments, block_t)
     fin = _empty_states(rows * n_seg, d, device)
     if n_seg == 1:
         carry = (m0, u0, o0)
@@ -201,10 +209,7 @@ def backward(
         r0 = torch.full((rows,), math.inf, device=device)
         g0 = torch.zeros(rows, d, device=device)
         h0 = torch.zeros(rows, device=device)
-    if segments is None:
-        segments = choose_segments(rows, n, device, block_t)
-    seg, n_seg = _segment_length(n, segments, block_t)
-    strides = (values.stride(0), values.stride(1), values.stride(2))
+    seg, n_seg, strides = _layout(values, segments, block_t)
     fin = _suffix_buffers(rows * n_seg, d, device)
     if n_seg == 1:
         carry, h, h_from_o = (r0, g0, h0.contiguous()), out, True
