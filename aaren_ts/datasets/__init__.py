@@ -1,6 +1,13 @@
 """Loaders for the benchmark data sets (reading ``AAREN_TS_DATA`` first, then a checksummed
 download cache)."""
 
+from .events import (
+    EventSequence,
+    as_event_sequences,
+    load_event_sequences,
+    make_hawkes,
+    make_sine_poisson,
+)
 from .forecasting import (
     FORECASTING_SOURCES,
     ForecastingSplit,
@@ -14,10 +21,15 @@ from .uea import UEA_SHA256, load_uea, uea_path
 __all__ = [
     "FORECASTING_SOURCES",
     "UEA_SHA256",
+    "EventSequence",
     "ForecastingSplit",
+    "as_event_sequences",
     "forecasting_path",
+    "load_event_sequences",
     "load_forecasting",
     "load_uea",
+    "make_hawkes",
+    "make_sine_poisson",
     "split_borders",
     "standard_split",
     "uea_path",
