@@ -163,7 +163,7 @@ def measure_steps(n: int, models, device: torch.device, quick: bool) -> dict:
             _, state = aaren(x, state)
         stepper = StepGraph(aaren, STEP_BATCH)
         x_t = torch.randn(STEP_BATCH, STEP_D, device=device)
-        held = stepper._load(state) if stepper.captured else state
+        held = stepper.load_state(state) if stepper.captured else state
 
         def aaren_step():
             return stepper.step(x_t, held)  # same input state each call: timing only

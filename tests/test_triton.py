@@ -215,6 +215,17 @@ def test_extreme_jumps_and_empty_prefixes(gen):
     assert rel_err(out, ref) <= 1e-5, gen.initial_seed()
 
 
+def test_nan_is_causal(gen):
+    """A NaN score makes its token's output and every later one NaN, never an earlier one."""
+    s, v = _inputs(gen, ROWS, 60, 8, 3.0)
+    s[0, 37] = math.nan
+    out = aaren_attention(s.float().to(DEVICE), v.float().to(DEVICE), backend="triton").cpu()
+    ref = aaren_attention(s, v, backend="naive")
+    assert rel_err(out[0, :37], ref[0, :37]) <= 1e-5
+    assert torch.isnan(out[0, 37:]).all()
+    assert rel_err(out[1:], ref[1:]) <= 1e-5
+
+
 def test_batch_shapes_and_stream_continuation(gen):
     """(B, H, N) inputs through ``aaren_attention``; a stream cut in three equals one call."""
     s = torch.randn(2, 3, 90, generator=gen).to(DEVICE)

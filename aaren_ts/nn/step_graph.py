@@ -80,7 +80,7 @@ class StepGraph:
     def init_state(self) -> Any:
         """The empty state for ``batch`` streams (in the graph's buffers when captured)."""
         state = self.model.init_state(self.batch, self.device, self.dtype)
-        return self._load(state) if self.captured else state
+        return self.load_state(state) if self.captured else state
 
     def step(self, x_t: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """``x_t`` ``(batch, d_model)`` -> ``(y_t, state)``, as ``model.step`` (no autograd)."""
@@ -98,13 +98,14 @@ class StepGraph:
         else:
             which = 0
             if state is not self._states[0]:
-                state = self._load(state)
+                state = self.load_state(state)
         self._x.copy_(x_t)
         self._graphs[which].replay()
         return self._y[which].clone(), self._states[1 - which]
 
-    def _load(self, state: Any) -> Any:
-        """Copy ``state`` into buffer set 0 (shapes must match the captured ones)."""
+    def load_state(self, state: Any) -> Any:
+        """Copy ``state`` into buffer set 0 and return that set (``step`` does this by itself
+        for any state it did not return); shapes must match the captured ones."""
         target = _leaves(self._states[0])
         source = _leaves(state)
         if len(source) != len(target) or any(
