@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "AarenClassifier": "aaren_ts.estimators",
     "AarenForecaster": "aaren_ts.estimators",
+    "AarenPointProcess": "aaren_ts.estimators",
     "AarenRegressor": "aaren_ts.estimators",
 }
 

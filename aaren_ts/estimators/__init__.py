@@ -3,12 +3,15 @@ layers do not."""
 
 from .classifier import AarenClassifier, ClassifierStream
 from .forecaster import AarenForecaster
+from .point_process import AarenPointProcess, EventStream
 from .regressor import AarenRegressor, RegressorStream
 
 __all__ = [
     "AarenClassifier",
     "AarenForecaster",
+    "AarenPointProcess",
     "AarenRegressor",
     "ClassifierStream",
+    "EventStream",
     "RegressorStream",
 ]

@@ -1,0 +1,186 @@
+"""The marked temporal point process network behind ``AarenPointProcess`` (pure torch).
+
+Encoder: each event becomes a token ``embed(mark) + W [z(tau), sin(w t), cos(w t)]``, with
+``z(tau)`` the standardised log inter-event time and ``t`` the absolute time; a start token
+(mark index ``n_marks``, ``tau = 0``, ``t = t_start``) opens every sequence. A causal backbone
+(Aaren, Transformer or GRU) reads the tokens; output ``y_i`` summarises the start and events
+``1..i``.
+
+Decoder (intensity-free, Shchur et al. 2020): from ``y_i``, the next inter-event time
+``tau_{i+1}`` is a mixture of log-normals (closed-form density, survival, mean and exact
+sampling) and the next mark a categorical, independent of ``tau`` given ``y_i``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..nn import make_backbone
+
+LOG_SCALE_RANGE = (-5.0, 1.0)  # of each component, in standardised log-time units
+N_FREQUENCIES = 8
+
+
+class Decoded(NamedTuple):
+    """Next-event distribution: log-normal mixture over ``tau`` and mark log-probabilities."""
+
+    log_weights: torch.Tensor  # (..., K)
+    loc: torch.Tensor  # (..., K) mean of log tau
+    scale: torch.Tensor  # (..., K) std of log tau
+    mark_log_probs: torch.Tensor  # (..., n_marks)
+
+    def log_density(self, tau: torch.Tensor) -> torch.Tensor:
+        """``log p(tau)`` (``tau > 0``, shape ``(...)``)."""
+        log_tau = torch.log(tau).unsqueeze(-1)
+        z = (log_tau - self.loc) / self.scale
+        comp = -0.5 * z**2 - torch.log(self.scale) - 0.5 * math.log(2 * math.pi)
+        return torch.logsumexp(self.log_weights + comp, -1) - log_tau.squeeze(-1)
+
+    def log_survival(self, tau: torch.Tensor) -> torch.Tensor:
+        """``log P(next tau > tau)``; 0 at ``tau = 0``."""
+        log_tau = torch.log(tau.clamp_min(1e-30)).unsqueeze(-1)
+        z = (log_tau - self.loc) / self.scale
+        return torch.logsumexp(self.log_weights + torch.special.log_ndtr(-z), -1)
+
+    def mean(self) -> torch.Tensor:
+        """``E[tau]`` in closed form: ``sum_k w_k exp(loc_k + scale_k^2 / 2)``."""
+        return torch.exp(torch.logsumexp(self.log_weights + self.loc + 0.5 * self.scale**2, -1))
+
+    def sample(self, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact draws of ``(tau, mark)``, one per leading index."""
+        shape = self.loc.shape[:-1]
+        w = self.log_weights.reshape(-1, self.loc.shape[-1]).exp()
+        k = torch.multinomial(w, 1, generator=generator).view(shape)
+        loc = self.loc.gather(-1, k.unsqueeze(-1)).squeeze(-1)
+        scale = self.scale.gather(-1, k.unsqueeze(-1)).squeeze(-1)
+        eps = torch.randn(shape, generator=generator, dtype=loc.dtype, device=loc.device)
+        p = self.mark_log_probs.reshape(-1, self.mark_log_probs.shape[-1]).exp()
+        mark = torch.multinomial(p, 1, generator=generator).view(shape)
+        return torch.exp(loc + scale * eps), mark
+
+
+class TPPNet(nn.Module):
+    """Token encoder + backbone + log-normal-mixture / categorical decoder."""
+
+    def __init__(
+        self,
+        n_marks: int,
+        backbone: str,
+        d_model: int,
+        n_layers: int,
+        n_heads: int,
+        dropout: float,
+        n_components: int,
+        log_tau_mean: float,
+        log_tau_std: float,
+        min_inter_time: float,
+    ) -> None:
+        super().__init__()
+        self.n_marks = n_marks
+        self.n_components = n_components
+        self.min_inter_time = float(min_inter_time)
+        self.register_buffer("log_tau_mean", torch.tensor(float(log_tau_mean)))
+        self.register_buffer("log_tau_std", torch.tensor(float(log_tau_std)))
+        # absolute-time frequencies: periods from the typical gap to 10^4 typical gaps
+        periods = math.exp(log_tau_mean) * torch.logspace(0, 4, N_FREQUENCIES, dtype=torch.float64)
+        self.register_buffer("frequencies", (2 * math.pi / periods).float())
+        self.mark_embedding = nn.Embedding(n_marks + 1, d_model)
+        self.time_features = nn.Linear(1 + 2 * N_FREQUENCIES, d_model)
+        self.encoder = make_backbone(backbone, d_model, n_layers, n_heads, None, dropout)
+        self.head = nn.Linear(d_model, 3 * n_components + n_marks)
+
+    # ------------------------------------------------------------------ encoder
+    def tokens(self, tau: torch.Tensor, times: torch.Tensor, marks: torch.Tensor) -> torch.Tensor:
+        """Tokens of events ``(...,)`` -> ``(..., d_model)``; ``marks == n_marks``: start."""
+        log_tau = torch.log(tau.clamp_min(self.min_inter_time))
+        z = (log_tau - self.log_tau_mean) / self.log_tau_std
+        z = torch.where(marks == self.n_marks, torch.zeros_like(z), z)
+        angles = (times.double().unsqueeze(-1) * self.frequencies.double()).remainder(2 * math.pi)
+        dtype = self.time_features.weight.dtype
+        z, angles = z.to(dtype), angles.to(dtype)
+        feats = torch.cat([z.unsqueeze(-1), torch.sin(angles), torch.cos(angles)], -1)
+        return self.mark_embedding(marks) + self.time_features(feats)
+
+    def decode(self, y: torch.Tensor) -> Decoded:
+        K = self.n_components
+        out = self.head(y)
+        log_weights = F.log_softmax(out[..., :K], -1)
+        loc = self.log_tau_mean + self.log_tau_std * out[..., K : 2 * K]
+        log_scale = out[..., 2 * K : 3 * K].clamp(*LOG_SCALE_RANGE)
+        scale = self.log_tau_std * torch.exp(log_scale)
+        return Decoded(log_weights, loc, scale, F.log_softmax(out[..., 3 * K :], -1))
+
+    def start_tokens(self, t_start: torch.Tensor) -> torch.Tensor:
+        marks = torch.full(t_start.shape, self.n_marks, dtype=torch.long, device=t_start.device)
+        return self.tokens(torch.ones_like(t_start), t_start, marks)
+
+    # ------------------------------------------------------------------ likelihood
+    def event_terms(self, batch: PaddedEvents):
+        """Per-event time and mark log-likelihoods ``(B, N)`` (0 at padding), the survival
+        term of each sequence's open interval ``(B,)``, and the decoded outputs ``(B, N+1)``.
+        """
+        start = self.start_tokens(batch.t_start).unsqueeze(1)
+        x = torch.cat([start, self.tokens(batch.tau, batch.times, batch.marks_in)], 1)
+        y, _ = self.encoder(x)
+        dec = self.decode(y)
+        prior = Decoded(*(p[:, :-1] for p in dec))  # outputs before each event
+        tau = batch.tau.clamp_min(self.min_inter_time)
+        time_ll = prior.log_density(tau) * batch.mask
+        mark_ll = prior.mark_log_probs.gather(-1, batch.marks_in.unsqueeze(-1)).squeeze(-1)
+        mark_ll = mark_ll * batch.mask
+        last = Decoded(*(p[torch.arange(len(batch.lengths)), batch.lengths] for p in dec))
+        survival = last.log_survival((batch.t_end - batch.last_time).to(y.dtype))
+        return time_ll, mark_ll, survival, dec
+
+
+class PaddedEvents(NamedTuple):
+    """Right-padded event batch (padding: mark 0, tau 1, time = last time; masked out)."""
+
+    times: torch.Tensor  # (B, N)
+    tau: torch.Tensor  # (B, N) inter-event times, tau_1 = t_1 - t_start
+    marks_in: torch.Tensor  # (B, N) long
+    mask: torch.Tensor  # (B, N) float, 1 on events
+    lengths: torch.Tensor  # (B,) long
+    t_start: torch.Tensor  # (B,)
+    t_end: torch.Tensor  # (B,)
+    last_time: torch.Tensor  # (B,) last event time
+
+
+def pad_events(sequences, device, dtype=torch.float32) -> PaddedEvents:
+    """``EventSequence`` list -> ``PaddedEvents`` (times as float64 differences first, so that
+    ``tau`` is exact before the cast)."""
+    import numpy as np
+
+    n = max(len(s.times) for s in sequences)
+    B = len(sequences)
+    times = np.zeros((B, n))
+    tau = np.ones((B, n))
+    marks = np.zeros((B, n), dtype=np.int64)
+    mask = np.zeros((B, n))
+    for b, s in enumerate(sequences):
+        m = len(s.times)
+        times[b, :m] = s.times
+        times[b, m:] = s.times[-1]
+        tau[b, :m] = np.diff(s.times, prepend=s.t_start)
+        marks[b, :m] = s.marks
+        mask[b, :m] = 1.0
+    lengths = np.array([len(s.times) for s in sequences])
+
+    def t(a, dt=dtype):
+        return torch.as_tensor(a, dtype=dt, device=device)
+
+    return PaddedEvents(
+        t(times, torch.float64),
+        t(tau),
+        torch.as_tensor(marks, device=device),
+        t(mask),
+        torch.as_tensor(lengths, device=device),
+        t([s.t_start for s in sequences], torch.float64),
+        t([s.t_end for s in sequences], torch.float64),
+        t([s.times[-1] for s in sequences], torch.float64),
+    )
