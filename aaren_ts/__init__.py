@@ -15,6 +15,7 @@ _LAZY = {
     "AarenForecaster": "aaren_ts.estimators",
     "AarenPointProcess": "aaren_ts.estimators",
     "AarenRegressor": "aaren_ts.estimators",
+    "HawkesPointProcess": "aaren_ts.estimators",
 }
 
 

@@ -425,25 +425,32 @@ def make_hawkes(
     rng = np.random.default_rng(random_state)
     out: list[EventSequence] = []
     while len(out) < n_sequences:
-        times, marks = [], []
-        t, excite = 0.0, np.zeros(len(mu))  # excite_k = sum_j alpha_kj beta e^{-beta (t - t_j)}
-        while True:
-            bound = mu.sum() + excite.sum()
-            w = rng.exponential(1.0 / bound)
-            t += w
-            if t > t_end:
-                break
-            excite *= np.exp(-beta * w)
-            lam = mu + excite
-            if rng.uniform() * bound <= lam.sum():
-                k = int(rng.choice(len(mu), p=lam / lam.sum()))
-                times.append(t)
-                marks.append(k)
-                excite += alpha[:, k] * beta
-        if not times:  # sequences are non-empty: draw again
-            continue
-        out.append(EventSequence(np.array(times), np.array(marks, dtype=np.int64), 0.0, t_end))
+        times, marks = simulate_hawkes(mu, alpha, beta, 0.0, t_end, np.zeros(len(mu)), rng)
+        if len(times):  # sequences are non-empty: draw again
+            out.append(EventSequence(times, marks, 0.0, float(t_end)))
     return out
+
+
+def simulate_hawkes(mu, alpha, beta, t0, t_end, excite, rng, max_events=10_000_000):
+    """Events of an exponential Hawkes process on ``(t0, t_end]`` by Ogata thinning, from
+    the excitation ``excite_k = sum_j alpha_kj beta sum_l e^{-beta (t0 - t_l^j)}`` at ``t0``
+    (zeros: no history). Returns ``(times, marks)`` arrays."""
+    times, marks = [], []
+    t, excite = float(t0), np.array(excite, dtype=np.float64)
+    while len(times) < max_events:
+        bound = mu.sum() + excite.sum()
+        w = rng.exponential(1.0 / bound)
+        t += w
+        if t > t_end:
+            break
+        excite *= np.exp(-beta * w)
+        lam = mu + excite
+        if rng.uniform() * bound <= lam.sum():
+            k = int(rng.choice(len(mu), p=lam / lam.sum()))
+            times.append(t)
+            marks.append(k)
+            excite += alpha[:, k] * beta
+    return np.array(times, dtype=np.float64), np.array(marks, dtype=np.int64)
 
 
 def make_sine_poisson(

@@ -3,6 +3,7 @@ layers do not."""
 
 from .classifier import AarenClassifier, ClassifierStream
 from .forecaster import AarenForecaster
+from .hawkes import HawkesPointProcess
 from .point_process import AarenPointProcess, EventStream
 from .regressor import AarenRegressor, RegressorStream
 
@@ -13,5 +14,6 @@ __all__ = [
     "AarenRegressor",
     "ClassifierStream",
     "EventStream",
+    "HawkesPointProcess",
     "RegressorStream",
 ]
