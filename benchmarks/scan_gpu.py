@@ -17,6 +17,12 @@ at batch 64 replayed as a CUDA graph (``StepGraph``) with a state that has absor
 and the step of the same-size Transformer with a KV cache of N tokens. The issue's targets
 are checked at the end (PASS/FAIL) and the rows go to ``benchmarks/results/scan_<gpu>.json``.
 
+``--lookback`` adds the single-pass split (decoupled look-back, ``split="lookback"`` of
+``aaren_ts.scan.triton_scan``) for the rows that split: its forward time and its share of copy
+bandwidth. It is a separate flag because that kernel's waiting between programs has only been
+checked in Triton's interpreter, which runs programs one after another; run it after the
+plain table.
+
 Without CUDA, ``--quick`` runs tiny shapes on the CPU through Triton's interpreter
 (``TRITON_INTERPRET=1``): it checks that the script works; its times mean nothing.
 """
@@ -77,7 +83,24 @@ def _try(fn: Callable[[], float]) -> float | str:
             torch.cuda.empty_cache()
 
 
-def measure_scan(bh: int, n: int, device: torch.device, quick: bool) -> dict:
+def lookback_ms(s: torch.Tensor, v: torch.Tensor, device: torch.device, quick: bool) -> float:
+    """Forward with the decoupled look-back split (checked against the default path first)."""
+    from aaren_ts.scan import init_state, triton_scan
+
+    state = init_state(s.shape[0], v.shape[-1], device=device)
+    with torch.no_grad():
+        ref = triton_scan.triton_attention(s, v, state, split="two-pass")[0]
+        got = triton_scan.triton_attention(s, v, state, split="lookback")[0]
+        err = ((got - ref).abs().max() / ref.abs().max()).item()
+        if not err <= 1e-5:
+            raise RuntimeError(f"look-back forward differs from the two-pass one: {err:.2e}")
+        return _bench(lambda: triton_scan.triton_attention(s, v, state, split="lookback"),
+                      device, quick)  # fmt: skip
+
+
+def measure_scan(
+    bh: int, n: int, device: torch.device, quick: bool, lookback: bool = False
+) -> dict:
     from aaren_ts.scan import aaren_attention
 
     gen = torch.Generator(device=device).manual_seed(bh * n)
@@ -98,6 +121,15 @@ def measure_scan(bh: int, n: int, device: torch.device, quick: bool) -> dict:
     if isinstance(row["fwd_ms"], float):
         row["gbps"] = minimal / row["fwd_ms"] / 1e6
     row["copy_gbps"] = copy_gbps(v, device, quick)
+    if lookback:
+        from aaren_ts.scan import triton_scan
+
+        if triton_scan.choose_segments(bh, n, device) > 1:
+            row["lookback_fwd_ms"] = _try(lambda: lookback_ms(s, v, device, quick))
+            if isinstance(row["lookback_fwd_ms"], float):
+                row["lookback_pct_copy"] = (
+                    100 * minimal / row["lookback_fwd_ms"] / 1e6 / row["copy_gbps"]
+                )
     row["torch_fwd_ms"] = _try(lambda: _bench(fwd("chunked"), device, quick))
     row["sdpa_ms"] = _try(lambda: sdpa_ms(s, v, device, quick)) if n <= SDPA_MAX_N else "skip"
     return row
@@ -199,6 +231,8 @@ COLUMNS = [
     ("bh", "B*H"),
     ("n", "N"),
     ("fwd_ms", "triton fwd ms"),
+    ("lookback_fwd_ms", "look-back fwd ms"),
+    ("lookback_pct_copy", "look-back % of copy"),
     ("fwdbwd_ms", "triton fwd+bwd ms"),
     ("gbps", "fwd GB/s"),
     ("copy_gbps", "copy GB/s"),
@@ -212,10 +246,11 @@ COLUMNS = [
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |"]
-    lines.append("|" + "|".join("---" for _ in COLUMNS) + "|")
+    columns = [(k, t) for k, t in COLUMNS if any(k in r for r in rows)]
+    lines = ["| " + " | ".join(title for _, title in columns) + " |"]
+    lines.append("|" + "|".join("---" for _ in columns) + "|")
     for r in rows:
-        lines.append("| " + " | ".join(_fmt(r.get(key)) for key, _ in COLUMNS) + " |")
+        lines.append("| " + " | ".join(_fmt(r.get(key)) for key, _ in columns) + " |")
     return "\n".join(lines)
 
 
@@ -262,6 +297,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="tiny shapes (checks the script)")
     p.add_argument("--json", type=Path, help="where to write the rows (default on CUDA: "
                    "benchmarks/results/scan_<gpu>.json)")  # fmt: skip
+    p.add_argument("--lookback", action="store_true", help="also time the look-back split")
     p.add_argument("--device", default="cuda", help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -280,7 +316,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     models = step_models(device)
     rows, steps_by_n = [], {}
     for family, bh, n in shapes:
-        row = {"gpu": gpu, "family": family, **measure_scan(bh, n, device, args.quick)}
+        row = {
+            "gpu": gpu,
+            "family": family,
+            **measure_scan(bh, n, device, args.quick, args.lookback),
+        }
         if n not in steps_by_n:
             steps_by_n[n] = measure_steps(n, models, device, args.quick)
         row.update(steps_by_n[n])

@@ -3,11 +3,15 @@ the table a GPU session runs is known to work; their numbers are not checked her
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -42,3 +46,14 @@ def test_throughput_quick(tmp_path):
     rows = json.loads(out.read_text())["rows"]
     assert {r["backbone"] for r in rows} == {"aaren", "transformer"}
     assert all(r["tok_s"] > 0 for r in rows)
+
+
+def test_scan_gpu_lookback_timer_checks_against_the_default_split():
+    pytest.importorskip("triton")
+    spec = importlib.util.spec_from_file_location("scan_gpu", BENCH / "scan_gpu.py")
+    scan_gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(scan_gpu)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    s = torch.randn(2, 600, device=device)
+    v = torch.randn(2, 600, 16, device=device)
+    assert scan_gpu.lookback_ms(s, v, device, quick=True) > 0

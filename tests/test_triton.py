@@ -64,7 +64,7 @@ def _prior(gen, rows, d, scale=1.0, offset=0.0):
     return ScanState(*(t.float().double() for t in (m, u, w)))
 
 
-def _run(s64, v64, prior, dtype, backend, upstream, segments=None, device=DEVICE):
+def _run(s64, v64, prior, dtype, backend, upstream, segments=None, device=DEVICE, split=None):
     """Outputs and gradients w.r.t. scores, values and the prior's u and w, through the
     outputs and the final state."""
     s = s64.to(device, dtype).requires_grad_()
@@ -74,7 +74,7 @@ def _run(s64, v64, prior, dtype, backend, upstream, segments=None, device=DEVICE
     w0 = prior.w.to(device, acc).requires_grad_()
     state = ScanState(prior.m.to(device, acc), u0, w0)
     if backend == "triton-split":
-        out, final = triton_scan.triton_attention(s, v, state, segments=segments)
+        out, final = triton_scan.triton_attention(s, v, state, segments=segments, split=split)
     else:
         out, final = aaren_attention(s, v, state, return_state=True, backend=backend)
     d_out, d_u, d_w = (t.to(device, out.dtype if t.dim() == 3 else acc) for t in upstream)
@@ -145,17 +145,47 @@ def test_matches_the_pytorch_path(gen, n):
     _check(got, ref, gen.initial_seed(), 1e-5, 1e-4)
 
 
+@pytest.mark.parametrize("split", triton_scan.SPLITS)
 @pytest.mark.parametrize("segments", [2, 3, 7])
 @pytest.mark.parametrize("n", [50, 257])
-def test_sequence_split_across_programs(gen, segments, n):
-    """The long-sequence path: segment summaries, their scan, then every segment from its
-    carry (forward), and the same right to left (backward)."""
+def test_sequence_split_across_programs(gen, segments, n, split):
+    """The long-sequence paths: segment summaries, their scan, then every segment from its
+    carry, or the same in one pass with look-back (forward); right to left (backward)."""
     s, v = _inputs(gen, ROWS, n, 16, 10.0)
     prior = _prior(gen, ROWS, 16, 10.0)
     up = _upstream(gen, ROWS, n, 16)
-    got = _run(s, v, prior, torch.float32, "triton-split", up, segments=segments)
+    got = _run(s, v, prior, torch.float32, "triton-split", up, segments=segments, split=split)
     ref = _run(s, v, prior, torch.float64, "naive", up, device="cpu")
     _check(got, ref, gen.initial_seed(), 1e-5, 1e-4)
+
+
+@pytest.mark.parametrize("n", [40, 333])
+def test_lookback_walks_the_chain_of_aggregates(gen, n):
+    """With only segment 0 publishing an inclusive prefix, every segment combines all the
+    aggregates before it (the path a program takes when its predecessors are still running;
+    the interpreter runs programs in order, so it is forced here)."""
+    s, v = _inputs(gen, ROWS, n, 24, 30.0)
+    prior = _prior(gen, ROWS, 24, 30.0)
+    state = ScanState(*(t.to(DEVICE, torch.float32) for t in prior))
+    out, lm, ll, final, _ = triton_scan.forward(
+        s.float().to(DEVICE), v.float().to(DEVICE), state, segments=5, split="lookback",
+        publish_inclusive=False,
+    )  # fmt: skip
+    ref = aaren_attention(s, v, prior, backend="naive")
+    assert rel_err(out, ref) <= 1e-5, gen.initial_seed()
+    assert rel_err(final.w / final.u.unsqueeze(-1), ref[:, -1]) <= 1e-5
+    lse = lm.double() + ll.double()
+    ref_lse = torch.logaddexp(
+        (prior.m + prior.u.log()).unsqueeze(-1), torch.logcumsumexp(s, -1)
+    )  # the prior counts in every prefix
+    assert (lse.cpu() - ref_lse).abs().max() <= 1e-5 * ref_lse.abs().max() + 1e-5
+
+
+def test_unknown_split_is_refused():
+    with pytest.raises(ValueError, match="split must be one of"):
+        triton_scan.forward(
+            torch.randn(1, 4), torch.randn(1, 4, 16), init_state(1, 16), split="magic"
+        )
 
 
 def test_split_is_chosen_for_few_long_rows():

@@ -54,6 +54,68 @@ def _load_block(s_ptr, v_ptr, row_s, row_v, offs_t, tmask, offs_d, dmask, stride
 
 
 @triton.jit
+def _scan_segment(
+    s_ptr,
+    v_ptr,
+    o_ptr,
+    o32_ptr,
+    lm_ptr,
+    ll_ptr,
+    row,
+    start,
+    stop,
+    n,
+    d,
+    stride_vr,
+    stride_vn,
+    stride_vd,
+    mc,
+    uc,
+    oc,
+    BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    WRITE_OUT: tl.constexpr,
+    SAVE_F32: tl.constexpr,
+):
+    """Tokens ``[start, stop)`` of ``row`` from the carry ``(mc, uc, oc)``, block by block;
+    writes outputs and ``(m_k, log u_k)`` if ``WRITE_OUT``; returns the carry after ``stop``."""
+    offs_d = tl.arange(0, BLOCK_D)
+    dmask = offs_d < d
+    idx = tl.arange(0, BLOCK_T)
+    lower = idx[:, None] >= idx[None, :]  # [k, i]: token i is in row k's prefix
+    is_last = idx == BLOCK_T - 1
+    row_s = row * n
+    row_v = row * stride_vr
+    for t0 in range(start, stop, BLOCK_T):
+        offs_t = t0 + idx
+        tmask = offs_t < stop
+        s, v = _load_block(s_ptr, v_ptr, row_s, row_v, offs_t, tmask, offs_d, dmask,
+                           stride_vn, stride_vd)  # fmt: skip
+        m = tl.maximum(tl.associative_scan(s, 0, _max_combine), mc)
+        m_ref = tl.where(m == float("-inf"), 0.0, m)  # empty prefix: exp(-inf - 0) = 0
+        # Masking before the exp: tokens after row k may sit far above m_k.
+        e = tl.exp(tl.where(lower, s[None, :] - m_ref[:, None], float("-inf")))
+        carried = tl.exp(mc - m_ref) * uc
+        u = tl.sum(e, axis=1) + carried
+        denom = tl.where(u > 0, u, 1.0)
+        acc = tl.dot(e, v, input_precision="ieee")
+        o = (acc + carried[:, None] * oc[None, :]) / denom[:, None]
+        if WRITE_OUT:
+            o_offs = (row * n + offs_t[:, None]) * d + offs_d[None, :]
+            tl.store(o_ptr + o_offs, o.to(o_ptr.dtype.element_ty),
+                     mask=tmask[:, None] & dmask[None, :])  # fmt: skip
+            if SAVE_F32:
+                tl.store(o32_ptr + o_offs, o, mask=tmask[:, None] & dmask[None, :])
+            tl.store(lm_ptr + row_s + offs_t, m, mask=tmask)
+            tl.store(ll_ptr + row_s + offs_t, tl.log(denom), mask=tmask)  # 0 if empty
+        # Padding rows (scores -inf) repeat the last real row, so the last row is the carry.
+        mc = tl.sum(tl.where(is_last, m, 0.0), axis=0)
+        uc = tl.sum(tl.where(is_last, u, 0.0), axis=0)
+        oc = tl.sum(tl.where(is_last[:, None], o, 0.0), axis=0)
+    return mc, uc, oc
+
+
+@triton.jit
 def fwd_kernel(
     s_ptr,
     v_ptr,
@@ -93,41 +155,14 @@ def fwd_kernel(
     stop = tl.minimum(start + seg_len, n)
     offs_d = tl.arange(0, BLOCK_D)
     dmask = offs_d < d
-    idx = tl.arange(0, BLOCK_T)
-    lower = idx[:, None] >= idx[None, :]  # [k, i]: token i is in row k's prefix
-    is_last = idx == BLOCK_T - 1
-
     mc = tl.load(init_m_ptr + pid)
     uc = tl.load(init_u_ptr + pid)
     oc = tl.load(init_o_ptr + pid * d + offs_d, mask=dmask, other=0.0)
-    row_s = row * n
-    row_v = row * stride_vr
-    for t0 in range(start, stop, BLOCK_T):
-        offs_t = t0 + idx
-        tmask = offs_t < stop
-        s, v = _load_block(s_ptr, v_ptr, row_s, row_v, offs_t, tmask, offs_d, dmask,
-                           stride_vn, stride_vd)  # fmt: skip
-        m = tl.maximum(tl.associative_scan(s, 0, _max_combine), mc)
-        m_ref = tl.where(m == float("-inf"), 0.0, m)  # empty prefix: exp(-inf - 0) = 0
-        # Masking before the exp: tokens after row k may sit far above m_k.
-        e = tl.exp(tl.where(lower, s[None, :] - m_ref[:, None], float("-inf")))
-        carried = tl.exp(mc - m_ref) * uc
-        u = tl.sum(e, axis=1) + carried
-        denom = tl.where(u > 0, u, 1.0)
-        acc = tl.dot(e, v, input_precision="ieee")
-        o = (acc + carried[:, None] * oc[None, :]) / denom[:, None]
-        if WRITE_OUT:
-            o_offs = (row * n + offs_t[:, None]) * d + offs_d[None, :]
-            tl.store(o_ptr + o_offs, o.to(o_ptr.dtype.element_ty),
-                     mask=tmask[:, None] & dmask[None, :])  # fmt: skip
-            if SAVE_F32:
-                tl.store(o32_ptr + o_offs, o, mask=tmask[:, None] & dmask[None, :])
-            tl.store(lm_ptr + row_s + offs_t, m, mask=tmask)
-            tl.store(ll_ptr + row_s + offs_t, tl.log(denom), mask=tmask)  # 0 if empty
-        # Padding rows (scores -inf) repeat the last real row, so the last row is the carry.
-        mc = tl.sum(tl.where(is_last, m, 0.0), axis=0)
-        uc = tl.sum(tl.where(is_last, u, 0.0), axis=0)
-        oc = tl.sum(tl.where(is_last[:, None], o, 0.0), axis=0)
+    mc, uc, oc = _scan_segment(
+        s_ptr, v_ptr, o_ptr, o32_ptr, lm_ptr, ll_ptr, row, start, stop, n, d,
+        stride_vr, stride_vn, stride_vd, mc, uc, oc,
+        BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, WRITE_OUT=WRITE_OUT, SAVE_F32=SAVE_F32,
+    )  # fmt: skip
     tl.store(fin_m_ptr + pid, mc)
     tl.store(fin_u_ptr + pid, uc)
     tl.store(fin_o_ptr + pid * d + offs_d, oc, mask=dmask)
@@ -183,6 +218,135 @@ def fwd_carry_kernel(
     tl.store(fin_m_ptr + row, m)
     tl.store(fin_u_ptr + row, u)
     tl.store(fin_o_ptr + row * d + offs_d, o, mask=dmask)
+
+
+# --- single-pass split: decoupled look-back -------------------------------------------------
+# Every published number travels as one 64-bit word, the float's bits above a "written" flag,
+# so each word is self-validating: a reader never needs the order between different threads'
+# stores, only that an aligned 64-bit store is seen whole.
+
+
+@triton.jit
+def _pack(x):
+    bits = x.to(tl.int32, bitcast=True).to(tl.int64) & 0xFFFFFFFF
+    return (bits << 32) | 1
+
+
+@triton.jit
+def _unpack(word):
+    return (word >> 32).to(tl.int32).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _publish(m_ptr, u_ptr, o_ptr, slot, m, u, o, offs_d, dmask, d):
+    tl.atomic_xchg(o_ptr + slot * d + offs_d, _pack(o), mask=dmask, sem="release")
+    tl.atomic_xchg(m_ptr + slot, _pack(m), sem="release")
+    tl.atomic_xchg(u_ptr + slot, _pack(u), sem="release")
+
+
+@triton.jit
+def _peek(m_ptr, u_ptr, o_ptr, slot, offs_d, dmask, d):
+    """``(ready, m, u, o)`` of a published slot (``ready`` only when every word is in)."""
+    wm = tl.atomic_add(m_ptr + slot, 0, sem="acquire")
+    wu = tl.atomic_add(u_ptr + slot, 0, sem="acquire")
+    wo = tl.atomic_add(o_ptr + slot * d + offs_d, 0, mask=dmask, sem="acquire")
+    flags = tl.where(dmask, wo & 1, 1)
+    ready = (wm & 1) + (wu & 1) + tl.min(flags, axis=0) == 3
+    return ready, _unpack(wm), _unpack(wu), tl.where(dmask, _unpack(wo), 0.0)
+
+
+@triton.jit
+def fwd_lookback_kernel(
+    s_ptr,
+    v_ptr,
+    o_ptr,
+    o32_ptr,
+    lm_ptr,
+    ll_ptr,
+    init_m_ptr,
+    init_u_ptr,
+    init_o_ptr,
+    agg_m_ptr,
+    agg_u_ptr,
+    agg_o_ptr,
+    inc_m_ptr,
+    inc_u_ptr,
+    inc_o_ptr,
+    fin_m_ptr,
+    fin_u_ptr,
+    fin_o_ptr,
+    counter_ptr,
+    n,
+    d,
+    seg_len,
+    n_seg,
+    stride_vr,
+    stride_vn,
+    stride_vd,
+    BLOCK_T: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    SAVE_F32: tl.constexpr,
+    PUBLISH_INCLUSIVE: tl.constexpr,
+):
+    """The split forward in one pass over memory (Merrill and Garland's decoupled look-back).
+
+    A program takes the next tile (row, segment) from an atomic counter, so every earlier tile
+    is already held by a running program: waiting on it cannot deadlock. It scans its segment
+    from an empty carry and publishes that aggregate, then walks back over earlier segments of
+    its row, combining aggregates until it meets a published inclusive prefix (segment 0
+    always publishes one: the row's initial state and its aggregate), publishes its own
+    inclusive prefix, and scans the segment again from its carry, writing the outputs; the
+    second read of a short segment comes from L2. ``PUBLISH_INCLUSIVE=False`` publishes only
+    segment 0's, so that tests walk the whole chain of aggregates.
+    """
+    tile = tl.atomic_add(counter_ptr, 1).to(tl.int64)
+    row = tile // n_seg
+    j = tile % n_seg
+    start = j * seg_len
+    stop = tl.minimum(start + seg_len, n)
+    offs_d = tl.arange(0, BLOCK_D)
+    dmask = offs_d < d
+    empty_m = tl.full((), float("-inf"), tl.float32)
+    empty_u = tl.zeros((), tl.float32)
+    empty_o = tl.zeros([BLOCK_D], tl.float32)
+    am, au, ao = _scan_segment(
+        s_ptr, v_ptr, o_ptr, o32_ptr, lm_ptr, ll_ptr, row, start, stop, n, d,
+        stride_vr, stride_vn, stride_vd, empty_m, empty_u, empty_o,
+        BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, WRITE_OUT=False, SAVE_F32=False,
+    )  # fmt: skip
+    if j == 0:
+        cm = tl.load(init_m_ptr + row)
+        cu = tl.load(init_u_ptr + row)
+        co = tl.load(init_o_ptr + row * d + offs_d, mask=dmask, other=0.0)
+    else:
+        _publish(agg_m_ptr, agg_u_ptr, agg_o_ptr, tile, am, au, ao, offs_d, dmask, d)
+        cm, cu, co = empty_m, empty_u, empty_o
+        k = tile - 1
+        searching = tl.full((), 1, tl.int32)
+        while searching == 1:
+            ready, pm, pu, po = _peek(inc_m_ptr, inc_u_ptr, inc_o_ptr, k, offs_d, dmask, d)
+            if ready:
+                cm, cu, co = _merge_fwd(pm, pu, po, cm, cu, co)
+                searching = tl.full((), 0, tl.int32)
+            else:
+                ready, pm, pu, po = _peek(agg_m_ptr, agg_u_ptr, agg_o_ptr, k, offs_d, dmask, d)
+                if ready:
+                    cm, cu, co = _merge_fwd(pm, pu, po, cm, cu, co)
+                    k = k - 1
+    im, iu, io = _merge_fwd(cm, cu, co, am, au, ao)
+    if PUBLISH_INCLUSIVE:
+        _publish(inc_m_ptr, inc_u_ptr, inc_o_ptr, tile, im, iu, io, offs_d, dmask, d)
+    elif j == 0:
+        _publish(inc_m_ptr, inc_u_ptr, inc_o_ptr, tile, im, iu, io, offs_d, dmask, d)
+    fm, fu, fo = _scan_segment(
+        s_ptr, v_ptr, o_ptr, o32_ptr, lm_ptr, ll_ptr, row, start, stop, n, d,
+        stride_vr, stride_vn, stride_vd, cm, cu, co,
+        BLOCK_T=BLOCK_T, BLOCK_D=BLOCK_D, WRITE_OUT=True, SAVE_F32=SAVE_F32,
+    )  # fmt: skip
+    if j == n_seg - 1:
+        tl.store(fin_m_ptr + row, fm)
+        tl.store(fin_u_ptr + row, fu)
+        tl.store(fin_o_ptr + row * d + offs_d, fo, mask=dmask)
 
 
 @triton.jit

@@ -31,6 +31,14 @@ FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 # programs per multiprocessor, and a segment shorter than a few blocks is mostly overhead.
 PROGRAMS_PER_SM = 4
 MIN_SEGMENT = 1024
+# Split strategies for few long rows: "two-pass" (segment summaries, their scan, outputs: three
+# full-size transfers where two are the minimum) or "lookback" (one kernel, decoupled look-back
+# between segments of LOOKBACK_SEGMENT tokens, short enough that the second read of a segment
+# comes from L2). "two-pass" stays the default until the look-back is timed on a GPU: the
+# interpreter runs programs one by one, so the tests check its arithmetic, never its waiting.
+SPLITS = ("two-pass", "lookback")
+DEFAULT_SPLIT = os.environ.get("AAREN_TS_TRITON_SPLIT", "two-pass")
+LOOKBACK_SEGMENT = 256
 
 
 def new_buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -104,15 +112,21 @@ def forward(
     state: ScanState,
     segments: int | None = None,
     save_f32: bool = False,
+    split: str | None = None,
+    publish_inclusive: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, ScanState, torch.Tensor]:
     """Outputs, the per-position ``(m_k, log u_k)``, the final state, and the outputs to
     differentiate with (float32: the outputs themselves, or with ``save_f32`` a float32 copy
     of half-precision outputs written by the same pass).
 
     ``scores`` ``(R, N)``, ``values`` ``(R, N, D)``, ``state`` ``(m, u, w)`` of shapes
-    ``(R,)``, ``(R,)``, ``(R, D)``.
+    ``(R,)``, ``(R,)``, ``(R, D)``. ``split`` (default ``DEFAULT_SPLIT``) is how rows cut into
+    segments are scanned; ``publish_inclusive=False`` is for tests of the look-back.
     """
     k = _kernels()
+    split = DEFAULT_SPLIT if split is None else split
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     rows, n = scores.shape
     d = values.shape[-1]
     device = scores.device
@@ -126,6 +140,14 @@ def forward(
     save_f32 = save_f32 and out_dtype != torch.float32
     out32 = new_buffer((rows, n, d), torch.float32, device) if save_f32 else out
     seg, n_seg, strides = _layout(values, segments, block_t)
+    if split == "lookback" and n_seg > 1:
+        if segments is None:  # short segments: their second read hits L2
+            seg, n_seg = _segment_length(n, math.ceil(n / LOOKBACK_SEGMENT), block_t)
+        final = _lookback_forward(
+            scores, values, out, out32, lm, ll, (m0, u0, o0), seg, n_seg, strides,
+            block_t, block_d, warps, save_f32, publish_inclusive,
+        )  # fmt: skip
+        return out, lm, ll, final, out32
     fin = _empty_states(rows * n_seg, d, device)
     if n_seg == 1:
         carry = (m0, u0, o0)
@@ -154,6 +176,30 @@ def forward(
         fm, fu, fo = m0, u0, o0
     final = ScanState(fm, fu, fo * fu.unsqueeze(-1))
     return out, lm, ll, final, out32
+
+
+def _lookback_forward(
+    scores, values, out, out32, lm, ll, init, seg, n_seg, strides,
+    block_t, block_d, warps, save_f32, publish_inclusive,
+) -> ScanState:  # fmt: skip
+    """One launch of ``fwd_lookback_kernel``; returns the rows' final states."""
+    rows, n = scores.shape
+    d = values.shape[-1]
+    device = scores.device
+    tiles = rows * n_seg
+    # Published words start at 0: "not written yet" (their lowest bit is the flag).
+    words = [torch.zeros(shape, dtype=torch.int64, device=device)
+             for shape in ((tiles,), (tiles,), (tiles, d))]  # fmt: skip
+    inclusive = [torch.zeros_like(w) for w in words]
+    counter = torch.zeros(1, dtype=torch.int32, device=device)
+    fin = _empty_states(rows, d, device)
+    _kernels().fwd_lookback_kernel[(tiles,)](
+        scores, values, out, out32, lm, ll, *init, *words, *inclusive, *fin, counter,
+        n, d, seg, n_seg, *strides,
+        BLOCK_T=block_t, BLOCK_D=block_d, SAVE_F32=save_f32,
+        PUBLISH_INCLUSIVE=publish_inclusive, num_warps=warps,
+    )  # fmt: skip
+    return ScanState(fin[0], fin[1], fin[2] * fin[1].unsqueeze(-1))
 
 
 def _empty_states(count: int, d: int, device: torch.device, fill: bool = False):
@@ -262,9 +308,9 @@ class TritonAttention(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, scores, values, m0, u0, w0, segments):
+    def forward(ctx, scores, values, m0, u0, w0, segments, split):
         out, lm, ll, final, out32 = forward(
-            scores, values, ScanState(m0, u0, w0), segments, save_f32=True
+            scores, values, ScanState(m0, u0, w0), segments, save_f32=True, split=split
         )
         ctx.save_for_backward(scores, values, out32, lm, ll, m0, final.m)
         ctx.segments = segments
@@ -286,7 +332,7 @@ class TritonAttention(torch.autograd.Function):
         )
         d_w0 = to_prior.unsqueeze(-1) * g
         d_u0 = -to_prior * gh
-        return d_scores, d_values, None, d_u0.to(m0.dtype), d_w0, None
+        return d_scores, d_values, None, d_u0.to(m0.dtype), d_w0, None, None
 
 
 def triton_attention(
@@ -294,17 +340,19 @@ def triton_attention(
     values: torch.Tensor,
     state: ScanState,
     segments: int | None = None,
+    split: str | None = None,
 ) -> tuple[torch.Tensor, ScanState]:
     """The ``"triton"`` backend: ``(R, N)`` scores and ``(R, N, D)`` values in their own dtype
-    (float32, bfloat16 or float16), a float32 state; outputs in the promoted input dtype."""
+    (float32, bfloat16 or float16), a float32 state; outputs in the promoted input dtype.
+    ``segments`` and ``split`` override the automatic choices (see ``forward``)."""
     check_supported(scores, values)
     scores = scores.contiguous()  # values may be strided; the kernels take their strides
     m0, u0, w0 = (t.float() for t in state)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (scores, values, u0, w0))
     if not needs_grad:
-        out, _, _, final, _ = forward(scores, values, ScanState(m0, u0, w0), segments)
+        out, _, _, final, _ = forward(scores, values, ScanState(m0, u0, w0), segments, split=split)
         return out, final
-    out, m_n, u_n, w_n = TritonAttention.apply(scores, values, m0.detach(), u0, w0, segments)
+    out, m_n, u_n, w_n = TritonAttention.apply(scores, values, m0.detach(), u0, w0, segments, split)
     return out, ScanState(m_n, u_n, w_n)
 
 
