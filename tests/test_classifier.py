@@ -37,10 +37,11 @@ def ragged():
     return ramps(40, seed=0)
 
 
-@pytest.fixture(scope="module", params=["aaren", "transformer", "gru"])
+@pytest.fixture(scope="module", params=["aaren", "transformer", "gru", "aaren-recency"])
 def fitted(request, ragged):
     series, labels = ragged
-    clf = AarenClassifier(backbone=request.param, **TINY)
+    backbone = request.param.split("-")[0]
+    clf = AarenClassifier(backbone=backbone, recency=request.param.endswith("recency"), **TINY)
     return clf.fit(as_multiindex(series), labels)
 
 
@@ -264,6 +265,7 @@ def test_failed_fit_leaves_the_fitted_estimator_unchanged(small):
         ({"validation_size": 1.0}, "validation_size must be in"),
         ({"prefix_loss": 1.5}, "prefix_loss must be in"),
         ({"label_smoothing": 1.0}, "label_smoothing must be in"),
+        ({"backbone": "gru", "recency": True}, "recency=True applies to the aaren backbone"),
         (
             {"device": "cuda"} if not torch.cuda.is_available() else {"kernel_size": 0},
             "cuda|kernel",

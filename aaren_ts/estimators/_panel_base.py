@@ -141,6 +141,8 @@ class AarenPanelMixin:
             raise ValueError(f"n_heads={self.n_heads} must divide d_model={self.d_model}")
         if not 0.0 <= self.validation_size < 1.0:
             raise ValueError(f"validation_size must be in [0, 1), got {self.validation_size}")
+        if self.recency and self.backbone != "aaren":
+            raise ValueError(f"recency=True applies to the aaren backbone, not {self.backbone!r}")
         if not 0.0 <= self.prefix_loss <= 1.0:
             raise ValueError(f"prefix_loss must be in [0, 1], got {self.prefix_loss}")
         if not 0.0 <= self.dropout < 1.0:
@@ -212,6 +214,7 @@ class AarenPanelMixin:
                 n_heads=self.n_heads,
                 dropout=self.dropout,
                 kernel_size=self.kernel_size,
+                recency=self.recency,
             ).to(self._device)
             validation = None
             if len(val):

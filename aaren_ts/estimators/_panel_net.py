@@ -44,6 +44,8 @@ class PanelNet(nn.Module):
     dropout : float
     kernel_size : int
         Steps each embedding reads (the step and ``kernel_size - 1`` before it).
+    recency : bool
+        Aaren backbone only: a learnable per-head score term linear in the position.
     """
 
     def __init__(
@@ -56,12 +58,16 @@ class PanelNet(nn.Module):
         n_heads: int = 4,
         dropout: float = 0.0,
         kernel_size: int = 3,
+        recency: bool = False,
     ) -> None:
         super().__init__()
         self.n_channels = n_channels
         self.kernel_size = kernel_size
         self.embed = nn.Conv1d(n_channels, d_model, kernel_size)
-        self.backbone = make_backbone(backbone, d_model, n_layers, n_heads, dropout=dropout)
+        extra = {"recency": True} if recency else {}
+        self.backbone = make_backbone(
+            backbone, d_model, n_layers, n_heads, dropout=dropout, **extra
+        )
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(d_model, n_outputs)
 

@@ -54,6 +54,9 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         Backbone size (the GRU ignores ``n_heads``).
     kernel_size : int, default 3
         Steps read by the causal convolution that embeds each step.
+    recency : bool, default False
+        Aaren backbone only: a learnable per-head attention term linear in the position
+        (exponential recency weighting), Aaren's own sense of order.
     dropout : float, default 0.1
     max_epochs : int, default 100
     batch_size : int, default 32
@@ -151,6 +154,7 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         n_layers: int = 2,
         n_heads: int = 4,
         kernel_size: int = 3,
+        recency: bool = False,
         dropout: float = 0.1,
         max_epochs: int = 100,
         batch_size: int = 32,
@@ -170,6 +174,7 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         self.n_layers = n_layers
         self.n_heads = n_heads
         self.kernel_size = kernel_size
+        self.recency = recency
         self.dropout = dropout
         self.max_epochs = max_epochs
         self.batch_size = batch_size
