@@ -115,9 +115,9 @@ def _from_item(item: Any, i: int, t_start, t_end) -> EventSequence:
         return _sequence(item, None, t_start, t_end, where)
     if isinstance(item, tuple) and len(item) == 2:
         return _sequence(item[0], item[1], t_start, t_end, where)
+    if isinstance(item, list) and item and all(np.ndim(a) == 0 for a in item):
+        return _sequence(item, None, t_start, t_end, where)  # a plain list of times
     if isinstance(item, list) and item and all(_is_times_array(a) for a in item):
-        if all(np.ndim(a) == 0 for a in item):  # a plain list of times
-            return _sequence(item, None, t_start, t_end, where)
         # tick-style: one array of times per node (mark)
         nodes = [np.asarray(a, dtype=np.float64).reshape(-1) for a in item]
         times = np.concatenate(nodes)

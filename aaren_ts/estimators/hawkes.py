@@ -149,6 +149,18 @@ class HawkesPointProcess(BaseEstimator):
         self._is_fitted = True
         return self
 
+    @classmethod
+    def from_params(cls, baseline, adjacency, decay: float, **kwargs) -> HawkesPointProcess:
+        """A fitted instance with known parameters (the true model of a simulation)."""
+        mu = np.atleast_1d(np.asarray(baseline, dtype=np.float64))
+        model = cls(n_marks=len(mu), decay=float(decay), **kwargs)
+        model.baseline_ = mu
+        model.adjacency_ = np.asarray(adjacency, dtype=np.float64).reshape(len(mu), len(mu))
+        model.decay_ = float(decay)
+        model.n_marks_ = len(mu)
+        model._is_fitted = True
+        return model
+
     # ------------------------------------------------------------------ likelihood
     def _loglik(self, s: EventSequence, mu, alpha, beta, convention: str = "window") -> float:
         E = _excitations([s], len(mu), beta)[0]
