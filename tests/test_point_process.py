@@ -64,6 +64,10 @@ def test_density_integrates_to_one_and_survival_is_its_tail(fitted, data):
         mean, _ = integrate.quad(lambda u, d=d: pdf(u, d) * np.exp(u), -40, 40, limit=400)
         assert float(d.mean()) == pytest.approx(mean, rel=1e-5)
         assert float(d.mark_log_probs.exp().sum()) == pytest.approx(1.0, abs=1e-6)
+        # the joint over (tau, mark) sums over the marks to the marginal density
+        tau = torch.tensor([0.3, 2.0])
+        joint = [sum(d.event_log_likelihood(tau, torch.tensor([k, k]))) for k in range(2)]
+        torch.testing.assert_close(torch.logsumexp(torch.stack(joint), 0), d.log_density(tau))
 
 
 def test_sequence_log_likelihood_is_the_sum_of_its_terms(fitted, data):
@@ -91,7 +95,7 @@ def test_sequence_log_likelihood_is_the_sum_of_its_terms(fitted, data):
 
 def test_sampling_matches_the_closed_form_distribution(fitted, data):
     dec = _decoded(fitted, data[2])
-    d = Decoded(*(p[4].expand(40_000, -1) for p in dec))
+    d = Decoded(*(p[4].expand(40_000, *p[4].shape) for p in dec))
     tau, mark = d.sample(torch.Generator().manual_seed(0))
     # median of the mixture by bisection on the closed-form survival
     lo, hi = 1e-6, 1e3

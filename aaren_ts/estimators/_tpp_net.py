@@ -6,9 +6,11 @@ Encoder: each event becomes a token ``embed(mark) + W [z(tau), sin(w t), cos(w t
 (Aaren, Transformer or GRU) reads the tokens; output ``y_i`` summarises the start and events
 ``1..i``.
 
-Decoder (intensity-free, Shchur et al. 2020): from ``y_i``, the next inter-event time
-``tau_{i+1}`` is a mixture of log-normals (closed-form density, survival, mean and exact
-sampling) and the next mark a categorical, independent of ``tau`` given ``y_i``.
+Decoder (intensity-free, Shchur et al. 2020): from ``y_i``, the next mark is a categorical
+and the next inter-event time ``tau_{i+1}`` given that mark a mixture of log-normals
+(``mark_conditional=True``; with False, one mixture shared by every mark, so that mark and
+time are independent given ``y_i``, as in Shchur et al.). Density, survival, mean and
+sampling stay exact and in closed form: marginally ``tau`` is a larger log-normal mixture.
 """
 
 from __future__ import annotations
@@ -27,41 +29,57 @@ N_FREQUENCIES = 8
 
 
 class Decoded(NamedTuple):
-    """Next-event distribution: log-normal mixture over ``tau`` and mark log-probabilities."""
+    """Next-event distribution: a joint over the mark ``k`` and a mixture component ``c``,
+    each ``(k, c)`` a log-normal over ``tau``. Marginally ``tau`` is a log-normal mixture of
+    ``n_marks * K`` components; given the mark, one of ``K``."""
 
-    log_weights: torch.Tensor  # (..., K)
-    loc: torch.Tensor  # (..., K) mean of log tau
-    scale: torch.Tensor  # (..., K) std of log tau
-    mark_log_probs: torch.Tensor  # (..., n_marks)
+    log_weights: torch.Tensor  # (..., M, K) log P(k, c), summing to 1 over (k, c)
+    loc: torch.Tensor  # (..., M, K) mean of log tau
+    scale: torch.Tensor  # (..., M, K) std of log tau
+    mark_log_probs: torch.Tensor  # (..., M) log P(k) = logsumexp over c
 
-    def log_density(self, tau: torch.Tensor) -> torch.Tensor:
-        """``log p(tau)`` (``tau > 0``, shape ``(...)``)."""
-        log_tau = torch.log(tau).unsqueeze(-1)
+    def _log_components(self, tau: torch.Tensor) -> torch.Tensor:
+        """``log P(k, c) + log N(log tau; loc, scale)`` ``(..., M, K)``."""
+        log_tau = torch.log(tau)[..., None, None]
         z = (log_tau - self.loc) / self.scale
         comp = -0.5 * z**2 - torch.log(self.scale) - 0.5 * math.log(2 * math.pi)
-        return torch.logsumexp(self.log_weights + comp, -1) - log_tau.squeeze(-1)
+        return self.log_weights + comp
+
+    def log_density(self, tau: torch.Tensor) -> torch.Tensor:
+        """Marginal ``log p(tau)`` (``tau > 0``, shape ``(...)``)."""
+        return torch.logsumexp(self._log_components(tau).flatten(-2), -1) - torch.log(tau)
+
+    def event_log_likelihood(
+        self, tau: torch.Tensor, mark: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(log p(tau), log P(mark | tau))``: their sum is the joint ``log p(tau, mark)``."""
+        comps = self._log_components(tau)
+        marginal = torch.logsumexp(comps.flatten(-2), -1)
+        per_mark = torch.logsumexp(comps, -1)  # (..., M)
+        joint = per_mark.gather(-1, mark.unsqueeze(-1)).squeeze(-1)
+        return marginal - torch.log(tau), joint - marginal
 
     def log_survival(self, tau: torch.Tensor) -> torch.Tensor:
         """``log P(next tau > tau)``; 0 at ``tau = 0``."""
-        log_tau = torch.log(tau.clamp_min(1e-30)).unsqueeze(-1)
+        log_tau = torch.log(tau.clamp_min(1e-30))[..., None, None]
         z = (log_tau - self.loc) / self.scale
-        return torch.logsumexp(self.log_weights + torch.special.log_ndtr(-z), -1)
+        return torch.logsumexp((self.log_weights + torch.special.log_ndtr(-z)).flatten(-2), -1)
 
     def mean(self) -> torch.Tensor:
-        """``E[tau]`` in closed form: ``sum_k w_k exp(loc_k + scale_k^2 / 2)``."""
-        return torch.exp(torch.logsumexp(self.log_weights + self.loc + 0.5 * self.scale**2, -1))
+        """``E[tau]`` in closed form: ``sum_{k,c} P(k, c) exp(loc + scale^2 / 2)``."""
+        terms = self.log_weights + self.loc + 0.5 * self.scale**2
+        return torch.exp(torch.logsumexp(terms.flatten(-2), -1))
 
     def sample(self, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact draws of ``(tau, mark)``, one per leading index."""
-        shape = self.loc.shape[:-1]
-        w = self.log_weights.reshape(-1, self.loc.shape[-1]).exp()
-        k = torch.multinomial(w, 1, generator=generator).view(shape)
-        loc = self.loc.gather(-1, k.unsqueeze(-1)).squeeze(-1)
-        scale = self.scale.gather(-1, k.unsqueeze(-1)).squeeze(-1)
+        shape = self.loc.shape[:-2]
+        n_comp = self.loc.shape[-1]
+        w = self.log_weights.reshape(-1, self.loc.shape[-2] * n_comp).exp()
+        j = torch.multinomial(w, 1, generator=generator).view(shape)
+        loc = self.loc.flatten(-2).gather(-1, j.unsqueeze(-1)).squeeze(-1)
+        scale = self.scale.flatten(-2).gather(-1, j.unsqueeze(-1)).squeeze(-1)
         eps = torch.randn(shape, generator=generator, dtype=loc.dtype, device=loc.device)
-        p = self.mark_log_probs.reshape(-1, self.mark_log_probs.shape[-1]).exp()
-        mark = torch.multinomial(p, 1, generator=generator).view(shape)
-        return torch.exp(loc + scale * eps), mark
+        return torch.exp(loc + scale * eps), torch.div(j, n_comp, rounding_mode="floor")
 
 
 class TPPNet(nn.Module):
@@ -79,9 +97,11 @@ class TPPNet(nn.Module):
         log_tau_mean: float,
         log_tau_std: float,
         min_inter_time: float,
+        mark_conditional: bool = True,
     ) -> None:
         super().__init__()
         self.n_marks = n_marks
+        self.mark_conditional = mark_conditional
         self.n_components = n_components
         self.min_inter_time = float(min_inter_time)
         self.register_buffer("log_tau_mean", torch.tensor(float(log_tau_mean)))
@@ -92,7 +112,8 @@ class TPPNet(nn.Module):
         self.mark_embedding = nn.Embedding(n_marks + 1, d_model)
         self.time_features = nn.Linear(1 + 2 * N_FREQUENCIES, d_model)
         self.encoder = make_backbone(backbone, d_model, n_layers, n_heads, None, dropout)
-        self.head = nn.Linear(d_model, 3 * n_components + n_marks)
+        per_mark = n_marks if mark_conditional else 1
+        self.head = nn.Linear(d_model, 3 * n_components * per_mark + n_marks)
 
     # ------------------------------------------------------------------ encoder
     def tokens(self, tau: torch.Tensor, times: torch.Tensor, marks: torch.Tensor) -> torch.Tensor:
@@ -107,13 +128,20 @@ class TPPNet(nn.Module):
         return self.mark_embedding(marks) + self.time_features(feats)
 
     def decode(self, y: torch.Tensor) -> Decoded:
-        K = self.n_components
+        K, M = self.n_components, self.n_marks
         out = self.head(y)
-        log_weights = F.log_softmax(out[..., :K], -1)
-        loc = self.log_tau_mean + self.log_tau_std * out[..., K : 2 * K]
-        log_scale = out[..., 2 * K : 3 * K].clamp(*LOG_SCALE_RANGE)
-        scale = self.log_tau_std * torch.exp(log_scale)
-        return Decoded(log_weights, loc, scale, F.log_softmax(out[..., 3 * K :], -1))
+        mark_log_probs = F.log_softmax(out[..., :M], -1)
+        params = out[..., M:].unflatten(-1, (3, M if self.mark_conditional else 1, K))
+        comp_log_weights = F.log_softmax(params[..., 0, :, :], -1)  # P(c | k)
+        loc = self.log_tau_mean + self.log_tau_std * params[..., 1, :, :]
+        scale = self.log_tau_std * torch.exp(params[..., 2, :, :].clamp(*LOG_SCALE_RANGE))
+        shape = (*y.shape[:-1], M, K)
+        return Decoded(
+            (mark_log_probs.unsqueeze(-1) + comp_log_weights).expand(shape),
+            loc.expand(shape),
+            scale.expand(shape),
+            mark_log_probs,
+        )
 
     def start_tokens(self, t_start: torch.Tensor) -> torch.Tensor:
         marks = torch.full(t_start.shape, self.n_marks, dtype=torch.long, device=t_start.device)
@@ -130,9 +158,8 @@ class TPPNet(nn.Module):
         dec = self.decode(y)
         prior = Decoded(*(p[:, :-1] for p in dec))  # outputs before each event
         tau = batch.tau.clamp_min(self.min_inter_time)
-        time_ll = prior.log_density(tau) * batch.mask
-        mark_ll = prior.mark_log_probs.gather(-1, batch.marks_in.unsqueeze(-1)).squeeze(-1)
-        mark_ll = mark_ll * batch.mask
+        time_ll, mark_ll = prior.event_log_likelihood(tau, batch.marks_in)
+        time_ll, mark_ll = time_ll * batch.mask, mark_ll * batch.mask
         last = Decoded(*(p[torch.arange(len(batch.lengths)), batch.lengths] for p in dec))
         survival = last.log_survival((batch.t_end - batch.last_time).to(y.dtype))
         return time_ll, mark_ll, survival, dec
