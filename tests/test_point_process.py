@@ -93,6 +93,26 @@ def test_sequence_log_likelihood_is_the_sum_of_its_terms(fitted, data):
     assert fitted.score(data, convention="easytpp") == pytest.approx(easy_total / n_easy)
 
 
+def test_intensity_integrates_to_the_compensator(fitted, data):
+    seq = data[3]
+    ((time_ll, mark_ll, surv),) = fitted.score_events([seq])
+    # between two events, the integral of the total intensity is -log S(tau); at an event,
+    # lambda_k = p(tau, k) / S(tau)
+    for i in (1, 4):
+        a, b = seq.times[i - 1], seq.times[i]
+        total, _ = integrate.quad(lambda t: fitted.intensity(seq, t).sum(), a, b, limit=200)
+        dec = Decoded(*(p[i] for p in _decoded(fitted, seq)))
+        log_s = float(dec.log_survival(torch.tensor(b - a, dtype=torch.float64)))
+        assert total == pytest.approx(-log_s, rel=1e-4)
+        lam = fitted.intensity(seq, b - 1e-12)[0, seq.marks[i]]
+        assert np.log(lam) == pytest.approx(time_ll[i] + mark_ll[i] - log_s, abs=1e-4)
+    # after the last event, the integral to t_end is minus the survival term
+    tail, _ = integrate.quad(
+        lambda t: fitted.intensity(seq, t).sum(), seq.times[-1], seq.t_end, limit=200
+    )
+    assert tail == pytest.approx(-surv, rel=1e-4)
+
+
 def test_sampling_matches_the_closed_form_distribution(fitted, data):
     dec = _decoded(fitted, data[2])
     d = Decoded(*(p[4].expand(40_000, *p[4].shape) for p in dec))

@@ -402,6 +402,29 @@ class AarenPointProcess(BaseEstimator):
         probs = [dec.mark_log_probs.exp().numpy() for dec in self._decoded(seqs)]
         return probs if every_prefix else np.stack([p[-1] for p in probs])
 
+    def intensity(self, sequence, times) -> np.ndarray:
+        """Conditional intensity of each mark, ``(len(times), n_marks)``, at ``times`` within
+        one sequence's window: ``lambda_k(t) = p(t - t_last, k | h) / S(t - t_last | h)``,
+        ``t_last`` the last event before ``t`` (``t_start`` if none) and ``h`` the state after
+        it. Their sum is the total intensity; its integral between events is ``-log S``.
+        """
+        if isinstance(sequence, (EventSequence, dict)) or isinstance(sequence, tuple):
+            sequence = [sequence]
+        seqs = self._sequences(sequence, "intensity")
+        if len(seqs) != 1:
+            raise ValueError(f"intensity takes one sequence, got {len(seqs)}")
+        s = seqs[0]
+        times = np.atleast_1d(np.asarray(times, dtype=np.float64))
+        if np.isnan(times).any() or times.min() < s.t_start or times.max() > s.t_end:
+            raise ValueError(f"times must lie in the sequence's window [{s.t_start}, {s.t_end}]")
+        dec = self._decoded(seqs)[0]
+        j = np.searchsorted(s.times, times, side="left")  # events strictly before each time
+        last = np.concatenate([[s.t_start], s.times])[j]
+        tau = torch.as_tensor(np.maximum(times - last, 1e-12), dtype=torch.float64)
+        at = Decoded(*(p[torch.as_tensor(j)] for p in dec))
+        per_mark = torch.logsumexp(at._log_components(tau), -1) - torch.log(tau).unsqueeze(-1)
+        return torch.exp(per_mark - at.log_survival(tau).unsqueeze(-1)).numpy()
+
     # ------------------------------------------------------------------ simulation
     def sample(
         self,
