@@ -282,6 +282,12 @@ def test_skbase_conventions_and_seeding(data):
         AarenPointProcess(**params).fit(data[:3]).score(data[:3])
 
 
+def test_verbose_reports_every_epoch(data, capsys):
+    AarenPointProcess(max_epochs=2, verbose=True, **SMALL).fit(data[:3], validation_data=data[3:5])
+    err = capsys.readouterr().err
+    assert "AarenPointProcess (aaren)" in err and "2/2" in err
+
+
 def test_early_stopping_keeps_the_best_validation_epoch(data):
     model = AarenPointProcess(max_epochs=6, patience=2, **SMALL)
     model.fit(data[:8], validation_data=data[8:])

@@ -1,0 +1,42 @@
+"""benchmarks/tpp.py runs end to end on tiny data (its numbers are not checked here) and its
+report reads what it wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import DATA
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tpp.py"
+
+
+@pytest.mark.skipif(not (DATA / "tpp").is_dir(), reason="event data not found: set AAREN_TS_DATA")
+def test_tpp_benchmark_quick(tmp_path):
+    out = tmp_path / "tpp.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--datasets", "taxi", "make_hawkes"]
+    result = subprocess.run(
+        [*cmd, "--backbones", "aaren", "gru", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, check=True, env=env,
+    )  # fmt: skip
+    rows = json.loads(out.read_text())["rows"]
+    models = {(r["dataset"], r["model"]) for r in rows}
+    assert models == {
+        ("taxi", "hawkes"), ("taxi", "previous-mark"), ("taxi", "aaren"), ("taxi", "gru"),
+        ("make_hawkes", "hawkes"), ("make_hawkes", "true"), ("make_hawkes", "aaren"),
+        ("make_hawkes", "gru"),
+    }  # fmt: skip
+    for r in rows:
+        if r["model"] != "previous-mark":
+            assert {"ll_window", "ll_easytpp", "rmse", "accuracy"} <= set(r)
+    assert "| taxi | aaren | 1 |" in result.stdout
+    report = subprocess.run(
+        [sys.executable, str(SCRIPT), "--report", str(out)],
+        capture_output=True, text=True, timeout=60, check=True, env=env,
+    )  # fmt: skip
+    assert report.stdout.splitlines()[0].startswith("| data set | model |")
