@@ -188,11 +188,16 @@ def test_unknown_split_is_refused():
         )
 
 
-def test_split_is_chosen_for_few_long_rows():
+def test_split_is_chosen_for_few_long_rows(monkeypatch):
     device = torch.device("cpu")
     assert triton_scan.choose_segments(1, 100_000, device) > 1
     assert triton_scan.choose_segments(10_000, 100_000, device) == 1
     assert triton_scan.choose_segments(1, 500, device) == 1  # too short to be worth it
+    # The shapes on a 132-multiprocessor GPU: the throughput family stays one pass.
+    monkeypatch.setattr(triton_scan, "_multiprocessors", lambda device: 132)
+    assert triton_scan.choose_segments(512, 1 << 16, device) == 1
+    assert triton_scan.choose_segments(128, 1 << 12, device) == 4
+    assert triton_scan.choose_segments(8, 1 << 20, device) == 66
 
 
 @pytest.mark.parametrize("d", [16, 64, 256])

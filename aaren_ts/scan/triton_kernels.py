@@ -54,6 +54,19 @@ def _load_block(s_ptr, v_ptr, row_s, row_v, offs_t, tmask, offs_d, dmask, stride
 
 
 @triton.jit
+def _join(m_loc, empty_loc, u_loc, acc, mc, uc, oc):
+    """Rows (or a block total) known relative to their own max ``m_loc`` (``u_loc`` and the
+    weighted sum ``acc``), joined with the carry ``(mc, uc, oc)``: ``(m, u, o)``. Rows come
+    as columns (``(T, 1)`` with ``acc`` ``(T, D)``), a total as scalars with ``acc`` ``(D,)``."""
+    m = tl.maximum(m_loc, mc)
+    m_ref = tl.where(m == float("-inf"), 0.0, m)
+    a = tl.exp(tl.where(empty_loc, float("-inf"), m_loc - m_ref))  # <= 1, 0 if empty
+    c = tl.exp(mc - m_ref) * uc  # the carry's weight, 0 if empty
+    u = a * u_loc + c
+    return m, u, (a * acc + c * oc) / tl.where(u > 0, u, 1.0)
+
+
+@triton.jit
 def _scan_segment(
     s_ptr,
     v_ptr,
@@ -91,27 +104,32 @@ def _scan_segment(
         tmask = offs_t < stop
         s, v = _load_block(s_ptr, v_ptr, row_s, row_v, offs_t, tmask, offs_d, dmask,
                            stride_vn, stride_vd)  # fmt: skip
-        m = tl.maximum(tl.associative_scan(s, 0, _max_combine), mc)
-        m_ref = tl.where(m == float("-inf"), 0.0, m)  # empty prefix: exp(-inf - 0) = 0
+        # Inside the block alone (nothing here waits on the carry): running max, weights,
+        # sums, the block product, and the block's own totals (its last row).
+        m_loc = tl.associative_scan(s, 0, _max_combine)
+        empty_loc = m_loc == float("-inf")
+        ml_ref = tl.where(empty_loc, 0.0, m_loc)
         # Masking before the exp: tokens after row k may sit far above m_k.
-        e = tl.exp(tl.where(lower, s[None, :] - m_ref[:, None], float("-inf")))
-        carried = tl.exp(mc - m_ref) * uc
-        u = tl.sum(e, axis=1) + carried
-        denom = tl.where(u > 0, u, 1.0)
+        e = tl.exp(tl.where(lower, s[None, :] - ml_ref[:, None], float("-inf")))
+        u_loc = tl.sum(e, axis=1)
         acc = tl.dot(e, v, input_precision="ieee")
-        o = (acc + carried[:, None] * oc[None, :]) / denom[:, None]
+        m_blk = tl.max(s, axis=0)
+        u_blk = tl.sum(tl.where(is_last, u_loc, 0.0), axis=0)
+        acc_blk = tl.sum(tl.where(is_last[:, None], acc, 0.0), axis=0)
+        # With the carry: every row, then the carry for the next block (a short chain).
+        m, u, o = _join(
+            m_loc[:, None], empty_loc[:, None], u_loc[:, None], acc, mc, uc, oc[None, :]
+        )  # m, u: (BLOCK_T, 1)
         if WRITE_OUT:
             o_offs = (row * n + offs_t[:, None]) * d + offs_d[None, :]
             tl.store(o_ptr + o_offs, o.to(o_ptr.dtype.element_ty),
                      mask=tmask[:, None] & dmask[None, :])  # fmt: skip
             if SAVE_F32:
                 tl.store(o32_ptr + o_offs, o, mask=tmask[:, None] & dmask[None, :])
-            tl.store(lm_ptr + row_s + offs_t, m, mask=tmask)
-            tl.store(ll_ptr + row_s + offs_t, tl.log(denom), mask=tmask)  # 0 if empty
-        # Padding rows (scores -inf) repeat the last real row, so the last row is the carry.
-        mc = tl.sum(tl.where(is_last, m, 0.0), axis=0)
-        uc = tl.sum(tl.where(is_last, u, 0.0), axis=0)
-        oc = tl.sum(tl.where(is_last[:, None], o, 0.0), axis=0)
+            col = row_s + offs_t[:, None]
+            tl.store(lm_ptr + col, m, mask=tmask[:, None])
+            tl.store(ll_ptr + col, tl.log(tl.where(u > 0, u, 1.0)), mask=tmask[:, None])
+        mc, uc, oc = _join(m_blk, m_blk == float("-inf"), u_blk, acc_blk, mc, uc, oc)
     return mc, uc, oc
 
 
