@@ -152,6 +152,7 @@ def run(args) -> dict:
                     batch_size=args.batch_size,
                     lr=args.lr,
                     device="cpu",
+                    recency=args.recency,
                     random_state=seed,
                 )
                 t0 = time.perf_counter()
@@ -184,6 +185,7 @@ def meta(args, rows) -> dict:
             "patience": args.patience,
             "batch_size": args.batch_size,
             "lr": args.lr,
+            "recency": args.recency,
         },
         "rows": rows,
     }
@@ -229,6 +231,7 @@ def main() -> None:
     parser.add_argument("--n-heads", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--recency", action="store_true", help="Aaren's recency term on times")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="write (and resume from) this JSON file")
     parser.add_argument("--quick", action="store_true", help="tiny data and 2 epochs")

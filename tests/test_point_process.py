@@ -37,9 +37,11 @@ def fitted(data):
     return AarenPointProcess(max_epochs=3, **SMALL).fit(data)
 
 
-@pytest.fixture(scope="module", params=["aaren", "transformer", "gru"])
+@pytest.fixture(scope="module", params=["aaren", "aaren-recency", "transformer", "gru"])
 def fitted_backbone(request, data):
-    return AarenPointProcess(backbone=request.param, max_epochs=1, **SMALL).fit(data)
+    backbone, _, recency = request.param.partition("-")
+    model = AarenPointProcess(backbone=backbone, recency=bool(recency), max_epochs=1, **SMALL)
+    return model.fit(data)
 
 
 def _decoded(model, seq) -> Decoded:

@@ -98,8 +98,11 @@ class TPPNet(nn.Module):
         log_tau_std: float,
         min_inter_time: float,
         mark_conditional: bool = True,
+        recency: bool = False,
     ) -> None:
         super().__init__()
+        self.recency = recency and backbone == "aaren"
+        extra = {"recency": True} if self.recency else {}
         self.n_marks = n_marks
         self.mark_conditional = mark_conditional
         self.n_components = n_components
@@ -111,7 +114,7 @@ class TPPNet(nn.Module):
         self.register_buffer("frequencies", (2 * math.pi / periods).float())
         self.mark_embedding = nn.Embedding(n_marks + 1, d_model)
         self.time_features = nn.Linear(1 + 2 * N_FREQUENCIES, d_model)
-        self.encoder = make_backbone(backbone, d_model, n_layers, n_heads, None, dropout)
+        self.encoder = make_backbone(backbone, d_model, n_layers, n_heads, None, dropout, **extra)
         per_mark = n_marks if mark_conditional else 1
         self.head = nn.Linear(d_model, 3 * n_components * per_mark + n_marks)
 
@@ -143,6 +146,12 @@ class TPPNet(nn.Module):
             mark_log_probs,
         )
 
+    def step(self, token: torch.Tensor, state, time: torch.Tensor):
+        """One token ``(1, d_model)`` at event time ``time`` ``(1,)`` (float64)."""
+        if self.recency:
+            return self.encoder.step(token, state, time)
+        return self.encoder.step(token, state)
+
     def start_tokens(self, t_start: torch.Tensor) -> torch.Tensor:
         marks = torch.full(t_start.shape, self.n_marks, dtype=torch.long, device=t_start.device)
         return self.tokens(torch.ones_like(t_start), t_start, marks)
@@ -154,7 +163,10 @@ class TPPNet(nn.Module):
         """
         start = self.start_tokens(batch.t_start).unsqueeze(1)
         x = torch.cat([start, self.tokens(batch.tau, batch.times, batch.marks_in)], 1)
-        y, _ = self.encoder(x)
+        if self.recency:  # Aaren's recency term on event times (start token at t_start)
+            y, _ = self.encoder(x, None, torch.cat([batch.t_start.unsqueeze(1), batch.times], 1))
+        else:
+            y, _ = self.encoder(x)
         dec = self.decode(y)
         prior = Decoded(*(p[:, :-1] for p in dec))  # outputs before each event
         tau = batch.tau.clamp_min(self.min_inter_time)

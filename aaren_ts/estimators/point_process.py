@@ -71,6 +71,10 @@ class AarenPointProcess(BaseEstimator):
         The next inter-event time's mixture depends on the next mark: ``p(tau, k | h) =
         P(k | h) p(tau | k, h)``. False: one mixture for every mark (time and mark independent
         given the history, as in Shchur et al., 2020).
+    recency : bool, default False
+        Aaren only: a learnable per-head recency term on the event times in every attention
+        layer (``aaren_ts.nn.AarenAttention``), an exponential down-weighting of old events.
+        Ignored by the other backbones.
     dropout : float, default 0.0
     max_epochs : int, default 20
     batch_size : int, default 32
@@ -145,6 +149,7 @@ class AarenPointProcess(BaseEstimator):
         n_heads: int = 4,
         n_components: int = 8,
         mark_conditional: bool = True,
+        recency: bool = False,
         dropout: float = 0.0,
         max_epochs: int = 20,
         batch_size: int = 32,
@@ -163,6 +168,7 @@ class AarenPointProcess(BaseEstimator):
         self.n_heads = n_heads
         self.n_components = n_components
         self.mark_conditional = mark_conditional
+        self.recency = recency
         self.dropout = dropout
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -259,6 +265,7 @@ class AarenPointProcess(BaseEstimator):
                 std,
                 self.min_inter_time,
                 bool(self.mark_conditional),
+                bool(self.recency),
             ).to(device)
             history, val_history = self._train(net, seqs, val, rng, device)
         self.network_ = net
@@ -560,7 +567,7 @@ class EventStream:
             t0 = torch.tensor([t_start], dtype=torch.float64, device=self._device)
             enc = self._net.encoder
             state = enc.init_state(1, self._device, self._net.head.weight.dtype)
-            y, self._state = enc.step(self._net.start_tokens(t0), state)
+            y, self._state = self._net.step(self._net.start_tokens(t0), state, t0)
             self._dec = self._net.decode(y[0])
 
     def update(self, times, marks=None) -> EventStream:
@@ -587,7 +594,8 @@ class EventStream:
                     torch.tensor([t], dtype=torch.float64, device=self._device),
                     torch.tensor([int(k)], device=self._device),
                 )
-                y, self._state = net.encoder.step(token, self._state)
+                time = torch.tensor([t], dtype=torch.float64, device=self._device)
+                y, self._state = net.step(token, self._state, time)
                 self._dec = net.decode(y[0])
                 self.last_time = float(t)
                 self.n_events += 1
