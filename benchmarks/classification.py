@@ -124,7 +124,7 @@ def summarise(cells: list[dict]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", help="default: the three named + local ones")
-    parser.add_argument("--backbones", nargs="+", default=BACKBONES)
+    parser.add_argument("--backbones", nargs="*", default=BACKBONES, help="none: MiniRocket only")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--d-model", type=int, default=64)
@@ -170,23 +170,30 @@ def main(argv: list[str] | None = None) -> None:
         "params": params,
         "cells": [],
     }
-    for dataset in args.datasets or local_datasets():
-        data = (load_uea(dataset, "train"), load_uea(dataset, "test"))
-        if args.quick:  # a few series of each split, every class represented
-            data = tuple(_head(X, y, 20) for X, y in data)
-        models = [(b, s) for b in args.backbones for s in args.seeds]
-        if not args.no_minirocket:
-            models += [("minirocket", s) for s in args.seeds]
-        for model, seed in models:
-            if model == "minirocket":
-                result = run_minirocket(data, seed)
-            else:
-                result = run_aaren(data, model, seed, {**params, "device": args.device})
-            cell = {"dataset": dataset, "model": model, "seed": seed, **result}
-            record["cells"].append(cell)
-            print(json.dumps(cell), flush=True)
-            if args.json:
-                Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+    # MiniRocket runs last, after every deep model: once numba's parallel code has run, a
+    # worker thread of its stays busy in this process and slows torch down (measured here:
+    # BasicMotions fits 3-4x slower after JapaneseVowels' MiniRocket).
+    datasets = args.datasets or local_datasets()
+    jobs = [(d, b, s) for d in datasets for b in args.backbones for s in args.seeds]
+    if not args.no_minirocket:
+        jobs += [(d, "minirocket", s) for d in datasets for s in args.seeds]
+    loaded: dict[str, tuple] = {}
+    for dataset, model, seed in jobs:
+        if dataset not in loaded:
+            data = (load_uea(dataset, "train"), load_uea(dataset, "test"))
+            if args.quick:  # a few series of each split, every class represented
+                data = tuple(_head(X, y, 20) for X, y in data)
+            loaded[dataset] = data
+        data = loaded[dataset]
+        if model == "minirocket":
+            result = run_minirocket(data, seed)
+        else:
+            result = run_aaren(data, model, seed, {**params, "device": args.device})
+        cell = {"dataset": dataset, "model": model, "seed": seed, **result}
+        record["cells"].append(cell)
+        print(json.dumps(cell), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
     print("\n".join(summarise(record["cells"])))
 
 
