@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--recency", action="store_true", help="aaren: recency=True (cells named aaren+recency)"
+    )
     parser.add_argument("--no-minirocket", action="store_true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
@@ -188,7 +191,9 @@ def main(argv: list[str] | None = None) -> None:
         if model == "minirocket":
             result = run_minirocket(data, seed)
         else:
-            result = run_aaren(data, model, seed, {**params, "device": args.device})
+            extra = {"recency": True} if args.recency and model == "aaren" else {}
+            result = run_aaren(data, model, seed, {**params, **extra, "device": args.device})
+            model += "+recency" if extra else ""
         cell = {"dataset": dataset, "model": model, "seed": seed, **result}
         record["cells"].append(cell)
         print(json.dumps(cell), flush=True)
