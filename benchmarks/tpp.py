@@ -23,11 +23,22 @@ sequences) is reported too.
 
 Running it
 ----------
-From the repository root, with the data in ``AAREN_TS_DATA``::
+From the repository root, with the data in ``AAREN_TS_DATA`` (the runs behind
+``benchmarks/RESULTS.md``)::
 
-    python benchmarks/tpp.py --threads 1 --datasets taxi --json benchmarks/results/tpp_taxi.json
+    python benchmarks/tpp.py --threads 1 --datasets taxi --patience 10 \
+        --json benchmarks/results/tpp_taxi.json
+    python benchmarks/tpp.py --threads 1 --datasets hawkes1 make_hawkes --patience 10 \
+        --json benchmarks/results/tpp_synthetic.json
+    python benchmarks/tpp.py --threads 1 --datasets stackoverflow --seeds 0 --patience 10 \
+        --json benchmarks/results/tpp_stackoverflow.json
+    python benchmarks/tpp.py --threads 1 --datasets hawkes1 --recency --epochs 100 --lr 2e-3 \
+        --patience 10 --json benchmarks/results/tpp_hawkes1_long.json
     python benchmarks/tpp.py --quick                      # tiny: checks that it works
     python benchmarks/tpp.py --report benchmarks/results/tpp_taxi.json ...
+
+A JSON file is rewritten after every row and read back on start, so an interrupted run
+resumes where it stopped.
 """
 
 from __future__ import annotations
