@@ -27,7 +27,8 @@ MiniRocket 0.989 / 1.000 / 0.518, 1-NN DTW 0.949 / 0.975 / 0.607.
 
 Running it
 ----------
-From the repository root, with the data in ``AAREN_TS_DATA`` (MiniRocket needs numba)::
+From the repository root, with the data in ``AAREN_TS_DATA`` (MiniRocket needs numba:
+``pip install -e ".[bench]"``)::
 
     python benchmarks/classification.py --threads 1 \
         --json benchmarks/results/classification_cpu.json
