@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._files import fetch, write_atomically
 from .forecasting import cache_dir
 
 
@@ -298,20 +299,9 @@ def _verify(data: bytes, source: EventSource, where: str) -> None:
 
 
 def _fetch(source: EventSource, target: Path) -> None:
-    import tempfile
-    import urllib.request
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with urllib.request.urlopen(source.url, timeout=60) as response:
-            data = response.read()
-    except OSError as err:
-        raise OSError(f"could not download {source.url}: {err}") from err
+    data = fetch(source.url)
     _verify(data, source, f"download of {source.url}")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, target)
+    write_atomically(target, data)
 
 
 def event_data_path(name: str, split: str, download: bool = True) -> Path:

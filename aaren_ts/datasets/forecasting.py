@@ -16,13 +16,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
+
+from ._files import fetch, write_atomically
 
 _ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{}.csv"
 
@@ -125,22 +125,14 @@ def _verified(path: Path, source: ForecastingSource) -> bytes:
 
 def _download(source: ForecastingSource, target: Path) -> None:
     """Fetch ``source.url`` into ``target``, atomically, after checking its checksum."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with urllib.request.urlopen(source.url, timeout=60) as response:
-            data = response.read()
-    except OSError as err:
-        raise OSError(f"could not download {source.url}: {err}") from err
+    data = fetch(source.url)
     digest = hashlib.sha256(data).hexdigest()
     if digest != source.sha256:
         raise ValueError(
             f"download of {source.url} has sha256 {digest}, expected {source.sha256}; "
             "nothing was saved"
         )
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, target)
+    write_atomically(target, data)
 
 
 def forecasting_path(name: str, download: bool = True) -> Path:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from ._files import fetch, write_atomically
 from .forecasting import cache_dir
 
 # The archive's per-data-set zips (as sktime's and aeon's loaders fetch them).
@@ -64,11 +63,7 @@ def _download(name: str, folder: Path) -> None:
     """Fetch the data set's zip, check both splits' checksums, then unpack them into
     ``folder`` (atomically: nothing is written unless both splits are good)."""
     url = UEA_URL.format(name=name)
-    try:
-        with urllib.request.urlopen(url, timeout=120) as response:
-            payload = response.read()
-    except OSError as err:
-        raise OSError(f"could not download {url}: {err}") from err
+    payload = fetch(url, timeout=120)
     try:
         archive = zipfile.ZipFile(io.BytesIO(payload))
     except zipfile.BadZipFile as err:
@@ -82,12 +77,8 @@ def _download(name: str, folder: Path) -> None:
         data = archive.read(members[file])
         _check(file, data, f"{file} in {url}")
         files[file] = data
-    folder.mkdir(parents=True, exist_ok=True)
     for file, data in files.items():
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, folder / file)
+        write_atomically(folder / file, data)
 
 
 def uea_path(name: str, split: str = "train", download: bool = True) -> Path:

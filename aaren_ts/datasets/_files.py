@@ -1,0 +1,32 @@
+"""Fetching and saving data files, shared by every loader: download errors that name the URL,
+and writes that never leave a half-written file behind (a temporary file, then a rename)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.request
+from pathlib import Path
+
+
+def fetch(url: str, timeout: float = 60.0) -> bytes:
+    """The bytes at ``url`` (``https://`` or ``file://``); ``OSError`` names the URL."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read()
+    except OSError as err:
+        raise OSError(f"could not download {url}: {err}") from err
+
+
+def write_atomically(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` through a temporary file in the same folder and a rename,
+    so a reader sees the old file or the whole new one, never a part."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
