@@ -266,11 +266,7 @@ def backward(
     else:
         # Pass 1: each segment's own suffix sum (and h_k, kept for pass 2).
         h = new_buffer((rows, n), torch.float32, device)
-        empty = (
-            torch.full((rows * n_seg,), math.inf, device=device),
-            torch.zeros(rows * n_seg, d, device=device),
-            torch.zeros(rows * n_seg, device=device),
-        )
+        empty = _suffix_buffers(rows * n_seg, d, device, fill=True)
         k.bwd_kernel[(rows * n_seg,)](
             scores, values, d_out, out, h, lm, ll, d_scores, d_values, *empty, *fin,
             n, d, seg, n_seg, *strides,
@@ -295,7 +291,15 @@ def backward(
     return d_scores, d_values, start_carry
 
 
-def _suffix_buffers(count: int, d: int, device: torch.device):
+def _suffix_buffers(count: int, d: int, device: torch.device, fill: bool = False):
+    """Buffers for ``count`` suffix carries ``(R, G, Gh)``; ``fill`` makes them empty sums
+    (reference ``+inf``, nothing summed)."""
+    if fill:
+        return (
+            torch.full((count,), math.inf, device=device),
+            torch.zeros(count, d, device=device),
+            torch.zeros(count, device=device),
+        )
     f32 = torch.float32
     return (
         new_buffer((count,), f32, device),
