@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from scipy import stats
-from sktime.datasets import load_airline
+from sktime.datasets import load_airline, load_longley
 
 from aaren_ts.datasets import make_hawkes
 from aaren_ts.estimators import AarenForecaster, AarenPointProcess, HawkesPointProcess
@@ -156,6 +156,16 @@ def test_attention_of_transformer_and_errors(airline):
         forecaster_attention(gru, airline)
     with pytest.raises(ValueError, match="columns"):
         forecaster_attention(transformer, pd.DataFrame({"a": airline, "b": airline}))
+
+
+def test_attention_reads_exogenous_columns_when_fitted_with_x():
+    y, X = load_longley()
+    f = AarenForecaster(**TINY).fit(y, X=X, fh=[1])
+    att = forecaster_attention(f, y, X)
+    assert att.weights.shape == (2, 1, 2, len(y))
+    np.testing.assert_allclose(att.weights.sum(-1), 1.0, atol=1e-12)
+    with pytest.raises(ValueError, match="X is required"):
+        forecaster_attention(f, y)
 
 
 # ---------------------------------------------------------------------- point processes

@@ -9,6 +9,7 @@ start; windowed mode: the last ``context_length`` observations, normalised per w
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -178,7 +179,7 @@ def plot_attention(
     if forecaster.context_length is not None:
         axes[0].axvspan(when[0], when[-1], color="tab:orange", alpha=0.15, label="context window")
         axes[0].legend(loc="upper left")
-    axes[0].set_ylabel(str(frame.columns[column])[:24])
+    axes[0].set_ylabel("\n".join(textwrap.wrap(str(frame.columns[column]), 16)[:3]))
     query = "learned query" if att.backbone == "aaren" else "last token's query"
     axes[0].set_title(f"{att.backbone}: attention of each layer's {query} at the forecast origin")
     for layer in range(n_layers):
