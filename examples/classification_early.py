@@ -8,7 +8,8 @@ utterance is then classified frame by frame with a stream (O(1) per frame), whic
 the parallel pass, and stopped as soon as the classifier is confident. Training on every
 prefix as well (``prefix_loss``) makes those early calls much better.
 
-Writes ``examples/classification_early.png`` (accuracy vs fraction of the series seen).
+Writes ``examples/classification_early.png`` (``--plot PATH`` elsewhere): accuracy vs the
+fraction of the series seen.
 
 Run from the repository root (the data from ``AAREN_TS_DATA``, or downloaded)::
 
@@ -40,6 +41,7 @@ def accuracy_at_fraction(proba: np.ndarray, lengths: np.ndarray, y, classes, f: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few epochs (for the tests)")
+    parser.add_argument("--plot", type=Path, default=PLOT, help="where to write the PNG")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -90,7 +92,7 @@ def main() -> None:
 
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # a file, never a window
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -106,8 +108,9 @@ def main() -> None:
     ax.set_title("JapaneseVowels: how early can we call it?")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(PLOT, dpi=120)
-    print(f"wrote {PLOT}")
+    fig.savefig(args.plot, dpi=120)
+    plt.close(fig)
+    print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":

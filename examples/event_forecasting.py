@@ -7,8 +7,10 @@ events are then streamed through ``update`` one at a time, O(1) each, as a live 
 see them: the forecasts made along the way equal those of one parallel pass over the whole
 sequences.
 
-Writes ``examples/event_forecasting.png``: predicted vs actual next-event time over the
-streamed events, and the learned intensity of one test sequence.
+Writes ``examples/event_forecasting.png`` (``--plot PATH`` elsewhere): predicted vs actual
+next-event time over the streamed events, the learned intensity of one test sequence
+(``aaren_ts.plotting.plot_intensity``) and the time-rescaling QQ plot of the streamed sequences
+(``plot_qq``: under a perfect model the compensator increments are Exp(1)).
 
 Run from the repository root (the data from ``AAREN_TS_DATA``, or downloaded)::
 
@@ -33,7 +35,9 @@ PLOT = Path(__file__).with_suffix(".png")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small data and 2 epochs")
-    parser.add_argument("--out", type=Path, default=PLOT, help="where to write the PNG")
+    parser.add_argument(
+        "--plot", "--out", dest="out", type=Path, default=PLOT, help="where to write the PNG"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -68,16 +72,16 @@ def main() -> None:
     rmse = float(np.sqrt(np.mean((predicted - actual) ** 2)))
     print(f"RMSE of the next inter-event time: {rmse:.3f} hours")
 
-    seq = test[0]
-    grid = np.linspace(seq.t_start, seq.times[min(12, len(seq.times) - 1)], 800)[1:]
-    lam = model.intensity(seq, grid).sum(1)
-
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # a file, never a window
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    from aaren_ts.plotting import plot_intensity, plot_qq
+
+    fig, (ax1, ax2, ax3) = plt.subplots(
+        1, 3, figsize=(15, 4), gridspec_kw={"width_ratios": [1, 1.4, 1]}
+    )
     ax1.scatter(actual, predicted, s=6, alpha=0.5)
     top = float(np.quantile(np.concatenate([actual, predicted]), 0.99))
     ax1.plot([0, top], [0, top], "k--", lw=1)
@@ -85,13 +89,14 @@ def main() -> None:
     ax1.set(
         ylabel="predicted (conditional mean, h)", title=f"streamed test events, RMSE {rmse:.3f}"
     )
-    ax2.plot(grid, lam, lw=1)
-    shown = seq.times[seq.times <= grid[-1]]
-    ax2.plot(shown, np.zeros_like(shown), "r|", ms=12, label="events")
+    seq = test[0]
+    plot_intensity(model, seq, t_max=float(seq.times[min(12, len(seq.times) - 1)]), ax=ax2)
     ax2.set(xlabel="time (h)", ylabel="total intensity (1/h)", title="learned intensity, test 0")
-    ax2.legend()
+    # time-rescaling: under a perfect model the compensator increments are Exp(1)
+    plot_qq(model, streamed, ax=ax3)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)
+    plt.close(fig)
     print(f"wrote {args.out}")
 
 

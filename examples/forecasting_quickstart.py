@@ -17,13 +17,16 @@ For each: forecast 1959 with 80% intervals, then stream 1959-1960 in one month a
 ``update(..., update_params=False)`` (no retraining; sktime passes the whole series so far,
 the forecaster reads only the month it has not seen) and read off the next month's forecast
 and interval. A plot of both is saved to ``forecasting_quickstart.png`` beside this file
-(needs matplotlib, the ``plot`` extra).
+(``--plot PATH`` to save it elsewhere; needs matplotlib, the ``plot`` extra), and beside it
+``forecasting_quickstart_attention.png``: the attention weights of each of the full-history
+model's learned queries over the 144 months, at the end of the stream.
 
-Run: ``python examples/forecasting_quickstart.py``
+Run: ``python examples/forecasting_quickstart.py [--plot PATH]``
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
 
@@ -87,43 +90,46 @@ def run(name: str, forecaster: AarenForecaster, y: pd.Series) -> dict:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--plot", type=Path, default=OUT, metavar="PATH", help=f"where to save the plot ({OUT})"
+    )
+    args = parser.parse_args()
     y = load_airline()
     results = {name: run(name, f, y) for name, f in FORECASTERS.items()}
-    plot(y, results)
+    plot(y, results, args.plot)
 
 
-def plot(y: pd.Series, results: dict) -> None:
+def plot(y: pd.Series, results: dict, path: Path) -> None:
     try:
         import matplotlib
 
-        matplotlib.use("Agg")
+        matplotlib.use("Agg")  # files only, never a window
         import matplotlib.pyplot as plt
     except ImportError:
         print("matplotlib is not installed (pip install 'aaren-ts[plot]'): no plot")
         return
-    to_time = lambda index: index.to_timestamp()  # noqa: E731
+    from aaren_ts.plotting import plot_attention, plot_forecast
+
     fig, axes = plt.subplots(1, len(results), figsize=(13, 4.5), sharey=True)
     for ax, (name, r) in zip(axes, results.items(), strict=True):
-        ax.plot(to_time(y.index), y.to_numpy(), color="black", lw=1.2, label="observed")
-        ax.plot(to_time(r["forecast"].index), r["forecast"], color="tab:blue", label="1959")
-        ax.fill_between(
-            to_time(r["interval"].index),
-            r["interval"].iloc[:, 0],
-            r["interval"].iloc[:, 1],
-            color="tab:blue",
-            alpha=0.2,
-            label="80% interval",
+        plot_forecast(
+            y, r["forecast"], r["interval"], ax=ax, title=f"{name}: fit to 1958, one update a month"
         )
-        ax.plot(to_time(r["streamed"].index), r["streamed"], color="tab:orange", label="one-step")
-        ax.fill_between(
-            to_time(r["streamed"].index), r["lower"], r["upper"], color="tab:orange", alpha=0.2
-        )
-        ax.set_title(f"{name}: fit to 1958, then one update per month")
+        when = r["streamed"].index.to_timestamp()
+        ax.plot(when, r["streamed"], color="tab:orange", label="one-step")
+        ax.fill_between(when, r["lower"], r["upper"], color="tab:orange", alpha=0.2)
         ax.legend(loc="upper left")
     axes[0].set_ylabel("passengers (thousands)")
     fig.tight_layout()
-    fig.savefig(OUT, dpi=110)
-    print(f"plot saved to {OUT}")
+    fig.savefig(path, dpi=110)
+    print(f"plot saved to {path}")
+    # which months the full-history model's learned queries weigh at the end of the stream
+    fig, _ = plot_attention(FORECASTERS["full history"], y)
+    attention = path.with_name(f"{path.stem}_attention{path.suffix}")
+    fig.savefig(attention, dpi=110)
+    print(f"attention plot saved to {attention}")
+    plt.close("all")
 
 
 if __name__ == "__main__":

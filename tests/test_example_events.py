@@ -20,7 +20,7 @@ def test_event_forecasting_runs_streams_and_plots(tmp_path):
     plot = tmp_path / "events.png"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     result = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--quick", "--out", str(plot)],
+        [sys.executable, str(EXAMPLE), "--quick", "--plot", str(plot)],
         capture_output=True, text=True, timeout=600, check=True, env=env,
     )  # fmt: skip
     out = result.stdout

@@ -22,13 +22,15 @@ def run_example(name: str, *args: str) -> list[str]:
     return result.stdout.splitlines()
 
 
-def test_forecasting_quickstart_runs_streams_and_plots():
-    plot = EXAMPLES / "forecasting_quickstart.png"
-    plot.unlink(missing_ok=True)
-    lines = run_example("forecasting_quickstart.py")
+def test_forecasting_quickstart_runs_streams_and_plots(tmp_path):
+    plot = tmp_path / "quickstart.png"
+    lines = run_example("forecasting_quickstart.py", "--plot", str(plot))
     for mode in ("full history", "window"):
         assert any(line.startswith(f"[{mode}] streamed 24 months") for line in lines)
-    assert plot.is_file() and plot.stat().st_size > 10_000
+    attention = tmp_path / "quickstart_attention.png"
+    assert lines[-2:] == [f"plot saved to {plot}", f"attention plot saved to {attention}"]
+    for path in (plot, attention):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
 
 
 def test_scan_quickstart_runs_and_reports_exactness():
@@ -40,10 +42,9 @@ def test_scan_quickstart_runs_and_reports_exactness():
 
 
 @needs_data
-def test_classification_early_runs_streams_and_plots():
-    plot = EXAMPLES / "classification_early.png"
-    plot.unlink(missing_ok=True)
-    lines = run_example("classification_early.py", "--quick")
+def test_classification_early_runs_streams_and_plots(tmp_path):
+    plot = tmp_path / "early.png"
+    lines = run_example("classification_early.py", "--quick", "--plot", str(plot))
     for label in ("whole series only", "prefix_loss=0.5"):
         final = [line for line in lines if line.startswith(f"[{label}] test accuracy")]
         assert final and float(final[0].rsplit(" ", 1)[-1]) > 0.5  # 9 speakers: chance 0.11

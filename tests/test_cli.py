@@ -1,0 +1,100 @@
+"""The ``aaren-ts`` command: ``demo`` prints a real forecast (and plots it), ``bench`` runs the
+benchmark scripts with the arguments given, errors say what is wrong."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aaren_ts import __version__
+from aaren_ts.cli import BENCHMARKS, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "aaren_ts.cli", *args], capture_output=True,
+                          text=True, timeout=300, env=env, check=False)  # fmt: skip
+
+
+def test_demo_prints_the_forecast_table_and_saves_the_plot(capsys, tmp_path):
+    plot = tmp_path / "demo.png"
+    assert main(["demo", "--epochs", "2", "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(out) if line.split() == [
+        "forecast", "80%", "lower", "80%", "upper", "observed"])  # fmt: skip
+    rows = out[header + 1 : header + 13]
+    assert [row.split()[0] for row in rows] == [f"1960-{m:02d}" for m in range(1, 13)]
+    observed = [float(row.split()[-1]) for row in rows]
+    assert observed[:3] == [417.0, 391.0, 419.0]  # the airline data's 1960
+    errors = []
+    for row in rows:  # forecasts and bounds are finite numbers, lower <= upper
+        forecast, lower, upper, actual = map(float, row.split()[1:])
+        assert all(map(math.isfinite, (forecast, lower, upper))) and lower <= upper
+        errors.append(abs(forecast - actual))
+    summary = next(line for line in out if line.startswith("mean absolute error"))
+    # the printed error is the table's (to the table's rounding)
+    assert float(summary.split()[3].rstrip(";")) == pytest.approx(sum(errors) / 12, abs=0.1)
+    assert out[-1] == f"plot saved to {plot}"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+
+
+def test_version_help_and_argument_errors(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"aaren-ts {__version__}"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0 and "demo" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "nope"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "invalid choice: 'nope'" in err
+    assert all(name in err for name in BENCHMARKS)
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--bogus"])
+    assert exit_.value.code == 2 and "unrecognized arguments: --bogus" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([])  # a command is required
+    assert main(["demo", "--epochs", "0"]) == 2
+    assert "--epochs must be >= 1" in capsys.readouterr().err
+
+
+def test_bench_passes_quick_and_extra_arguments_to_the_script(tmp_path, capfd, monkeypatch):
+    # a stand-in scripts folder: the script echoes its argv and which aaren_ts it imports
+    (tmp_path / "tpp.py").write_text(
+        "import sys, aaren_ts\nprint('ARGS', sys.argv[1:])\nprint('FROM', aaren_ts.__file__)\n"
+        "sys.exit(3)\n"
+    )
+    monkeypatch.setenv("AAREN_TS_BENCHMARKS", str(tmp_path))
+    code = main(["bench", "tpp", "--quick", "--json", "out.json", "--seeds", "0", "1"])
+    out = capfd.readouterr().out
+    assert code == 3  # the script's exit status comes back
+    assert "ARGS ['--quick', '--json', 'out.json', '--seeds', '0', '1']" in out
+    assert f"FROM {ROOT / 'aaren_ts' / '__init__.py'}" in out
+
+
+def test_bench_errors_when_the_scripts_cannot_be_found(tmp_path):
+    result = _cli("bench", "scan", env={"AAREN_TS_BENCHMARKS": str(tmp_path / "missing")})
+    assert result.returncode == 2
+    assert f"AAREN_TS_BENCHMARKS={tmp_path / 'missing'} is not a directory" in result.stderr
+    result = _cli("bench", "scan", env={"AAREN_TS_BENCHMARKS": str(tmp_path)})
+    assert result.returncode == 2 and f"no scan.py in {tmp_path}" in result.stderr
+
+
+@pytest.mark.slow
+def test_bench_scan_quick_runs_the_real_script_and_prints_its_table():
+    # (about 40 s on 2 shared cores: every cell is timed in a fresh process)
+    result = _cli("bench", "scan", "--quick", "--backends", "chunked", "--n", "256")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith("benchmarks/scan.py --quick --backends chunked --n 256")
+    assert any(line.startswith("| N ") and "fwd ms" in line for line in lines)
+    rows = [line for line in lines if line.startswith("| 256 | chunked")]
+    assert len(rows) == 1  # only the backend asked for: the extra arguments reached the script
