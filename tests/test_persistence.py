@@ -32,7 +32,7 @@ from aaren_ts.estimators import (
     AarenPointProcess,
     AarenRegressor,
 )
-from aaren_ts.estimators._persistence import DeviceTensor, PortableModule
+from aaren_ts.estimators._portable import DeviceTensor, PortableModule
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 1, "random_state": 0}

@@ -15,7 +15,8 @@ import pandas as pd
 import torch
 
 from ._panel_net import PanelNet, fit_panel_network, predict_outputs
-from ._persistence import PersistenceMixin, PortableStateMixin
+from ._persistence import PersistenceMixin
+from ._portable import PortableStateMixin
 from .forecaster import _resolve_device
 
 # sklearn >= 1.9 stores these on the estimator during GridSearchCV / cross_val_score;

@@ -17,7 +17,8 @@ from skbase.base import BaseEstimator
 
 from ..datasets.events import EventSequence, as_event_sequences
 from ..nn import BACKBONES
-from ._persistence import PersistenceMixin, PortableStateMixin, relink_streams
+from ._persistence import PersistenceMixin
+from ._portable import PortableStateMixin, relink_streams
 from ._tpp_net import Decoded, TPPNet, pad_events
 from .forecaster import _resolve_device
 
