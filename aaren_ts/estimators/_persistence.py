@@ -115,6 +115,7 @@ def save_estimator(estimator: Any, path, serialization_format: str = "pickle"):
     target = archive_path(path)
     payload = _dumps(estimator, serialization_format)
     cls = type(estimator)
+    metadata = _dumps(cls, serialization_format)
     info = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -122,10 +123,11 @@ def save_estimator(estimator: Any, path, serialization_format: str = "pickle"):
         "serialization_format": serialization_format,
         "sha256": hashlib.sha256(payload).hexdigest(),
         "size": len(payload),
+        "metadata_sha256": hashlib.sha256(metadata).hexdigest(),  # what sktime.base.load reads
         "torch": torch.__version__,
     }
     members = {
-        "_metadata": _dumps(cls, serialization_format),
+        "_metadata": metadata,
         "_obj": payload,
         "_aaren_ts": json.dumps(info, indent=1).encode(),
     }
@@ -163,8 +165,8 @@ def read_archive(path: str | os.PathLike | zipfile.ZipFile) -> Any:
     try:
         with zipfile.ZipFile(path) as archive:
             missing = [m for m in MEMBERS if m not in archive.namelist()]
-            record = None if missing else archive.read("_aaren_ts")
-            payload = None if missing else archive.read("_obj")
+            if not missing:
+                metadata, payload, record = (archive.read(m) for m in MEMBERS)
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
         raise _corrupted(
             source, "the file is truncated, corrupted or not a zip archive", exc
@@ -185,8 +187,9 @@ def read_archive(path: str | os.PathLike | zipfile.ZipFile) -> Any:
             f"it was written in save format {info['format_version']}, newer than this "
             f"aaren_ts reads ({FORMAT_VERSION}): upgrade aaren_ts",
         )
-    if hashlib.sha256(payload).hexdigest() != info.get("sha256"):
-        raise _corrupted(source, "the file is corrupted (checksum mismatch)")
+    for data, key in ((payload, "sha256"), (metadata, "metadata_sha256")):
+        if hashlib.sha256(data).hexdigest() != info.get(key):
+            raise _corrupted(source, "the file is corrupted (checksum mismatch)")
     return _unpickle(payload, source)
 
 
@@ -250,10 +253,24 @@ class PersistenceMixin(PortableStateMixin):
 
     @classmethod
     def load_from_path(cls, serial):
-        """Load an estimator saved by ``save(path)`` (the ``.zip`` file, or its ``ZipFile``).
+        """Load an estimator saved by ``save(path)``, checking the file first.
 
-        Raises ``ValueError`` naming the file when it is truncated, corrupted, not an
-        aaren_ts save, or holds another class. Runs ``pickle``: only for files you trust.
+        ``sktime.base.load(path)`` dispatches here. Runs ``pickle``: only for files you trust.
+
+        Parameters
+        ----------
+        serial : str, path-like or zipfile.ZipFile
+            The ``.zip`` file ``save`` wrote (or the ``ZipFile`` it returned).
+
+        Returns
+        -------
+        The estimator (see ``aaren_ts.load`` for the device it loads on).
+
+        Raises
+        ------
+        ValueError
+            Naming the file, when it is truncated, corrupted, not an aaren_ts save, or holds
+            another class.
         """
         obj = read_archive(serial)
         name = serial.filename if isinstance(serial, zipfile.ZipFile) else os.fspath(serial)
@@ -261,9 +278,19 @@ class PersistenceMixin(PortableStateMixin):
 
     @classmethod
     def load_from_serial(cls, serial):
-        """Load an estimator from the bytes of ``save()`` (the second item of its tuple).
+        """Load an estimator from the bytes of ``save()``.
 
-        Runs ``pickle``: only for data you trust.
+        ``sktime.base.load(serial)`` dispatches here. Runs ``pickle``: only for data you
+        trust.
+
+        Parameters
+        ----------
+        serial : bytes
+            The second item of the tuple ``save()`` returns.
+
+        Returns
+        -------
+        The estimator.
         """
         if not isinstance(serial, (bytes, bytearray, memoryview)):
             raise TypeError(
