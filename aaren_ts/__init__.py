@@ -16,6 +16,7 @@ _LAZY = {
     "AarenPointProcess": "aaren_ts.estimators",
     "AarenRegressor": "aaren_ts.estimators",
     "HawkesPointProcess": "aaren_ts.estimators",
+    "load": "aaren_ts.estimators._persistence",  # checked loading of saved estimators
 }
 
 

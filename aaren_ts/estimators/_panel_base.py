@@ -15,6 +15,8 @@ import pandas as pd
 import torch
 
 from ._panel_net import PanelNet, fit_panel_network, predict_outputs
+from ._persistence import PersistenceMixin
+from ._portable import PortableStateMixin
 from .forecaster import _resolve_device
 
 # sklearn >= 1.9 stores these on the estimator during GridSearchCV / cross_val_score;
@@ -58,7 +60,7 @@ def _check_positive_int(owner: Any, *names: str) -> None:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
-class PanelStream:
+class PanelStream(PortableStateMixin):
     """Live series read one observation at a time, each in O(1) (Aaren, GRU).
 
     Made by the estimator's ``start_stream``; it holds the fitted network and the streams'
@@ -105,7 +107,7 @@ class PanelStream:
         return self._output
 
 
-class AarenPanelMixin:
+class AarenPanelMixin(PersistenceMixin):
     """Shared implementation; the classes define ``_n_outputs``, ``_targets``, ``_loss``."""
 
     _network_name = "AarenPanel"

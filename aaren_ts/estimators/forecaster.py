@@ -25,6 +25,7 @@ from ._forecast_net import (
     window_forecast,
 )
 from ._forecast_training import SeriesData, WindowData, fit_network, quantile_shifts
+from ._persistence import PersistenceMixin
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -53,7 +54,7 @@ def _split_instances(y: pd.DataFrame) -> list[tuple[Any, pd.DataFrame]]:
     return [(key, frame.droplevel(levels)) for key, frame in y.groupby(level=levels, sort=False)]
 
 
-class AarenForecaster(BaseForecaster):
+class AarenForecaster(PersistenceMixin, BaseForecaster):
     """Global deep forecaster on an Aaren (or Transformer, or GRU) backbone, streaming updates.
 
     Every time step is embedded with its last ``n_lags`` (scaled) values. The backbone reads the

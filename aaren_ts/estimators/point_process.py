@@ -17,6 +17,8 @@ from skbase.base import BaseEstimator
 
 from ..datasets.events import EventSequence, as_event_sequences
 from ..nn import BACKBONES
+from ._persistence import PersistenceMixin
+from ._portable import PortableStateMixin, relink_streams
 from ._tpp_net import Decoded, TPPNet, pad_events
 from .forecaster import _resolve_device
 
@@ -44,7 +46,7 @@ def _check_normalisation(normalize: str, convention: str) -> None:
         raise ValueError(f"convention must be one of {CONVENTIONS}, got {convention!r}")
 
 
-class AarenPointProcess(BaseEstimator):
+class AarenPointProcess(PersistenceMixin, BaseEstimator):
     """Marked temporal point process: an Aaren encoder over events and an intensity-free
     decoder (categorical for the next mark, log-normal mixture for the time to it).
 
@@ -503,6 +505,12 @@ class AarenPointProcess(BaseEstimator):
             self.streams_[i].update(s.times, s.marks)
         return self
 
+    def __setstate__(self, state: dict) -> None:
+        # the streams share the network; after loading they follow the estimator's device
+        super().__setstate__(state)
+        if getattr(self, "_is_fitted", False):
+            relink_streams(self.streams_, self.network_, self._device)
+
     @classmethod
     def get_test_params(cls, parameter_set: str = "default"):
         """Small, fast settings for tests."""
@@ -541,7 +549,7 @@ def _terms(net: TPPNet, seqs, device, batch_size: int):
     return out
 
 
-class EventStream:
+class EventStream(PortableStateMixin):
     """One live event sequence read one event at a time through the encoder's ``step``.
 
     Made by ``AarenPointProcess.start_stream``. It holds the encoder state, the last event
