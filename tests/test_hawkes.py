@@ -105,3 +105,18 @@ def test_every_prefix_predictions_and_bad_input(fitted, data):
     with pytest.raises(ValueError, match="not fitted"):
         HawkesPointProcess().score(data)
     assert HawkesPointProcess().clone().get_params() == HawkesPointProcess().get_params()
+
+
+def test_save_is_atomic_and_checked_like_the_neural_estimators(fitted, data, tmp_path):
+    from sktime.base import load
+
+    import aaren_ts
+
+    path = tmp_path / "hawkes"
+    fitted.save(path)
+    for loaded in (aaren_ts.load(tmp_path / "hawkes.zip"), load(str(path))):
+        assert loaded.score(data) == fitted.score(data)
+        np.testing.assert_array_equal(loaded.adjacency_, fitted.adjacency_)
+    (tmp_path / "cut.zip").write_bytes((tmp_path / "hawkes.zip").read_bytes()[:200])
+    with pytest.raises(ValueError, match=r"cut\.zip.*truncated"):
+        aaren_ts.load(tmp_path / "cut.zip")

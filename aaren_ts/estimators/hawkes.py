@@ -9,6 +9,7 @@ from scipy import optimize
 from skbase.base import BaseEstimator
 
 from ..datasets.events import EventSequence, as_event_sequences, simulate_hawkes
+from ._persistence import PersistenceMixin
 from .point_process import _check_fitted, _check_marks, _check_normalisation
 
 _LAGUERRE = np.polynomial.laguerre.laggauss(80)
@@ -34,7 +35,7 @@ def _excitations(seqs: list[EventSequence], n_marks: int, beta: float) -> list[n
     return [out[b, : len(s.times)] for b, s in enumerate(seqs)]
 
 
-class HawkesPointProcess(BaseEstimator):
+class HawkesPointProcess(PersistenceMixin, BaseEstimator):
     """Multivariate Hawkes process with exponential kernels, fitted by maximum likelihood.
 
     Mark ``k`` has intensity ``lambda_k(t) = mu_k + sum_j alpha_kj sum_{t_l^j < t} beta
