@@ -8,6 +8,7 @@ starts them, as on several nodes) are each run once with two ranks.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -96,6 +97,20 @@ def test_one_device_trains_in_process(monkeypatch):
     ddp = AarenForecaster(max_epochs=1, devices=1, strategy="ddp", **TINY).fit(y, fh=[1, 2])
     assert ddp.world_size_ == plain.world_size_ == 1
     pd.testing.assert_frame_equal(ddp.predict(), plain.predict())
+
+
+def test_no_ranks_spawned_from_a_daemonic_worker(monkeypatch):
+    """dask, loky and multiprocessing pools run folds in daemonic processes, which may not
+    start children: a clear error instead of multiprocessing's assertion."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+
+    class Daemon:
+        daemon = True
+
+    monkeypatch.setattr(multiprocessing, "current_process", lambda: Daemon())
+    forecaster = AarenForecaster(devices=2, max_epochs=1, **TINY)
+    with pytest.raises(RuntimeError, match=r"daemonic worker process .* use devices=1"):
+        forecaster.fit(_panel(1), fh=[1])
 
 
 @pytest.mark.slow

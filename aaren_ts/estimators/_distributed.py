@@ -10,6 +10,7 @@ are loaded back into the caller's network.
 from __future__ import annotations
 
 import copy
+import multiprocessing
 import os
 import tempfile
 from pathlib import Path
@@ -167,6 +168,12 @@ def fit_data_parallel(
     """
     if launched():
         return _fit_in_launched_group(net, data, device, generator, verbose, fit_kwargs)
+    if multiprocessing.current_process().daemon:
+        raise RuntimeError(
+            f"devices={processes} spawns {processes} training processes, which this daemonic "
+            "worker process (of dask, loky or a multiprocessing pool) may not start: "
+            "use devices=1 inside parallel evaluation, or launch the ranks with torchrun"
+        )
     threads = max(1, torch.get_num_threads() // processes)
     with tempfile.TemporaryDirectory(prefix="aaren_ddp_") as store:
         torch.multiprocessing.spawn(
