@@ -25,6 +25,10 @@ import torch
 
 from ..nn import detach_state
 from ._forecast_net import ForecastNet, future_targets, pinball_loss, window_forecast
+from ._sharding import Shard
+
+# A loss function of the network: the training data yields one per optimiser step.
+Step = Callable[[ForecastNet], torch.Tensor]
 
 # Known-future covariates are hidden from this share of training sequences, so that the
 # network also forecasts well when predict is not given them.
@@ -104,17 +108,43 @@ class SeriesData:
 
     def epoch(self, net: ForecastNet, generator: torch.Generator) -> Iterator[torch.Tensor]:
         """Yield one loss per chunk; the caller steps the optimiser between them."""
+        for step in self.steps(generator):
+            yield step(net)
+
+    def steps(self, generator: torch.Generator, shard: Shard | None = None) -> Iterator[Step]:
+        """One loss function ``net -> loss`` per chunk, to be called in order (each carries
+        the state the previous one left). With a ``shard``, each reads only this rank's rows
+        of the batch and returns its share of the batch's loss (``Shard.loss``)."""
         for b in torch.randperm(len(self.batches), generator=generator).tolist():
             x, y, f, validation_size = self.batches[b]
             target = self._targets(y, validation_size, tail_only=False)
             covariates = self._covariates(f)
-            state = None
+            rows, weight = (slice(None), 1.0) if shard is None else shard.rows(x.shape[0])
+            carried = {"state": None}
             for start in range(0, x.shape[1], self.chunk_length):
                 chunk = slice(start, start + self.chunk_length)
-                seen = None if covariates is None else _hide_future(covariates[:, chunk], generator)
-                forecast, state = net(x[:, chunk], state, seen)
-                yield pinball_loss(forecast, target[:, chunk], net.quantiles)
-                state = detach_state(state)
+
+                def step(
+                    net,
+                    chunk=chunk,
+                    x=x,
+                    target=target,
+                    covariates=covariates,
+                    rows=rows,
+                    weight=weight,
+                    carried=carried,
+                ):
+                    seen = None
+                    if covariates is not None:
+                        # every rank draws the whole batch's mask: the generators stay in step
+                        seen = _hide_future(covariates[:, chunk], generator)[rows]
+                    forecast, state = net(x[rows, chunk], carried["state"], seen)
+                    carried["state"] = detach_state(state)
+                    if shard is None:
+                        return pinball_loss(forecast, target[:, chunk], net.quantiles)
+                    return shard.loss(forecast, target[:, chunk], rows, weight, net.quantiles)
+
+                yield step
 
     @torch.no_grad()
     def validation(self, net: ForecastNet) -> tuple[torch.Tensor, torch.Tensor]:
@@ -202,28 +232,46 @@ class WindowData:
         if len(self.train_ends) == 0:
             raise ValueError("no training window: every series is too short for context_length")
 
-    def _forecast(self, net: ForecastNet, ends: torch.Tensor, future_generator=None):
+    def _forecast(self, net: ForecastNet, ends: torch.Tensor, future_generator=None, rows=None):
         past = ends.view(-1, 1) + torch.arange(1 - self.length, 1, device=ends.device)
         ahead = ends.view(-1, 1) + torch.arange(1, self.horizon + 1, device=ends.device)
         x = None if self.x is None else self.x[past]
         future = None if self.future is None else self.future[ahead]
         if future_generator is not None:
+            # drawn for the whole batch before sharding: every rank's generator stays in step
             future = _hide_future(future, future_generator)
+        if rows is not None:  # this rank's rows of the batch
+            past, x = past[rows], None if x is None else x[rows]
+            future = None if future is None else future[rows]
         forecast, centre, scale = window_forecast(
             net, self.inputs[past], self.n_lags, self.independent, x, future, self.stride
         )
         return forecast, centre, scale, ahead
 
     def epoch(self, net: ForecastNet, generator: torch.Generator) -> Iterator[torch.Tensor]:
+        for step in self.steps(generator):
+            yield step(net)
+
+    def steps(self, generator: torch.Generator, shard: Shard | None = None) -> Iterator[Step]:
+        """One loss function ``net -> loss`` per batch of windows. With a ``shard``, each
+        reads only this rank's windows and returns its share of the batch's loss."""
         order = torch.randperm(len(self.train_ends), generator=generator)
         if self.windows_per_epoch is not None:
             order = order[: self.windows_per_epoch]
         for start in range(0, len(order), self.batch_size):
             ends = self.train_ends[order[start : start + self.batch_size].to(self.inputs.device)]
-            forecast, centre, scale, ahead = self._forecast(net, ends, generator)
-            # the loss is taken in the globally scaled units the metrics use
-            forecast = forecast * scale.unsqueeze(-1) + centre.unsqueeze(-1)
-            yield pinball_loss(forecast, self.train_targets[ahead], net.quantiles)
+
+            def step(net, ends=ends):
+                rows, weight = (None, 1.0) if shard is None else shard.rows(len(ends))
+                forecast, centre, scale, ahead = self._forecast(net, ends, generator, rows)
+                # the loss is taken in the globally scaled units the metrics use
+                forecast = forecast * scale.unsqueeze(-1) + centre.unsqueeze(-1)
+                target = self.train_targets[ahead]
+                if shard is None:
+                    return pinball_loss(forecast, target, net.quantiles)
+                return shard.loss(forecast, target, rows, weight, net.quantiles)
+
+            yield step
 
     @torch.no_grad()
     def validation(self, net: ForecastNet) -> tuple[torch.Tensor, torch.Tensor]:
@@ -247,25 +295,35 @@ def fit_network(
     on_epoch: Callable[[int, float], None] | None = None,
     patience: int = 5,
     validation_history: list[float] | None = None,
+    shard: Shard | None = None,
 ) -> list[float]:
     """Adam on ``data``'s losses; returns the mean training loss of each epoch.
 
     With a held-out tail, each epoch is scored on it (pinball loss); training stops after
     ``patience`` epochs without improvement and the best weights are restored. Each epoch's
     validation loss is appended to ``validation_history`` when one is given.
+
+    With a ``shard`` (data-parallel training, one call per rank of a process group), each
+    rank computes its share of every batch's loss inside ``DistributedDataParallel``, whose
+    gradient average is then the single-process batch gradient; every rank holds all the
+    data and scores the tail itself, and rank 0's score decides for all.
     """
+    model = None if shard is None else shard.wrap(net)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     best, best_weights, waited = float("inf"), None, 0
     history: list[float] = []
     net.train()
     for epoch in range(max_epochs):
         total, count = 0.0, 0
-        for loss in data.epoch(net, generator):
+        for step in data.steps(generator, shard):
+            loss = step(net) if model is None else model(step)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += float(loss.detach())
             count += 1
+        if shard is not None:  # the ranks' shares of a batch's loss average to its loss
+            total = shard.mean(total)
         history.append(total / max(count, 1))
         if on_epoch is not None:
             on_epoch(epoch, history[-1])
@@ -274,6 +332,8 @@ def fit_network(
             forecast, target = data.validation(net)
             net.train()
             score = float(pinball_loss(forecast, target, net.quantiles))
+            if shard is not None:  # one decision for all ranks, so that they stop together
+                score = shard.from_rank_zero(score)
             if validation_history is not None:
                 validation_history.append(score)
             if score < best:

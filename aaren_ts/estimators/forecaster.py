@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from sktime.forecasting.base import BaseForecaster
 
+from ._distributed import check_devices, fit_data_parallel, wants_data_parallel
 from ._forecast_net import (
     ForecastNet,
     future_targets,
@@ -119,11 +120,27 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         0 only advances the state, as ``update_params=False`` does.
     device : str, default "auto"
         "auto" picks CUDA when present; "cuda" without a device is an error.
+    devices : int or "auto", default 1
+        Devices that train the network together, one process each (data parallel): with a
+        CUDA ``device``, that many GPUs (more than are visible is an error; "auto": all of
+        them); on CPU, that many processes. 1: train in this process.
+    strategy : {"auto", "ddp"}, default "auto"
+        "auto": data parallel when ``devices`` > 1. "ddp": torch ``DistributedDataParallel``
+        also when this process is a rank of a group launched by ``torchrun`` (then the group
+        is used: one process per GPU, over one node or several). Each global batch of
+        ``batch_size`` is split across the ranks and the loss is weighted so that the
+        averaged gradient is the single-process one: with the same seed the fit matches
+        ``devices=1`` up to floating-point sums (with ``dropout`` > 0, in distribution).
     random_state : int, optional
         Seed: two fits with the same seed give identical forecasts on CPU (with the same
         number of torch threads: floating-point sums depend on it).
     verbose : bool, default False
         Show training progress and loss per epoch (a tqdm bar when tqdm is installed).
+
+    Attributes
+    ----------
+    world_size_ : int
+        Processes that trained the network (1 without data parallelism).
 
     Notes
     -----
@@ -131,6 +148,18 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
     values at the forecast times, when ``predict`` is given them, add a per-step linear term
     (known-future covariates such as calendars or planned prices). Training hides the future
     values of half its sequences, so forecasts stay sound when predict has no ``X``.
+
+    Multi-device training: on one machine with four GPUs,
+    ``AarenForecaster(device="cuda", devices=4, strategy="ddp")`` spawns four processes
+    (NCCL, one GPU each) inside ``fit``; ``devices=2`` on CPU spawns two (gloo). The ranks
+    are started with ``spawn``: a script that calls ``fit`` needs the
+    ``if __name__ == "__main__":`` guard, and this package must import in a fresh
+    interpreter. Over several nodes, start the same script on every node with ``torchrun
+    --nnodes=N --nproc-per-node=G --rdzv-backend=c10d --rdzv-endpoint=HOST:PORT
+    --rdzv-id=JOB script.py``: every rank loads the same data and calls ``fit`` with
+    ``device="cuda", strategy="ddp"`` (``devices`` is then the launched group's), joins the
+    group and trains its shard; every rank ends with the same weights (save or predict on
+    rank 0).
 
     Examples
     --------
@@ -192,6 +221,8 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         calibrate: bool = True,
         update_steps: int = 5,
         device: str = "auto",
+        devices: int | str = 1,
+        strategy: str = "auto",
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
@@ -216,6 +247,8 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         self.calibrate = calibrate
         self.update_steps = update_steps
         self.device = device
+        self.devices = devices
+        self.strategy = strategy
         self.random_state = random_state
         self.verbose = verbose
         super().__init__()
@@ -464,6 +497,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         self._check_params()
         self._validate_y(y, self._min_length())
         self._device = _resolve_device(self.device)
+        processes = check_devices(self.devices, self.strategy, self._device)
         horizon = self._horizon(fh)
         instances = _split_instances(y)
         self.columns_ = list(y.columns)
@@ -492,17 +526,24 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 context_length=self.context_length,
             ).to(self._device)
             data = self._training_data(scaled, xs, horizon)
-            report, close = self._progress()
-            self.loss_history_ = fit_network(
-                self.network_,
-                data,
-                max_epochs=self.max_epochs,
-                lr=self.lr,
-                generator=generator,
-                on_epoch=report,
-                patience=self.patience,
-            )
-            close()
+            fit_kwargs = {"max_epochs": self.max_epochs, "lr": self.lr, "patience": self.patience}
+            self.world_size_ = 1
+            if wants_data_parallel(processes, self.strategy):
+                self.loss_history_, self.world_size_ = fit_data_parallel(
+                    self.network_,
+                    data,
+                    processes=processes,
+                    device=self._device,
+                    generator=generator,
+                    verbose=self.verbose,
+                    **fit_kwargs,
+                )
+            else:
+                report, close = self._progress()
+                self.loss_history_ = fit_network(
+                    self.network_, data, generator=generator, on_epoch=report, **fit_kwargs
+                )
+                close()
         self.quantile_shifts_ = np.zeros((horizon, len(self.quantiles)))
         if self.calibrate and data.validating:
             shifts = quantile_shifts(*data.validation(self.network_), self.network_.quantiles)

@@ -1,0 +1,220 @@
+"""Data-parallel training of one forecast network over several processes (torch DDP).
+
+``fit_data_parallel`` either joins the process group this process was launched in
+(``torchrun``, possibly over several nodes) or spawns ``processes`` local ranks (gloo on CPU,
+NCCL with one GPU per rank). Every rank trains the same initial network on its shard of
+every global batch (``_sharding.Shard``); the ranks' weights stay identical, and rank 0's
+are loaded back into the caller's network.
+"""
+
+from __future__ import annotations
+
+import copy
+import multiprocessing
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ._forecast_training import SeriesData, WindowData, fit_network
+from ._sharding import Shard
+
+STRATEGIES = ("auto", "ddp")
+
+
+def launched() -> bool:
+    """Whether this process is a rank of a launched group (``torchrun`` sets WORLD_SIZE)."""
+    return dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def check_devices(devices: Any, strategy: Any, device: torch.device) -> int:
+    """The number of local processes asked for, after checking ``devices`` and ``strategy``.
+
+    ``devices="auto"``: every visible GPU with a CUDA ``device``, else 1.
+
+    Examples
+    --------
+    >>> check_devices(2, "ddp", torch.device("cpu"))
+    2
+    >>> check_devices("auto", "auto", torch.device("cpu"))
+    1
+    >>> check_devices(2, "dp", torch.device("cpu"))
+    Traceback (most recent call last):
+    ...
+    ValueError: strategy must be one of ('auto', 'ddp'), got 'dp'
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    cuda = device.type == "cuda"
+    if devices == "auto":
+        return max(1, torch.cuda.device_count()) if cuda else 1
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise ValueError(f"devices must be a positive int or 'auto', got {devices!r}")
+    if cuda and devices > torch.cuda.device_count():
+        raise ValueError(
+            f"devices={devices} CUDA devices were asked for, but {torch.cuda.device_count()} "
+            "are visible"
+        )
+    return devices
+
+
+def wants_data_parallel(processes: int, strategy: str) -> bool:
+    """DDP for several local devices, or with ``strategy="ddp"`` inside a launched group."""
+    return processes > 1 or (strategy == "ddp" and launched())
+
+
+def _moved(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, list | tuple):
+        return type(value)(_moved(v, device) for v in value)
+    return value
+
+
+def _data_on(data: SeriesData | WindowData, device: torch.device) -> SeriesData | WindowData:
+    """A copy of the training data with every tensor on ``device``."""
+    moved = copy.copy(data)
+    moved.__dict__ = {key: _moved(value, device) for key, value in data.__dict__.items()}
+    return moved
+
+
+def _print_epoch(epoch: int, loss: float) -> None:
+    print(f"epoch {epoch + 1}: loss {loss:.4f}", flush=True)
+
+
+def _train_rank(
+    rank: int,
+    world_size: int,
+    device: torch.device,
+    net: torch.nn.Module,
+    data: SeriesData | WindowData,
+    generator: torch.Generator,
+    verbose: bool,
+    fit_kwargs: dict,
+) -> list[float]:
+    """This rank's part of the training (``net`` is trained in place, on ``device``)."""
+    net.to(device)
+    report = _print_epoch if verbose and rank == 0 else None
+    return fit_network(
+        net,
+        _data_on(data, device),
+        generator=generator,
+        on_epoch=report,
+        shard=Shard(rank, world_size, device),
+        **fit_kwargs,
+    )
+
+
+def _spawned_rank(
+    rank: int,
+    world_size: int,
+    store: str,
+    cuda: bool,
+    threads: int,
+    net: torch.nn.Module,
+    data: SeriesData | WindowData,
+    generator_state: torch.Tensor,
+    verbose: bool,
+    fit_kwargs: dict,
+) -> None:
+    """Entry point of a spawned rank: join the group, train, rank 0 writes the result."""
+    torch.set_num_threads(threads)  # the ranks share the machine's cores
+    if cuda:
+        torch.cuda.set_device(rank)
+    device = torch.device("cuda", rank) if cuda else torch.device("cpu")
+    dist.init_process_group(
+        "nccl" if cuda else "gloo",
+        init_method=f"file://{Path(store) / 'store'}",
+        rank=rank,
+        world_size=world_size,
+    )
+    try:
+        # the spawn pickling put the weights in shared memory: without a private copy, every
+        # rank's optimiser would step the same tensors
+        net = copy.deepcopy(net)
+        generator = torch.Generator().set_state(generator_state)
+        history = _train_rank(rank, world_size, device, net, data, generator, verbose, fit_kwargs)
+        if rank == 0:
+            result = {
+                "state": {k: v.cpu() for k, v in net.state_dict().items()},
+                "history": history,
+                "world_size": dist.get_world_size(),
+                "generator": generator.get_state(),
+            }
+            torch.save(result, Path(store) / "result.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def fit_data_parallel(
+    net: torch.nn.Module,
+    data: SeriesData | WindowData,
+    *,
+    processes: int,
+    device: torch.device,
+    generator: torch.Generator,
+    verbose: bool = False,
+    **fit_kwargs: Any,
+) -> tuple[list[float], int]:
+    """Train ``net`` (in place) data-parallel; returns the loss history and the world size.
+
+    Inside a launched group (``torchrun``) this process is one rank: it trains on this node's
+    device (``cuda:LOCAL_RANK`` with a CUDA ``device``) and the group's size is the world
+    size. Otherwise ``processes`` ranks are spawned on this machine. ``generator`` ends as
+    it would after single-process training. ``fit_kwargs`` go to ``fit_network``.
+    """
+    if launched():
+        return _fit_in_launched_group(net, data, device, generator, verbose, fit_kwargs)
+    if multiprocessing.current_process().daemon:
+        raise RuntimeError(
+            f"devices={processes} spawns {processes} training processes, which this daemonic "
+            "worker process (of dask, loky or a multiprocessing pool) may not start: "
+            "use devices=1 inside parallel evaluation, or launch the ranks with torchrun"
+        )
+    threads = max(1, torch.get_num_threads() // processes)
+    with tempfile.TemporaryDirectory(prefix="aaren_ddp_") as store:
+        torch.multiprocessing.spawn(
+            _spawned_rank,
+            args=(
+                processes,
+                store,
+                device.type == "cuda",
+                threads,
+                copy.deepcopy(net).cpu(),
+                _data_on(data, torch.device("cpu")),
+                generator.get_state(),
+                verbose,
+                fit_kwargs,
+            ),
+            nprocs=processes,
+            join=True,
+        )
+        result = torch.load(Path(store) / "result.pt")
+    net.load_state_dict(result["state"])
+    net.eval()
+    generator.set_state(result["generator"])
+    return result["history"], result["world_size"]
+
+
+def _fit_in_launched_group(net, data, device, generator, verbose, fit_kwargs):
+    created = not dist.is_initialized()
+    cuda = device.type == "cuda"
+    if created:  # torchrun set MASTER_ADDR, MASTER_PORT, RANK and WORLD_SIZE
+        dist.init_process_group("nccl" if cuda else "gloo", init_method="env://")
+    rank_device = device
+    if cuda:
+        rank_device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(rank_device)
+    try:
+        rank, world_size = dist.get_rank(), dist.get_world_size()
+        history = _train_rank(
+            rank, world_size, rank_device, net, data, generator, verbose, fit_kwargs
+        )
+    finally:
+        if created:
+            dist.destroy_process_group()
+    net.to(device)
+    return history, world_size

@@ -1,0 +1,185 @@
+"""Distributed evaluation: sktime's ``evaluate``, ``ForecastingGridSearchCV`` and
+``TSCGridSearchCV`` run their folds and candidates on a ``dask.distributed`` cluster (two
+worker processes on loopback) and on a local ray session, and give the serial results.
+
+Each fold is fitted in another process from a pickled estimator, so this also checks that
+the estimators pickle unfitted, import in a fresh worker, and stay seeded there. The worker
+processes inherit this process's environment (PYTHONPATH included), so they import the
+same aaren_ts as the test, installed or not: no ray ``runtime_env`` is needed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.model_selection import KFold
+from sktime.classification.model_selection import TSCGridSearchCV
+from sktime.forecasting.model_evaluation import evaluate
+from sktime.forecasting.model_selection import ForecastingGridSearchCV
+from sktime.split import ExpandingWindowSplitter
+
+from aaren_ts.estimators import AarenClassifier, AarenForecaster
+
+TINY = {"d_model": 8, "n_layers": 1, "n_heads": 2, "device": "cpu", "random_state": 0}
+SCORES = ["test_MeanAbsolutePercentageError"]
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    from dask.distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+    client = Client(cluster)  # the default scheduler of dask.compute while it is open
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    yield
+    ray.shutdown()
+
+
+def _series() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    t = np.arange(72)
+    values = 10 + np.sin(t / 4) + 0.1 * rng.normal(size=len(t))
+    return pd.DataFrame({"y": values}, index=pd.period_range("2020-01", periods=len(t), freq="M"))
+
+
+def _cv() -> ExpandingWindowSplitter:
+    return ExpandingWindowSplitter(initial_window=48, step_length=8, fh=[1, 2, 3])  # 3 folds
+
+
+def _forecaster() -> AarenForecaster:
+    return AarenForecaster(max_epochs=2, chunk_length=16, max_horizon=3, **TINY)
+
+
+def _evaluate(backend=None, backend_params=None) -> pd.DataFrame:
+    return evaluate(_forecaster(), _cv(), _series(), backend=backend, backend_params=backend_params)
+
+
+def _forecast_search(backend=None, backend_params=None) -> ForecastingGridSearchCV:
+    search = ForecastingGridSearchCV(
+        _forecaster(),
+        _cv(),
+        param_grid={"lr": [1e-3, 3e-2]},
+        backend=backend,
+        backend_params=backend_params,
+    )
+    return search.fit(_series())
+
+
+@pytest.fixture(scope="module")
+def serial_evaluate() -> pd.DataFrame:
+    return _evaluate()
+
+
+@pytest.fixture(scope="module")
+def serial_search() -> ForecastingGridSearchCV:
+    return _forecast_search()
+
+
+def _same_search(actual: ForecastingGridSearchCV, expected: ForecastingGridSearchCV) -> None:
+    assert actual.best_params_ == expected.best_params_
+    np.testing.assert_allclose(
+        actual.cv_results_["mean_test_MeanAbsolutePercentageError"],
+        expected.cv_results_["mean_test_MeanAbsolutePercentageError"],
+        rtol=1e-6,
+    )
+    pd.testing.assert_frame_equal(actual.predict(fh=[1, 2]), expected.predict(fh=[1, 2]))
+
+
+def _ran_on_cluster(client, stream, n_tasks: int) -> None:
+    """The folds (or candidates) really ran as tasks on the cluster's worker processes."""
+    workers = {task["worker"] for task in stream.data}
+    assert len(stream.data) >= n_tasks
+    assert workers <= set(client.scheduler_info()["workers"])
+
+
+def test_evaluate_on_dask_equals_serial(dask_client, serial_evaluate):
+    from dask.distributed import get_task_stream
+
+    with get_task_stream(dask_client) as stream:
+        distributed = _evaluate("dask")
+    assert len(distributed) == len(serial_evaluate) == 3
+    np.testing.assert_allclose(distributed[SCORES], serial_evaluate[SCORES], rtol=1e-6)
+    assert (distributed[SCORES].to_numpy() > 0).all()
+    _ran_on_cluster(dask_client, stream, 3)
+
+
+def test_forecasting_grid_search_on_dask_equals_serial(dask_client, serial_search):
+    from dask.distributed import get_task_stream
+
+    with get_task_stream(dask_client) as stream:
+        distributed = _forecast_search("dask")
+    _same_search(distributed, serial_search)
+    _ran_on_cluster(dask_client, stream, 2)  # one task per candidate
+
+
+def _panel():
+    """Two classes of noisy sines (frequency tells them apart), numpy3D."""
+    rng = np.random.default_rng(2)
+    t = np.arange(24)
+    X = np.stack([np.sin(t / (2 + 2 * (i % 2)) + rng.uniform(0, 6)) for i in range(24)])[
+        :, None, :
+    ] + 0.1 * rng.normal(size=(24, 1, 24))
+    y = np.array(["slow" if i % 2 else "fast" for i in range(24)])
+    return X, y
+
+
+def _classifier_search(backend=None) -> TSCGridSearchCV:
+    search = TSCGridSearchCV(
+        AarenClassifier(max_epochs=2, **TINY),
+        param_grid={"d_model": [4, 8]},
+        cv=KFold(n_splits=2, shuffle=True, random_state=0),
+        backend=backend,
+    )
+    return search.fit(*_panel())
+
+
+def test_classifier_grid_search_on_dask_equals_serial(dask_client):
+    from dask.distributed import get_task_stream
+
+    serial = _classifier_search()
+    with get_task_stream(dask_client) as stream:
+        distributed = _classifier_search("dask")
+    _ran_on_cluster(dask_client, stream, 2)
+    assert distributed.best_params_ == serial.best_params_
+    np.testing.assert_allclose(
+        distributed.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"]
+    )
+    X, _ = _panel()
+    np.testing.assert_array_equal(distributed.predict(X), serial.predict(X))
+
+
+# ray: keep the session fitted in the fixture (sktime shuts ray down after each call by
+# default, which would pay ray's start-up again)
+RAY = {"shutdown_ray": False}
+
+
+@pytest.mark.slow
+def test_evaluate_on_ray_equals_serial(ray_session, serial_evaluate):
+    distributed = _evaluate("ray", RAY)
+    np.testing.assert_allclose(distributed[SCORES], serial_evaluate[SCORES], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_forecasting_grid_search_on_ray_equals_serial(ray_session, serial_search):
+    _same_search(_forecast_search("ray", RAY), serial_search)
