@@ -10,7 +10,6 @@ import this module before loading.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 from neuralforecast.common._base_model import BaseModel
@@ -162,7 +161,7 @@ lr_scheduler, lr_scheduler_kwargs, dataloader_kwargs
         d_model: int = 64,
         n_layers: int = 2,
         n_heads: int = 4,
-        d_ff: Optional[int] = None,
+        d_ff: int | None = None,
         patch_len: int = 16,
         stride: int = 8,
         dropout: float = 0.1,
@@ -173,7 +172,7 @@ lr_scheduler, lr_scheduler_kwargs, dataloader_kwargs
         hist_exog_list=None,
         futr_exog_list=None,
         exclude_insample_y: bool = False,
-        loss=MAE(),
+        loss=MAE(),  # noqa: B008 (neuralforecast's own default, evaluated once as there)
         valid_loss=None,
         max_steps: int = 1000,
         learning_rate: float = 1e-3,
@@ -182,7 +181,7 @@ lr_scheduler, lr_scheduler_kwargs, dataloader_kwargs
         val_monitor: str = "ptl/val_loss",
         val_check_steps: int = 100,
         batch_size: int = 32,
-        valid_batch_size: Optional[int] = None,
+        valid_batch_size: int | None = None,
         windows_batch_size: int = 1024,
         inference_windows_batch_size: int = 1024,
         start_padding_enabled: bool = False,
@@ -191,7 +190,7 @@ lr_scheduler, lr_scheduler_kwargs, dataloader_kwargs
         scaler_type: str = "identity",
         random_seed: int = 1,
         drop_last_loader: bool = False,
-        alias: Optional[str] = None,
+        alias: str | None = None,
         optimizer=None,
         optimizer_kwargs=None,
         lr_scheduler=None,
