@@ -37,10 +37,11 @@ From the repository root, with the data in ``AAREN_TS_DATA``::
         --windows-batch-size 64 --step-size 24 \\
         --out benchmarks/results/neuralforecast_peers_etth1.json
 
+    python benchmarks/neuralforecast_peers.py --quick      # tiny: checks that it works
+
 (the run in ``benchmarks/RESULTS.md``: on a shared 2-core CPU, VanillaTransformer's fit takes
 4-7 times the others' (about 400 s for 300 steps), which sets the budget; ``--step-size 24`` scores
 every 24th test cutoff instead of all of them.)
-    python benchmarks/neuralforecast_peers.py --quick      # tiny: checks that it works
 """
 
 from __future__ import annotations
