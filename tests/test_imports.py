@@ -8,9 +8,11 @@ import sys
 
 BLOCK_AND_IMPORT = """
 import sys
-for name in ("sktime", "sklearn", "pandas", "skbase", "tqdm", "matplotlib"):
+blocked = ("sktime", "sklearn", "pandas", "skbase", "tqdm", "matplotlib", "neuralforecast",
+           "dask", "ray", "scipy")
+for name in blocked:
     sys.modules[name] = None  # any import of these now raises ImportError
-import aaren_ts, aaren_ts.scan, aaren_ts.nn
+import aaren_ts, aaren_ts.scan, aaren_ts.nn, aaren_ts.nn.inspect, aaren_ts.integrations
 import torch
 y, state = aaren_ts.nn.Aaren(8, 1, 2)(torch.randn(1, 3, 8))
 print("ok", tuple(y.shape))
