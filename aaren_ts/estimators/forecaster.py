@@ -139,6 +139,9 @@ class AarenForecaster(BaseForecaster):
 
     Notes
     -----
+    A column that is constant in the data given to ``fit`` is forecast as that constant
+    (intervals of zero width): the data hold no scale for the network to learn.
+
     Exogenous ``X`` enters twice: its past values are part of every step's input, and its
     values at the forecast times, when ``predict`` is given them, add a per-step linear term
     (known-future covariates such as calendars or planned prices). Training hides the future
@@ -487,6 +490,11 @@ class AarenForecaster(BaseForecaster):
         self.x_columns_ = None if X is None else list(X.columns)
         exog = self._exogenous(X, instances)
         self.scaling_ = {key: _standardisation(frame) for key, frame in instances}
+        # a column constant in the training data has no scale to learn from: it is forecast
+        # as that constant (the network's output in units of a stand-in std of 1 would not be)
+        self.constant_columns_ = {
+            key: frame.to_numpy(dtype=np.float64).std(0) == 0 for key, frame in instances
+        }
         self.x_scaling_ = {
             key: _standardisation(x, "X") for key, x in exog.items() if x is not None
         }
@@ -690,8 +698,9 @@ class AarenForecaster(BaseForecaster):
                 values = np.apply_along_axis(
                     lambda row, level=q: np.interp(level, learned, row), -1, chosen
                 )
+                out_scale = np.where(self.constant_columns_[key], 0.0, std)
                 frames[q].append(
-                    pd.DataFrame(values * std + mean, index=index, columns=self.columns_)
+                    pd.DataFrame(values * out_scale + mean, index=index, columns=self.columns_)
                 )
         return {q: pd.concat(parts) for q, parts in frames.items()}
 
