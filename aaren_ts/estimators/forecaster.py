@@ -542,7 +542,8 @@ class AarenForecaster(BaseForecaster):
 
     # Atomic public methods: on any error every attribute is put back as it was, so a
     # failed fit (sktime resets first), update (the cutoff moves first) or predict (a new fh
-    # is stored first) leaves the forecaster exactly as before the call.
+    # is stored first) leaves the forecaster exactly as before the call. They also run one
+    # at a time per forecaster: sktime reads the stored fh back during predict_interval.
     fit = atomic(BaseForecaster.fit)
     update = atomic(BaseForecaster.update)
     predict = atomic(BaseForecaster.predict)
