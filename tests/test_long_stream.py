@@ -6,7 +6,10 @@ over the whole history with the same weights."""
 from __future__ import annotations
 
 import gc
+import importlib.util
+import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +20,7 @@ import torch
 from aaren_ts.estimators import AarenForecaster
 
 N_FIT, STEPS, HORIZON = 200, 10_000, 3
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _history(n: int) -> np.ndarray:
@@ -77,3 +81,19 @@ def test_ten_thousand_single_row_updates_keep_state_memory_and_exactness():
     y_one_pass = forecaster.predict(fh=fh).to_numpy()
     np.testing.assert_allclose(y_streamed, y_one_pass, atol=1e-4, rtol=0)
     assert np.isfinite(y_streamed).all()
+
+
+def test_the_benchmark_script_runs_and_reports(tmp_path):
+    """``benchmarks/long_stream.py`` end to end on a short stream (its figures are not
+    checked here: speed belongs to the benchmark, run on a quiet machine)."""
+    spec = importlib.util.spec_from_file_location("long_stream", BENCH / "long_stream.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "long_stream.json"
+    row = module.main(["--steps", "300", "--d-model", "8", "--json", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["steps"] == 300 and saved["command"].startswith("python benchmarks/long_stream.py")
+    for key in ("update_ms_mean", "time_ratio_last_first", "rss_growth_mb"):
+        assert np.isfinite(saved[key])
+    assert row["forecast_max_abs_diff"] <= 1e-4
+    assert len(saved["forecast_streamed"]) == len(saved["forecast_one_pass"]) == 3
