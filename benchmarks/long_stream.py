@@ -127,7 +127,9 @@ def run(steps: int, d_model: int, seed: int, progress: bool = True) -> dict:
         "update_ms_p10_by_decile": [
             float(np.percentile(part, 10) * 1e3) for part in np.array_split(times, 10)
         ],
-        "update_ms_mean_by_decile": [float(part.mean() * 1e3) for part in np.array_split(times, 10)],
+        "update_ms_mean_by_decile": [
+            float(part.mean() * 1e3) for part in np.array_split(times, 10)
+        ],
         "rss_after_warmup_mib": rss_after_warmup / 2**20,
         "rss_growth_mb": (rss_max - rss_after_warmup) / 1e6,
         "forecast_max_abs_diff": float(np.abs(streamed.to_numpy() - reference.to_numpy()).max()),
