@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ._atomic import restored_on_error
 from ._panel_net import PanelNet, fit_panel_network, predict_outputs
 from ._persistence import PersistenceMixin
 from ._portable import PortableStateMixin
-from .forecaster import _resolve_device
+from .forecaster import _resolve_device, check_standardisable
 
 # sklearn >= 1.9 stores these on the estimator during GridSearchCV / cross_val_score;
 # sktime's reset() (called by fit) would delete them.
@@ -29,12 +30,15 @@ PANEL_MTYPES = ["numpy3D", "pd-multiindex", "df-list"]
 
 def panel_arrays(X: Any) -> list[np.ndarray]:
     """A panel in one of ``PANEL_MTYPES`` -> list of ``(T_i, C)`` float64 arrays."""
-    if isinstance(X, np.ndarray):
-        return [np.asarray(x, dtype=np.float64).T for x in X]
-    if isinstance(X, pd.DataFrame):
-        groups = X.groupby(level=0, sort=False)
-        return [frame.to_numpy(dtype=np.float64) for _, frame in groups]
-    return [frame.to_numpy(dtype=np.float64) for frame in X]
+    try:
+        if isinstance(X, np.ndarray):
+            return [np.asarray(x, dtype=np.float64).T for x in X]
+        if isinstance(X, pd.DataFrame):
+            groups = X.groupby(level=0, sort=False)
+            return [frame.to_numpy(dtype=np.float64) for _, frame in groups]
+        return [frame.to_numpy(dtype=np.float64) for frame in X]
+    except (TypeError, ValueError) as err:  # e.g. strings in an object-dtype panel
+        raise TypeError(f"X must hold numeric values: {err}") from err
 
 
 def check_panel(series: list[np.ndarray], n_channels: int | None, name: str) -> None:
@@ -125,13 +129,8 @@ class AarenPanelMixin(PersistenceMixin):
 
         Atomic: if fit raises, the estimator is left exactly as it was before the call.
         """
-        snapshot = self.__dict__.copy()
-        try:
+        with restored_on_error(self):
             return super().fit(X, y)
-        except Exception:
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
-            raise
 
     # ------------------------------------------------------------------ checks
     def _check_params(self) -> None:
@@ -197,9 +196,11 @@ class AarenPanelMixin(PersistenceMixin):
         series = self._series(X, fitted=False)
         self._device = _resolve_device(self.device)
         stacked = np.concatenate(series)
-        std = stacked.std(0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, std = stacked.mean(0), stacked.std(0)
+        check_standardisable(mean, std, "X")
         self.n_channels_ = stacked.shape[1]
-        self.mean_, self.std_ = stacked.mean(0), np.where(std > 0, std, 1.0)
+        self.mean_, self.std_ = mean, np.where(std > 0, std, 1.0)
         series = [(s - self.mean_) / self.std_ for s in series]
         seed = 0 if self.random_state is None else int(self.random_state)
         rng = np.random.RandomState(seed if self.random_state is not None else None)

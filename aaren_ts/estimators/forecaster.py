@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 from sktime.forecasting.base import BaseForecaster
 
+from ._atomic import atomic
 from ._distributed import check_devices, fit_data_parallel, wants_data_parallel
 from ._forecast_net import (
     ForecastNet,
@@ -40,11 +41,23 @@ def _resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def _standardisation(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def _standardisation(frame: pd.DataFrame, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and standard deviation (1 for a constant column)."""
     data = frame.to_numpy(dtype=np.float64)
-    std = data.std(0)
-    return data.mean(0), np.where(std > 0, std, 1.0)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = data.mean(0), data.std(0)
+    check_standardisable(mean, std, name)
+    return mean, np.where(std > 0, std, 1.0)
+
+
+def check_standardisable(mean: np.ndarray, std: np.ndarray, name: str) -> None:
+    """A named error where finite data is too large for float64 statistics (|x| ~ 1e308):
+    scaling by an infinite standard deviation would turn every value into NaN."""
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise ValueError(
+            f"{name} holds values too large to standardise (their mean or standard deviation "
+            "overflows float64); rescale the data"
+        )
 
 
 def _split_instances(y: pd.DataFrame) -> list[tuple[Any, pd.DataFrame]]:
@@ -144,6 +157,9 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
 
     Notes
     -----
+    A column that is constant in the data given to ``fit`` is forecast as that constant
+    (intervals of zero width): the data hold no scale for the network to learn.
+
     Exogenous ``X`` enters twice: its past values are part of every step's input, and its
     values at the forecast times, when ``predict`` is given them, add a per-step linear term
     (known-future covariates such as calendars or planned prices). Training hides the future
@@ -414,9 +430,14 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 previous = None if stream is None else stream["lags"]
                 state = None if stream is None else stream["state"]
                 tokens, lags = self._tokens(values, x, previous)
-                out, state = net(tokens, state)
+                if tokens.shape[1] == 1 and state is not None:
+                    # one new row (a live stream): the O(1) step, without the scan's set-up
+                    last_out, state = net.step(tokens[:, 0], state)
+                else:
+                    out, state = net(tokens, state)
+                    last_out = out[:, -1]
                 kept = {"state": state, "lags": lags}
-                forecast = self._last_forecast(out[:, -1])
+                forecast = self._last_forecast(last_out)
                 centre = np.zeros(channels)
                 scale = np.ones(channels)
             else:
@@ -504,7 +525,14 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         self.x_columns_ = None if X is None else list(X.columns)
         exog = self._exogenous(X, instances)
         self.scaling_ = {key: _standardisation(frame) for key, frame in instances}
-        self.x_scaling_ = {key: _standardisation(x) for key, x in exog.items() if x is not None}
+        # a column constant in the training data has no scale to learn from: it is forecast
+        # as that constant (the network's output in units of a stand-in std of 1 would not be)
+        self.constant_columns_ = {
+            key: frame.to_numpy(dtype=np.float64).std(0) == 0 for key, frame in instances
+        }
+        self.x_scaling_ = {
+            key: _standardisation(x, "X") for key, x in exog.items() if x is not None
+        }
         scaled, xs = self._scaled_rows(dict(instances), exog)
         n_channels, n_x = len(self.columns_), len(self.x_columns_ or [])
         n_targets = 1 if self.channel_independent else n_channels
@@ -554,19 +582,17 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         }
         return self
 
-    def update(self, y, X=None, update_params=True):
-        """Update cutoff and state with new data (see ``BaseForecaster.update``).
-
-        Atomic: sktime moves the cutoff before ``_update`` runs, so on any error every
-        attribute is put back as it was, and the forecaster stays exactly as before the call.
-        """
-        snapshot = self.__dict__.copy()  # our _update rebinds attributes, never mutates them
-        try:
-            return super().update(y, X, update_params=update_params)
-        except Exception:
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
-            raise
+    # Atomic public methods: on any error every attribute is put back as it was, so a
+    # failed fit (sktime resets first), update (the cutoff moves first) or predict (a new fh
+    # is stored first) leaves the forecaster exactly as before the call. They also run one
+    # at a time per forecaster: sktime reads the stored fh back during predict_interval.
+    fit = atomic(BaseForecaster.fit)
+    update = atomic(BaseForecaster.update)
+    predict = atomic(BaseForecaster.predict)
+    predict_interval = atomic(BaseForecaster.predict_interval)
+    predict_quantiles = atomic(BaseForecaster.predict_quantiles)
+    predict_var = atomic(BaseForecaster.predict_var)
+    predict_proba = atomic(BaseForecaster.predict_proba)
 
     def _update(self, y: pd.DataFrame, X=None, update_params=True):
         self._validate_y(y)
@@ -715,8 +741,9 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 values = np.apply_along_axis(
                     lambda row, level=q: np.interp(level, learned, row), -1, chosen
                 )
+                out_scale = np.where(self.constant_columns_[key], 0.0, std)
                 frames[q].append(
-                    pd.DataFrame(values * std + mean, index=index, columns=self.columns_)
+                    pd.DataFrame(values * out_scale + mean, index=index, columns=self.columns_)
                 )
         return {q: pd.concat(parts) for q, parts in frames.items()}
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 from skbase.base import BaseEstimator
+from sktime.exceptions import NotFittedError
 
 from ..datasets.events import EventSequence, as_event_sequences
 from ..nn import BACKBONES
@@ -27,7 +28,10 @@ CONVENTIONS = ("window", "easytpp")
 
 def _check_fitted(est: Any, method: str) -> None:
     if not getattr(est, "_is_fitted", False):
-        raise ValueError(f"This {type(est).__name__} is not fitted yet; call fit before {method}")
+        # NotFittedError is a ValueError too: callers catching ValueError still do
+        raise NotFittedError(
+            f"This {type(est).__name__} is not fitted yet; call fit before {method}"
+        )
 
 
 def _check_marks(sequences: list[EventSequence], n_marks: int) -> None:
@@ -490,7 +494,8 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         Sequence ``i`` of ``new_events`` continues ``streams_[i]``; streams that do not exist
         yet start at that sequence's ``t_start``. Each stream then gives ``predict``,
         ``predict_proba`` and ``log_likelihood`` equal to one pass over all its events. All
-        events are checked before any stream changes.
+        events are checked before any stream changes, and the advanced streams replace
+        ``streams_`` only once every one succeeded: a failed update leaves them as they were.
         """
         seqs = self._sequences(new_events, "update")
         for i, s in enumerate(seqs[: len(self.streams_)]):
@@ -499,10 +504,12 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
                     f"sequence {i}: time {s.times[0]} is before the stream's last event "
                     f"{self.streams_[i].last_time}"
                 )
-        for i, s in enumerate(seqs):
-            if i == len(self.streams_):
-                self.streams_.append(self.start_stream(s.t_start))
-            self.streams_[i].update(s.times, s.marks)
+        streams = [copy.copy(stream) for stream in self.streams_]  # update rebinds, so a
+        for i, s in enumerate(seqs):  # shallow copy keeps the old streams intact
+            if i == len(streams):
+                streams.append(self.start_stream(s.t_start))
+            streams[i].update(s.times, s.marks)
+        self.streams_ = streams
         return self
 
     def __setstate__(self, state: dict) -> None:

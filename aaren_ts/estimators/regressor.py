@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from sktime.regression.base import BaseRegressor
 
 from ._panel_base import PANEL_MTYPES, AarenPanelMixin, PanelStream
+from .forecaster import check_standardisable
 
 
 class RegressorStream(PanelStream):
@@ -148,8 +149,10 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         y = np.asarray(y, dtype=np.float64)
         if not np.isfinite(y).all():
             raise ValueError("y contains NaN or inf values; AarenRegressor needs finite targets")
-        std = y.std()
-        self.target_mean_, self.target_std_ = float(y.mean()), float(std if std > 0 else 1.0)
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, std = y.mean(), y.std()
+        check_standardisable(np.atleast_1d(mean), np.atleast_1d(std), "y")
+        self.target_mean_, self.target_std_ = float(mean), float(std if std > 0 else 1.0)
         scaled = torch.tensor((y - self.target_mean_) / self.target_std_, dtype=torch.float32)
         self._fit_network(X, scaled, None)
         return self

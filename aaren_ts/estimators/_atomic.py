@@ -1,0 +1,109 @@
+"""All-or-nothing, one-at-a-time public methods.
+
+sktime's ``fit`` resets the estimator before checking the data, ``update`` moves the cutoff
+before ``_update`` runs and ``predict`` stores a new ``fh`` before ``_predict`` runs; a
+failure half-way would leave a live estimator unusable or subtly changed. Our own methods
+rebind attributes instead of mutating them, so a shallow copy of ``__dict__`` is a full
+snapshot. The stored ``fh`` is also read back later in sktime's ``predict_interval``, so
+two threads predicting different horizons on one estimator would mix them up: the wrapped
+methods of one estimator therefore run one at a time (a re-entrant lock per instance, kept
+outside the instance so that it pickles and deep-copies as before).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+@contextmanager
+def restored_on_error(obj: Any) -> Iterator[None]:
+    """Put every attribute of ``obj`` back as it was if the block raises.
+
+    Examples
+    --------
+    >>> class Box:
+    ...     value = None
+    >>> box = Box()
+    >>> box.value = 1
+    >>> try:
+    ...     with restored_on_error(box):
+    ...         box.value = 2
+    ...         raise ValueError("bad input")
+    ... except ValueError:
+    ...     pass
+    >>> box.value
+    1
+    """
+    snapshot = obj.__dict__.copy()
+    try:
+        yield
+    except BaseException:
+        obj.__dict__.clear()
+        obj.__dict__.update(snapshot)
+        raise
+
+
+# id(instance) -> its lock; an entry is removed when its instance is garbage collected
+_LOCKS: dict[int, threading.RLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def instance_lock(obj: Any) -> threading.RLock:
+    """The re-entrant lock of ``obj`` (made on first use, dropped with ``obj``).
+
+    Examples
+    --------
+    >>> class Thing:
+    ...     pass
+    >>> thing = Thing()
+    >>> instance_lock(thing) is instance_lock(thing)
+    True
+    >>> instance_lock(thing) is instance_lock(Thing())
+    False
+    """
+    key = id(obj)
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = _LOCKS[key] = threading.RLock()
+            weakref.finalize(obj, _LOCKS.pop, key, None)
+    return lock
+
+
+def atomic(method: Callable) -> Callable:
+    """``method`` (e.g. ``BaseForecaster.predict``) made all-or-nothing with
+    ``restored_on_error``, and run under the instance's lock (``instance_lock``): calls
+    from several threads on one estimator run one at a time. Name, docstring and signature
+    are kept.
+
+    Examples
+    --------
+    >>> class Counter:
+    ...     def __init__(self):
+    ...         self.n = 0
+    ...     def bump(self, fail=False):
+    ...         self.n += 1
+    ...         if fail:
+    ...             raise ValueError("failed")
+    ...     safe_bump = atomic(bump)
+    >>> c = Counter()
+    >>> c.safe_bump()
+    >>> try:
+    ...     c.safe_bump(fail=True)
+    ... except ValueError:
+    ...     pass
+    >>> c.n
+    1
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with instance_lock(self), restored_on_error(self):
+            return method(self, *args, **kwargs)
+
+    return wrapper
