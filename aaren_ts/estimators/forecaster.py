@@ -598,6 +598,8 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         """
         if X is not None or self.x_columns_ is not None or self._is_vectorized:
             return None
+        if self.get_config()["remember_data"]:  # sktime must append y to self._y
+            return None
         if isinstance(y, pd.Series):
             if [0 if y.name is None else y.name] != self.columns_:
                 return None
