@@ -65,6 +65,8 @@ def _arg_type(name: str, half: bool) -> str:
         return "*i32"
     if name.startswith(("agg_", "inc_")):
         return "*i64"
+    if name.endswith(("_g_ptr", "_h_ptr")) and name != "h_ptr":
+        return "*fp64"  # the backward's suffix sums
     if name.endswith("_ptr"):
         return "*fp32"
     return "i64" if name.startswith("stride") else "i32"

@@ -28,6 +28,13 @@ those ``k`` (so every ``exp`` is at most 1)::
     dv_i = (P^T @ dO)_i + exp(s_i - R) Gd
     ds_i = <v_i, dv_i> - (P^T h)_i - exp(s_i - R) Gh
 
+The suffix sums (each block's own and the carry ``Gd``, ``Gh``) and the carry's share of
+``ds``, ``<v_i, Gd> - Gh``, are float64: that difference subtracts two sums over every later
+row, which all but cancel where token ``i`` leads many rows, and float32 sums left up to 2e-4
+of rounding there at 4097 tokens (``tests/test_triton.py``, long leaders). It adds about
+``2 * BLOCK_T * D`` float64 multiply-adds a block, a sixteenth of the float32 block product,
+to a kernel bound by memory traffic.
+
 The gradient of a returned final state enters as one more suffix term (reference ``m_N``,
 ``(d_w, -d_u)``), and the carry left at the start of the sequence gives the gradient of an
 initial state.
@@ -371,12 +378,17 @@ def fwd_lookback_kernel(
 def _merge_suffix(r1, g1, h1, r2, g2, h2):
     """Two suffix sums ``sum exp(r - L_k) (x_k, h_k)`` on one reference, the smaller one.
 
-    An empty sum has reference ``+inf``; ``exp(min - r)`` is at most 1 for both sides.
+    An empty sum has reference ``+inf``; ``exp(min - r)`` is at most 1 for both sides. The
+    merged sums are float64 (either side may be a float32 block sum).
     """
     r = tl.minimum(r1, r2)
-    f1 = tl.exp(tl.where(r1 == float("inf"), float("-inf"), r - r1))
-    f2 = tl.exp(tl.where(r2 == float("inf"), float("-inf"), r - r2))
-    return r, f1 * g1 + f2 * g2, f1 * h1 + f2 * h2
+    f1 = tl.exp(tl.where(r1 == float("inf"), float("-inf"), r - r1)).to(tl.float64)
+    f2 = tl.exp(tl.where(r2 == float("inf"), float("-inf"), r - r2)).to(tl.float64)
+    return (
+        r,
+        f1 * g1.to(tl.float64) + f2 * g2.to(tl.float64),
+        f1 * h1.to(tl.float64) + f2 * h2.to(tl.float64),
+    )
 
 
 @triton.jit
@@ -450,22 +462,31 @@ def bwd_kernel(
             h = tl.load(h_ptr + row_s + offs_t, mask=tmask, other=0.0)
         live = lm != float("-inf")  # rows with a non-empty prefix (padding rows are -inf)
         lm_ref = tl.where(live, lm, 0.0)
+        # The block's own suffix sum (folded into the carry after its gradients, which see
+        # the carry from later blocks only); its reference is its smallest running max.
+        r_blk = tl.min(tl.where(live, lm, float("inf")), axis=0)
+        wk = tl.exp(tl.where(live, (r_blk - lm_ref) - ll, float("-inf")))  # exp(r_blk - L_k) <= 1
+        g_blk = tl.sum(wk.to(tl.float64)[:, None] * do.to(tl.float64), axis=0)
+        h_blk = tl.sum(wk.to(tl.float64) * h.to(tl.float64), axis=0)
         if WRITE_GRADS:
             v_offs = row_v + offs_t[:, None].to(tl.int64) * stride_vn + offs_d[None, :] * stride_vd
             v = tl.load(v_ptr + v_offs, mask=tdmask, other=0.0).to(tl.float32)
             x = (s[None, :] - lm_ref[:, None]) - ll[:, None]
             p = tl.exp(tl.where(lower & live[:, None], x, float("-inf")))
             c = tl.exp(tl.where(r == float("inf"), float("-inf"), s - r))  # carry -> i, <= 1
-            dv = tl.dot(tl.trans(p), do, input_precision="ieee") + c[:, None] * g[None, :]
-            y = tl.sum(p * h[:, None], axis=0) + c * gh
-            ds = tl.sum(v * dv, axis=1) - y
+            dv_blk = tl.dot(tl.trans(p), do, input_precision="ieee")
+            dv = dv_blk + c[:, None] * g.to(tl.float32)[None, :]
+            # The carry's share of ds, <v_i, G> - Gh, is a difference of two sums over every
+            # later row that all but cancel where token i dominates a long stretch (its
+            # outputs are ~v_i): in float32 its rounding reached 1e-4 at n = 4097.
+            ds_carry = tl.sum(v.to(tl.float64) * g[None, :], axis=1) - gh
+            ds = (
+                tl.sum(v * dv_blk, axis=1)
+                - tl.sum(p * h[:, None], axis=0)
+                + c * ds_carry.to(tl.float32)
+            )
             tl.store(dv_ptr + od_offs, dv.to(dv_ptr.dtype.element_ty), mask=tdmask)
             tl.store(ds_ptr + row_s + offs_t, ds.to(ds_ptr.dtype.element_ty), mask=tmask)
-        # Fold the block into the carry; its reference is its smallest running max.
-        r_blk = tl.min(tl.where(live, lm, float("inf")), axis=0)
-        wk = tl.exp(tl.where(live, (r_blk - lm_ref) - ll, float("-inf")))  # exp(r_blk - L_k) <= 1
-        g_blk = tl.sum(wk[:, None] * do, axis=0)
-        h_blk = tl.sum(wk * h, axis=0)
         r, g, gh = _merge_suffix(r, g, gh, r_blk, g_blk, h_blk)
     tl.store(fin_r_ptr + pid, r)
     tl.store(fin_g_ptr + pid * d + offs_d, g, mask=dmask)

@@ -249,16 +249,21 @@ def backward(
     # The final state's gradient is a suffix term with reference m_N: u_N and w_N weigh
     # token i by exp(s_i - m_N).
     has_final = d_u_final is not None or d_w_final is not None
+    f64 = torch.float64  # the suffix sums' dtype (see ``triton_kernels``)
     if has_final and n > 0:
         r0 = torch.where(m_final > -math.inf, m_final.float(), math.inf)
         g0 = (
-            torch.zeros(rows, d, device=device) if d_w_final is None else d_w_final.float()
+            torch.zeros(rows, d, device=device, dtype=f64)
+            if d_w_final is None
+            else d_w_final.to(f64)
         ).contiguous()
-        h0 = torch.zeros(rows, device=device) if d_u_final is None else -d_u_final.float()
+        h0 = (
+            torch.zeros(rows, device=device, dtype=f64) if d_u_final is None else -d_u_final.to(f64)
+        )
     else:
         r0 = torch.full((rows,), math.inf, device=device)
-        g0 = torch.zeros(rows, d, device=device)
-        h0 = torch.zeros(rows, device=device)
+        g0 = torch.zeros(rows, d, device=device, dtype=f64)
+        h0 = torch.zeros(rows, device=device, dtype=f64)
     seg, n_seg, strides = _layout(values, segments, block_t)
     fin = _suffix_buffers(rows * n_seg, d, device)
     if n_seg == 1:
@@ -292,19 +297,19 @@ def backward(
 
 
 def _suffix_buffers(count: int, d: int, device: torch.device, fill: bool = False):
-    """Buffers for ``count`` suffix carries ``(R, G, Gh)``; ``fill`` makes them empty sums
-    (reference ``+inf``, nothing summed)."""
+    """Buffers for ``count`` suffix carries ``(R, G, Gh)`` (a float32 reference, float64
+    sums); ``fill`` makes them empty sums (reference ``+inf``, nothing summed)."""
+    f32, f64 = torch.float32, torch.float64
     if fill:
         return (
             torch.full((count,), math.inf, device=device),
-            torch.zeros(count, d, device=device),
-            torch.zeros(count, device=device),
+            torch.zeros(count, d, device=device, dtype=f64),
+            torch.zeros(count, device=device, dtype=f64),
         )
-    f32 = torch.float32
     return (
         new_buffer((count,), f32, device),
-        new_buffer((count, d), f32, device),
-        new_buffer((count,), f32, device),
+        new_buffer((count, d), f64, device),
+        new_buffer((count,), f64, device),
     )
 
 
@@ -338,9 +343,9 @@ class TritonAttention(torch.autograd.Function):
         to_prior = torch.where(
             (m0 > -math.inf) & (r < math.inf), torch.exp(m0.float() - r), torch.zeros_like(r)
         )
-        d_w0 = to_prior.unsqueeze(-1) * g
-        d_u0 = -to_prior * gh
-        return d_scores, d_values, None, d_u0.to(m0.dtype), d_w0, None, None
+        d_w0 = to_prior.unsqueeze(-1).double() * g
+        d_u0 = -to_prior.double() * gh
+        return d_scores, d_values, None, d_u0.to(m0.dtype), d_w0.to(m0.dtype), None, None
 
 
 def triton_attention(
