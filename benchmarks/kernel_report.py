@@ -5,7 +5,8 @@ code (SASS) for Hopper (``sm_90``) on any Linux machine. For each kernel variant
 use, this prints registers, spills (local memory), shared memory, and counts of the
 instructions that decide speed in a memory-bound kernel: global loads and stores and their
 width (``LDG.E.128`` is a 16-byte access), ``LDL``/``STL`` (local-memory spills), ``FFMA``
-(the float32 block products run on FMA units), ``MUFU.EX2`` (exponentials), barriers.
+(the float32 block products run on FMA units), ``DFMA``/``DADD``/``DMUL`` (the backward's
+float64 suffix sums), ``MUFU.EX2`` (exponentials), barriers.
 
 Arguments are specialised as Triton's JIT does at launch: pointers and sizes divisible by 16,
 a unit last stride as a constant.
@@ -43,7 +44,7 @@ from aaren_ts.scan import triton_kernels as kernels
 BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
 OPS = re.compile(
     r"\b(LDG\.E[\.\w]*|STG\.E[\.\w]*|LDGSTS[\.\w]*|LDL[\.\w]*|STL[\.\w]*|FFMA|HMMA[\.\w]*"
-    r"|MUFU\.EX2|BAR\.SYNC[\.\w]*)"
+    r"|MUFU\.EX2|BAR\.SYNC[\.\w]*|DFMA|DADD|DMUL)"
 )
 
 
