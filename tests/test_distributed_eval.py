@@ -10,6 +10,8 @@ same aaren_ts as the test, installed or not: no ray ``runtime_env`` is needed.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -144,29 +146,39 @@ def _panel():
     return X, y
 
 
-def _classifier_search(backend=None) -> TSCGridSearchCV:
+def _classifier_search(backend=None, backend_params=None) -> TSCGridSearchCV:
     search = TSCGridSearchCV(
         AarenClassifier(max_epochs=2, **TINY),
         param_grid={"d_model": [4, 8]},
         cv=KFold(n_splits=2, shuffle=True, random_state=0),
         backend=backend,
+        backend_params=backend_params,
     )
     return search.fit(*_panel())
 
 
-def test_classifier_grid_search_on_dask_equals_serial(dask_client):
-    from dask.distributed import get_task_stream
+@pytest.fixture(scope="module")
+def serial_classifier_search() -> TSCGridSearchCV:
+    return _classifier_search()
 
-    serial = _classifier_search()
-    with get_task_stream(dask_client) as stream:
-        distributed = _classifier_search("dask")
-    _ran_on_cluster(dask_client, stream, 2)
+
+def _same_classifier_search(distributed: TSCGridSearchCV, serial: TSCGridSearchCV) -> None:
     assert distributed.best_params_ == serial.best_params_
     np.testing.assert_allclose(
         distributed.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"]
     )
     X, _ = _panel()
     np.testing.assert_array_equal(distributed.predict(X), serial.predict(X))
+    np.testing.assert_allclose(distributed.predict_proba(X), serial.predict_proba(X), rtol=1e-6)
+
+
+def test_classifier_grid_search_on_dask_equals_serial(dask_client, serial_classifier_search):
+    from dask.distributed import get_task_stream
+
+    with get_task_stream(dask_client) as stream:
+        distributed = _classifier_search("dask")
+    _ran_on_cluster(dask_client, stream, 2)
+    _same_classifier_search(distributed, serial_classifier_search)
 
 
 # ray: keep the session fitted in the fixture (sktime shuts ray down after each call by
@@ -183,3 +195,22 @@ def test_evaluate_on_ray_equals_serial(ray_session, serial_evaluate):
 @pytest.mark.slow
 def test_forecasting_grid_search_on_ray_equals_serial(ray_session, serial_search):
     _same_search(_forecast_search("ray", RAY), serial_search)
+
+
+def _ray_executions() -> int:
+    """How many of sktime's ray tasks this ray session has run (from ray's task events)."""
+    import ray
+
+    return sum(e.get("name", "").endswith("_ray_execute_function") for e in ray.timeline())
+
+
+@pytest.mark.slow
+def test_classifier_grid_search_on_ray_equals_serial(ray_session, serial_classifier_search):
+    before = _ray_executions()
+    distributed = _classifier_search("ray", RAY)
+    _same_classifier_search(distributed, serial_classifier_search)
+    # one ray task per candidate; task events reach ray's store about once a second
+    deadline = time.monotonic() + 30
+    while _ray_executions() - before < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _ray_executions() - before >= 2
