@@ -10,8 +10,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from estimator_inputs import LABELS, TARGETS, TINY, y_frame
+from estimator_inputs import events as _events
+from estimator_inputs import panel as _panel
+from estimator_inputs import x_frame as _x
 
-from aaren_ts.datasets import make_hawkes
 from aaren_ts.estimators import (
     AarenClassifier,
     AarenForecaster,
@@ -19,34 +22,9 @@ from aaren_ts.estimators import (
     AarenRegressor,
 )
 
-TINY = {"d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 1, "random_state": 0}
 
-
-def _y(n: int = 40, start: int = 0, columns=("a", "b")) -> pd.DataFrame:
-    t = np.arange(start, start + n, dtype=np.float64)
-    data = {c: np.sin(t / (3 + i)) for i, c in enumerate(columns)}
-    return pd.DataFrame(data, index=pd.RangeIndex(start, start + n))
-
-
-def _x(n: int = 40, start: int = 0) -> pd.DataFrame:
-    index = pd.RangeIndex(start, start + n)
-    return pd.DataFrame({"x": np.cos(np.arange(start, start + n) / 5.0)}, index=index)
-
-
-def _panel(n: int = 8, channels: int = 2, length: int = 12, bad=None) -> np.ndarray:
-    X = np.random.default_rng(0).standard_normal((n, channels, length))
-    if bad is not None:
-        X[0, 0, 3] = bad
-    return X
-
-
-LABELS = np.array(["a", "b"] * 4)
-TARGETS = np.linspace(0.0, 1.0, 8)
-
-
-def _events():
-    return make_hawkes(n_sequences=4, t_end=20.0, baseline=(0.3, 0.3),
-                       adjacency=((0.3, 0.1), (0.1, 0.3)), random_state=0)  # fmt: skip
+def _y(n: int = 40, start: int = 0):
+    return y_frame(n, start, columns=("a", "b"))  # two targets: the state has two columns
 
 
 @pytest.fixture(scope="module")

@@ -11,39 +11,20 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from estimator_inputs import LABELS, TARGETS, TINY
+from estimator_inputs import events as _events
+from estimator_inputs import panel as _panel
+from estimator_inputs import x_frame as _x
+from estimator_inputs import y_frame as _y
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from sktime.exceptions import NotFittedError
 
-from aaren_ts.datasets import make_hawkes
 from aaren_ts.estimators import (
     AarenClassifier,
     AarenForecaster,
     AarenPointProcess,
     AarenRegressor,
 )
-
-TINY_FORECASTER = {"d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 1, "random_state": 0}
-TINY_PANEL = {"d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 1, "random_state": 0}
-TINY_TPP = {"d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 1, "random_state": 0}
-
-
-def _y(n: int = 40, start: int = 0, columns=("a",)) -> pd.DataFrame:
-    t = np.arange(start, start + n, dtype=np.float64)
-    data = {c: np.sin(t / (3 + i)) for i, c in enumerate(columns)}
-    return pd.DataFrame(data, index=pd.RangeIndex(start, start + n))
-
-
-def _x(n: int = 40, start: int = 0) -> pd.DataFrame:
-    index = pd.RangeIndex(start, start + n)
-    return pd.DataFrame({"x": np.cos(np.arange(start, start + n) / 5.0)}, index=index)
-
-
-def _panel(n: int = 8, channels: int = 2, length: int = 12) -> np.ndarray:
-    return np.random.default_rng(0).standard_normal((n, channels, length))
-
-
-LABELS = np.array(["a", "b"] * 4)
-TARGETS = np.linspace(0.0, 1.0, 8)
 
 
 def _with(array: np.ndarray, index, value) -> np.ndarray:
@@ -58,32 +39,27 @@ def _frame_with(frame: pd.DataFrame, row: int, value) -> pd.DataFrame:
     return out
 
 
-def _events():
-    return make_hawkes(n_sequences=4, t_end=20.0, baseline=(0.3, 0.3),
-                       adjacency=((0.3, 0.1), (0.1, 0.3)), random_state=0)  # fmt: skip
-
-
 @pytest.fixture(scope="module")
 def fitted():
     """One fitted estimator of each kind (copied for every case, so cases stay independent)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return {
-            "forecaster": AarenForecaster(max_horizon=3, **TINY_FORECASTER).fit(_y()),
-            "forecaster_x": AarenForecaster(max_horizon=3, **TINY_FORECASTER).fit(
+            "forecaster": AarenForecaster(max_horizon=3, **TINY).fit(_y()),
+            "forecaster_x": AarenForecaster(max_horizon=3, **TINY).fit(
                 _y(columns=("a", "b")), X=_x()
             ),
-            "classifier": AarenClassifier(**TINY_PANEL).fit(_panel(), LABELS),
-            "regressor": AarenRegressor(**TINY_PANEL).fit(_panel(), TARGETS),
-            "point_process": AarenPointProcess(**TINY_TPP).fit(_events()),
+            "classifier": AarenClassifier(**TINY).fit(_panel(), LABELS),
+            "regressor": AarenRegressor(**TINY).fit(_panel(), TARGETS),
+            "point_process": AarenPointProcess(**TINY).fit(_events()),
         }
 
 
 UNFITTED = {
-    "forecaster": lambda: AarenForecaster(**TINY_FORECASTER),
-    "classifier": lambda: AarenClassifier(**TINY_PANEL),
-    "regressor": lambda: AarenRegressor(**TINY_PANEL),
-    "point_process": lambda: AarenPointProcess(**TINY_TPP),
+    "forecaster": lambda: AarenForecaster(**TINY),
+    "classifier": lambda: AarenClassifier(**TINY),
+    "regressor": lambda: AarenRegressor(**TINY),
+    "point_process": lambda: AarenPointProcess(**TINY),
 }
 
 NOT_FITTED = (NotFittedError, SklearnNotFittedError)
