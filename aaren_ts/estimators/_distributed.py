@@ -1,10 +1,12 @@
-"""Data-parallel training of one forecast network over several processes (torch DDP).
+"""Data-parallel training of one network over several processes (torch DDP).
 
 ``fit_data_parallel`` either joins the process group this process was launched in
 (``torchrun``, possibly over several nodes) or spawns ``processes`` local ranks (gloo on CPU,
 NCCL with one GPU per rank). Every rank trains the same initial network on its shard of
 every global batch (``_sharding.Shard``); the ranks' weights stay identical, and rank 0's
-are loaded back into the caller's network.
+are loaded back into the caller's network. The training loop is a function
+``train(net, data, *, generator, on_epoch, shard, **kwargs)``: the forecaster's
+``fit_network`` (the default) or the panel estimators' ``train_panel``.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import copy
 import multiprocessing
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from ._forecast_training import SeriesData, WindowData, fit_network
+from ._forecast_training import fit_network
 from ._sharding import Shard
 
 STRATEGIES = ("auto", "ddp")
@@ -74,15 +77,16 @@ def _moved(value: Any, device: torch.device) -> Any:
     return value
 
 
-def _data_on(data: SeriesData | WindowData, device: torch.device) -> SeriesData | WindowData:
+def _data_on(data: Any, device: torch.device) -> Any:
     """A copy of the training data with every tensor on ``device``."""
     moved = copy.copy(data)
     moved.__dict__ = {key: _moved(value, device) for key, value in data.__dict__.items()}
     return moved
 
 
-def _print_epoch(epoch: int, loss: float) -> None:
-    print(f"epoch {epoch + 1}: loss {loss:.4f}", flush=True)
+def _print_epoch(epoch: int, loss: float, validation: float | None = None) -> None:
+    extra = "" if validation is None else f", validation {validation:.4f}"
+    print(f"epoch {epoch + 1}: loss {loss:.4f}{extra}", flush=True)
 
 
 def _train_rank(
@@ -90,15 +94,16 @@ def _train_rank(
     world_size: int,
     device: torch.device,
     net: torch.nn.Module,
-    data: SeriesData | WindowData,
+    data: Any,
     generator: torch.Generator,
     verbose: bool,
+    train: Callable[..., Any],
     fit_kwargs: dict,
-) -> list[float]:
+) -> Any:
     """This rank's part of the training (``net`` is trained in place, on ``device``)."""
     net.to(device)
     report = _print_epoch if verbose and rank == 0 else None
-    return fit_network(
+    return train(
         net,
         _data_on(data, device),
         generator=generator,
@@ -115,9 +120,10 @@ def _spawned_rank(
     cuda: bool,
     threads: int,
     net: torch.nn.Module,
-    data: SeriesData | WindowData,
+    data: Any,
     generator_state: torch.Tensor,
     verbose: bool,
+    train: Callable[..., Any],
     fit_kwargs: dict,
 ) -> None:
     """Entry point of a spawned rank: join the group, train, rank 0 writes the result."""
@@ -136,7 +142,9 @@ def _spawned_rank(
         # rank's optimiser would step the same tensors
         net = copy.deepcopy(net)
         generator = torch.Generator().set_state(generator_state)
-        history = _train_rank(rank, world_size, device, net, data, generator, verbose, fit_kwargs)
+        history = _train_rank(
+            rank, world_size, device, net, data, generator, verbose, train, fit_kwargs
+        )
         if rank == 0:
             result = {
                 "state": {k: v.cpu() for k, v in net.state_dict().items()},
@@ -151,23 +159,27 @@ def _spawned_rank(
 
 def fit_data_parallel(
     net: torch.nn.Module,
-    data: SeriesData | WindowData,
+    data: Any,
     *,
     processes: int,
     device: torch.device,
     generator: torch.Generator,
     verbose: bool = False,
+    train: Callable[..., Any] = fit_network,
     **fit_kwargs: Any,
-) -> tuple[list[float], int]:
-    """Train ``net`` (in place) data-parallel; returns the loss history and the world size.
+) -> tuple[Any, int]:
+    """Train ``net`` (in place) data-parallel; returns what ``train`` returns (the loss
+    history) on rank 0 and the world size.
 
     Inside a launched group (``torchrun``) this process is one rank: it trains on this node's
     device (``cuda:LOCAL_RANK`` with a CUDA ``device``) and the group's size is the world
     size. Otherwise ``processes`` ranks are spawned on this machine. ``generator`` ends as
-    it would after single-process training. ``fit_kwargs`` go to ``fit_network``.
+    it would after single-process training. ``data`` (``SeriesData``/``WindowData`` for
+    ``fit_network``, ``PanelData`` for ``train_panel``) and ``fit_kwargs`` go to ``train``,
+    a module-level function (spawned ranks unpickle it).
     """
     if launched():
-        return _fit_in_launched_group(net, data, device, generator, verbose, fit_kwargs)
+        return _fit_in_launched_group(net, data, device, generator, verbose, train, fit_kwargs)
     if multiprocessing.current_process().daemon:
         raise RuntimeError(
             f"devices={processes} spawns {processes} training processes, which this daemonic "
@@ -187,6 +199,7 @@ def fit_data_parallel(
                 _data_on(data, torch.device("cpu")),
                 generator.get_state(),
                 verbose,
+                train,
                 fit_kwargs,
             ),
             nprocs=processes,
@@ -199,7 +212,7 @@ def fit_data_parallel(
     return result["history"], result["world_size"]
 
 
-def _fit_in_launched_group(net, data, device, generator, verbose, fit_kwargs):
+def _fit_in_launched_group(net, data, device, generator, verbose, train, fit_kwargs):
     created = not dist.is_initialized()
     cuda = device.type == "cuda"
     if created:  # torchrun set MASTER_ADDR, MASTER_PORT, RANK and WORLD_SIZE
@@ -211,7 +224,7 @@ def _fit_in_launched_group(net, data, device, generator, verbose, fit_kwargs):
     try:
         rank, world_size = dist.get_rank(), dist.get_world_size()
         history = _train_rank(
-            rank, world_size, rank_device, net, data, generator, verbose, fit_kwargs
+            rank, world_size, rank_device, net, data, generator, verbose, train, fit_kwargs
         )
     finally:
         if created:

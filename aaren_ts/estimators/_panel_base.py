@@ -15,7 +15,8 @@ import pandas as pd
 import torch
 
 from ._atomic import restored_on_error
-from ._panel_net import PanelNet, fit_panel_network, predict_outputs
+from ._distributed import check_devices, fit_data_parallel, wants_data_parallel
+from ._panel_net import PanelData, PanelNet, predict_outputs, train_panel
 from ._persistence import PersistenceMixin
 from ._portable import PortableStateMixin
 from .forecaster import _resolve_device, check_standardisable
@@ -193,8 +194,10 @@ class AarenPanelMixin(PersistenceMixin):
 
     def _fit_network(self, X, targets: torch.Tensor, y_for_split) -> None:
         self._check_params()
+        loss = self._loss()  # checks the loss's parameters before any work
         series = self._series(X, fitted=False)
         self._device = _resolve_device(self.device)
+        processes = check_devices(self.devices, self.strategy, self._device)
         stacked = np.concatenate(series)
         with np.errstate(over="ignore", invalid="ignore"):
             mean, std = stacked.mean(0), stacked.std(0)
@@ -222,24 +225,36 @@ class AarenPanelMixin(PersistenceMixin):
             validation = None
             if len(val):
                 validation = ([series[i] for i in val], targets[torch.as_tensor(val)])
-            report, close = self._progress()
-            self.loss_history_, self.validation_history_ = fit_panel_network(
-                self.network_,
-                [series[i] for i in train],
-                targets[torch.as_tensor(train)],
-                self._loss(),
-                device=self._device,
-                max_epochs=self.max_epochs,
-                batch_size=self.batch_size,
-                lr=self.lr,
-                weight_decay=self.weight_decay,
-                generator=generator,
-                validation=validation,
-                patience=self.patience,
-                prefix_loss=self.prefix_loss,
-                on_epoch=report,
+            data = PanelData(
+                [series[i] for i in train], targets[torch.as_tensor(train)], loss, validation
             )
-            close()
+            fit_kwargs = {
+                "max_epochs": self.max_epochs,
+                "batch_size": self.batch_size,
+                "lr": self.lr,
+                "weight_decay": self.weight_decay,
+                "patience": self.patience,
+                "prefix_loss": self.prefix_loss,
+            }
+            self.world_size_ = 1
+            if wants_data_parallel(processes, self.strategy):
+                histories, self.world_size_ = fit_data_parallel(
+                    self.network_,
+                    data,
+                    processes=processes,
+                    device=self._device,
+                    generator=generator,
+                    verbose=self.verbose,
+                    train=train_panel,
+                    **fit_kwargs,
+                )
+            else:
+                report, close = self._progress()
+                histories = train_panel(
+                    self.network_, data, generator=generator, on_epoch=report, **fit_kwargs
+                )
+                close()
+            self.loss_history_, self.validation_history_ = histories
         self.n_epochs_ = len(self.loss_history_)
 
     # ------------------------------------------------------------------ prediction

@@ -14,12 +14,14 @@ output at step ``t`` depends on steps ``0..t`` only, so:
 Training (``fit_panel_network``) uses the loss at each series' last step, AdamW, shuffled
 mini-batches padded to their longest series, and optional early stopping on held-out series.
 
-Pure torch: no sktime here.
+With a ``Shard`` it trains one rank's part of data-parallel training
+(``_distributed``). Pure torch: no sktime here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import make_backbone
+from ._sharding import Shard
 
 
 class PanelNet(nn.Module):
@@ -98,6 +101,76 @@ class PanelNet(nn.Module):
         return self.head(self.dropout(y)), (window[:, 1:], inner)
 
 
+class PanelLoss:
+    """A batch loss that is a weighted mean over rows: ``sum(rows) / sum(weights)``.
+
+    ``rows(output, target)`` are the rows' weighted losses and ``weights(target)`` their
+    weights, so that the loss of part of a batch can be scaled by the whole batch's weight
+    (data-parallel training: ``Shard.share``). Plain objects, so that they pickle into
+    spawned training processes.
+    """
+
+    def rows(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def weights(self, target: torch.Tensor) -> torch.Tensor:
+        return torch.ones(target.shape[0], dtype=torch.float32, device=target.device)
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.rows(output, target).sum() / self.weights(target).sum()
+
+
+class CrossEntropy(PanelLoss):
+    """Cross-entropy of class logits with optional class weights and label smoothing, equal
+    to ``F.cross_entropy(..., weight, label_smoothing)`` (its mean divides by the summed
+    weights of the rows' classes).
+
+    Examples
+    --------
+    >>> logits, target = torch.randn(5, 3), torch.tensor([0, 2, 1, 2, 2])
+    >>> loss = CrossEntropy(torch.tensor([1.0, 2.0, 0.5]), 0.1)
+    >>> expected = F.cross_entropy(logits, target, torch.tensor([1.0, 2.0, 0.5]),
+    ...                            label_smoothing=0.1)
+    >>> bool(torch.isclose(loss(logits, target), expected))
+    True
+    """
+
+    def __init__(self, class_weight: torch.Tensor | None = None, smoothing: float = 0.0):
+        self.class_weight, self.smoothing = class_weight, smoothing
+
+    def _weight(self, device: torch.device) -> torch.Tensor | None:
+        return None if self.class_weight is None else self.class_weight.to(device)
+
+    def rows(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(
+            output,
+            target,
+            weight=self._weight(output.device),
+            label_smoothing=self.smoothing,
+            reduction="none",
+        )
+
+    def weights(self, target: torch.Tensor) -> torch.Tensor:
+        weight = self._weight(target.device)
+        return super().weights(target) if weight is None else weight[target]
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        # torch's own reduction, so that single-process training is what it always was
+        return F.cross_entropy(
+            output, target, weight=self._weight(output.device), label_smoothing=self.smoothing
+        )
+
+
+class SquaredError(PanelLoss):
+    """Mean squared error of a single output per row (``F.mse_loss``)."""
+
+    def rows(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (output[:, 0] - target) ** 2
+
+    def __call__(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(output[:, 0], target)
+
+
 def pad_batch(
     series: Sequence[np.ndarray], device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,11 +213,52 @@ def predict_outputs(
     return results
 
 
+def _batch_loss(
+    series: Sequence[np.ndarray],
+    targets: torch.Tensor,
+    idx: list[int],
+    loss_fn: PanelLoss,
+    prefix_loss: float,
+    device: torch.device,
+    shard: Shard | None,
+) -> Callable[[nn.Module], torch.Tensor]:
+    """The loss ``net -> loss`` of the batch ``idx``; with a ``shard``, this rank's share of
+    it (its rows' losses over the whole batch's weight), which DDP's gradient average turns
+    into the whole batch's gradient."""
+    mine = idx
+    if shard is not None:
+        rows, weight = shard.rows(len(idx))
+        mine = idx[rows]
+        batch_weight = loss_fn.weights(targets[idx])
+        steps = torch.tensor([len(series[i]) for i in idx], device=batch_weight.device)
+        last_weight, every_weight = batch_weight.sum(), (batch_weight * steps).sum()
+    x, lengths = pad_batch([series[i] for i in mine], device)
+    target = targets[mine]
+
+    def mean(output: torch.Tensor, target: torch.Tensor, total: torch.Tensor | None):
+        if shard is None:
+            return loss_fn(output, target)
+        return shard.share(loss_fn.rows(output, target).sum(), total, weight)
+
+    def compute(net: nn.Module) -> torch.Tensor:
+        outputs = net(x)
+        loss = mean(last_outputs(outputs, lengths), target, None if shard is None else last_weight)
+        if prefix_loss > 0:
+            steps = torch.arange(outputs.shape[1], device=device)
+            seen = steps.unsqueeze(0) < lengths.unsqueeze(1)  # (B, T): inside the series
+            every = target.unsqueeze(1).expand(-1, outputs.shape[1], *target.shape[1:])
+            every_loss = mean(outputs[seen], every[seen], None if shard is None else every_weight)
+            loss = (1 - prefix_loss) * loss + prefix_loss * every_loss
+        return loss
+
+    return compute
+
+
 def fit_panel_network(
     net: PanelNet,
     series: Sequence[np.ndarray],
     targets: torch.Tensor,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss_fn: PanelLoss,
     *,
     device: torch.device,
     max_epochs: int,
@@ -156,6 +270,7 @@ def fit_panel_network(
     patience: int = 10,
     prefix_loss: float = 0.0,
     on_epoch: Callable[[int, float, float | None], None] | None = None,
+    shard: Shard | None = None,
 ) -> tuple[list[float], list[float]]:
     """AdamW on the loss at each series' last step; returns (train, validation) losses.
 
@@ -165,7 +280,13 @@ def fit_panel_network(
     ``validation`` (held-out series and targets), each epoch is scored on it (last-step
     loss); training stops after ``patience`` epochs without improvement, and the best
     epoch's weights are restored.
+
+    With a ``shard`` (data-parallel training, one call per rank of a process group), every
+    rank draws the same batches and computes its rows' share of each batch's loss inside
+    ``DistributedDataParallel``, so the averaged gradient is the single-process one; every
+    rank scores the validation series itself and rank 0's score decides for all.
     """
+    model = None if shard is None else shard.wrap(net)
     optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
     targets = targets.to(device)
     history: list[float] = []
@@ -180,25 +301,23 @@ def fit_panel_network(
         total, count = 0.0, 0
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            x, lengths = pad_batch([series[i] for i in idx], device)
-            outputs = net(x)
-            loss = loss_fn(last_outputs(outputs, lengths), targets[idx])
-            if prefix_loss > 0:
-                steps = torch.arange(outputs.shape[1], device=device)
-                seen = steps.unsqueeze(0) < lengths.unsqueeze(1)  # (B, T): inside the series
-                every = targets[idx].unsqueeze(1).expand(-1, outputs.shape[1], *targets.shape[1:])
-                loss = (1 - prefix_loss) * loss + prefix_loss * loss_fn(outputs[seen], every[seen])
+            compute = _batch_loss(series, targets, idx, loss_fn, prefix_loss, device, shard)
+            loss = compute(net) if model is None else model(compute)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(idx)
             count += len(idx)
+        if shard is not None:  # the ranks' shares of a batch's loss average to its loss
+            total = shard.mean(total)
         history.append(total / max(count, 1))
         score = None
         if validation is not None:
             net.eval()
             with torch.no_grad():
                 score = float(loss_fn(last_outputs(net(val_x), val_lengths), val_y))
+            if shard is not None:  # one decision for all ranks, so that they stop together
+                score = shard.from_rank_zero(score)
             val_history.append(score)
             if score < best:
                 best, waited = score, 0
@@ -213,3 +332,39 @@ def fit_panel_network(
         net.load_state_dict(best_weights)
     net.eval()
     return history, val_history
+
+
+@dataclass
+class PanelData:
+    """What a training process needs besides the network: the training series and targets,
+    the loss, and the held-out series (pickled into each spawned rank)."""
+
+    series: list[np.ndarray]
+    targets: torch.Tensor
+    loss_fn: PanelLoss
+    validation: tuple[list[np.ndarray], torch.Tensor] | None = None
+
+
+def train_panel(
+    net: PanelNet,
+    data: PanelData,
+    *,
+    generator: torch.Generator,
+    on_epoch: Callable[[int, float, float | None], None] | None = None,
+    shard: Shard | None = None,
+    **fit_kwargs: Any,
+) -> tuple[list[float], list[float]]:
+    """``fit_panel_network`` on ``data``, on the network's device (a data-parallel rank's)."""
+    device = next(net.parameters()).device
+    return fit_panel_network(
+        net,
+        data.series,
+        data.targets,
+        data.loss_fn,
+        device=device,
+        generator=generator,
+        validation=data.validation,
+        on_epoch=on_epoch,
+        shard=shard,
+        **fit_kwargs,
+    )

@@ -92,6 +92,19 @@ class Shard:
         total = (loss * observed.unsqueeze(-1)).sum()
         return total * (weight * self.world_size) / (count * quantiles.numel())
 
+    def share(self, part: torch.Tensor, total: torch.Tensor, weight: float) -> torch.Tensor:
+        """This rank's share of a batch loss that is a weighted mean over its rows: ``part``
+        (the sum of this rank's rows' weighted losses) over ``total`` (the whole batch's
+        summed weight), times the world size, which DDP's average divides out again.
+        ``weight`` is ``rows``' (0 for a stand-in row).
+
+        >>> shards = [Shard(r, 2, torch.device("cpu")) for r in range(2)]
+        >>> losses = torch.tensor([1.0, 2.0, 6.0])  # batch mean 3
+        >>> [float(s.share(losses[s.rows(3)[0]].sum(), torch.tensor(3.0), 1.0)) for s in shards]
+        [2.0, 4.0]
+        """
+        return part * (weight * self.world_size) / total
+
     def wrap(self, net: nn.Module) -> nn.parallel.DistributedDataParallel:
         """``net`` inside ``DistributedDataParallel``: call it with a loss function."""
         ids = [self.device.index] if self.device.type == "cuda" else None

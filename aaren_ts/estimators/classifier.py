@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sktime.classification.base import BaseClassifier
 
 from ._panel_base import PANEL_MTYPES, AarenPanelMixin, PanelStream, panel_arrays
+from ._panel_net import CrossEntropy
 
 
 class ClassifierStream(PanelStream):
@@ -80,6 +80,18 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         ``n_samples / (n_classes * count)``; a dict maps labels to weights (missing labels 1).
     device : str, default "auto"
         "auto" picks CUDA when present; "cuda" without a device is an error.
+    devices : int or "auto", default 1
+        Devices that train the network together, one process each (data parallel): with a
+        CUDA ``device``, that many GPUs ("auto": all visible); on CPU, that many processes.
+        1: train in this process.
+    strategy : {"auto", "ddp"}, default "auto"
+        "auto": data parallel when ``devices`` > 1. "ddp": torch ``DistributedDataParallel``
+        also inside a group launched by ``torchrun`` (one process per GPU, one node or
+        several). Each batch of ``batch_size`` series is split across the ranks and the
+        loss weighted so that the averaged gradient is the single-process one: with the
+        same seed and ``dropout=0`` the fit matches ``devices=1`` up to floating-point sums.
+        Spawned ranks need the ``if __name__ == "__main__":`` guard in scripts (see
+        ``AarenForecaster``).
     random_state : int, optional
         Seed: two fits with the same seed give identical predictions on CPU (with the same
         number of torch threads).
@@ -94,6 +106,8 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         The trained network.
     loss_history_, validation_history_ : list of float
         Training (and validation) loss per epoch.
+    world_size_ : int
+        Processes that trained the network (1 without data parallelism).
 
     Notes
     -----
@@ -166,6 +180,8 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         label_smoothing: float = 0.0,
         class_weight=None,
         device: str = "auto",
+        devices: int | str = 1,
+        strategy: str = "auto",
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
@@ -186,6 +202,8 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         self.label_smoothing = label_smoothing
         self.class_weight = class_weight
         self.device = device
+        self.devices = devices
+        self.strategy = strategy
         self.random_state = random_state
         self.verbose = verbose
         super().__init__()
@@ -224,11 +242,7 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         if not 0.0 <= smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
-        def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-            w = None if weight is None else weight.to(logits.device)
-            return F.cross_entropy(logits, target, weight=w, label_smoothing=smoothing)
-
-        return loss
+        return CrossEntropy(weight, smoothing)
 
     def _split(self, n, rng, y):
         """Stratified hold-out: each class gives its share (at least one series if it has

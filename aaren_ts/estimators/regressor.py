@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sktime.regression.base import BaseRegressor
 
 from ._panel_base import PANEL_MTYPES, AarenPanelMixin, PanelStream
+from ._panel_net import SquaredError
 from .forecaster import check_standardisable
 
 
@@ -58,6 +58,13 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         Weight of the loss at every step (each prefix given its series' target) against the
         loss at each series' last step; > 0 also trains the early predictions.
     device : str, default "auto"
+    devices : int or "auto", default 1
+        Devices that train the network together, one process each (data parallel), as in
+        ``AarenClassifier``.
+    strategy : {"auto", "ddp"}, default "auto"
+        Data parallelism through torch ``DistributedDataParallel``, as in
+        ``AarenClassifier``: the same fit as ``devices=1`` (with ``dropout=0``) up to
+        floating-point sums.
     random_state : int, optional
         Seed: same seed, identical predictions on CPU.
     verbose : bool, default False
@@ -111,6 +118,8 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         patience: int = 10,
         prefix_loss: float = 0.0,
         device: str = "auto",
+        devices: int | str = 1,
+        strategy: str = "auto",
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
@@ -129,6 +138,8 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         self.patience = patience
         self.prefix_loss = prefix_loss
         self.device = device
+        self.devices = devices
+        self.strategy = strategy
         self.random_state = random_state
         self.verbose = verbose
         super().__init__()
@@ -140,10 +151,7 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         return 1
 
     def _loss(self):
-        def loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-            return F.mse_loss(output[:, 0], target)
-
-        return loss
+        return SquaredError()
 
     def _fit(self, X, y):
         y = np.asarray(y, dtype=np.float64)
