@@ -212,6 +212,40 @@ def fit_data_parallel(
     return result["history"], result["world_size"]
 
 
+def train_network(
+    net: torch.nn.Module,
+    data: Any,
+    *,
+    processes: int,
+    strategy: str,
+    device: torch.device,
+    generator: torch.Generator,
+    verbose: bool,
+    progress: Callable[[], tuple[Callable[..., None] | None, Callable[[], None]]],
+    train: Callable[..., Any] = fit_network,
+    **fit_kwargs: Any,
+) -> tuple[Any, int]:
+    """``train`` on ``data``: data-parallel when ``processes`` and ``strategy`` ask for it
+    (``fit_data_parallel``), else in this process, reporting through ``progress()``'s
+    ``(on_epoch, close)``. Returns ``train``'s result and the world size."""
+    if wants_data_parallel(processes, strategy):
+        return fit_data_parallel(
+            net,
+            data,
+            processes=processes,
+            device=device,
+            generator=generator,
+            verbose=verbose,
+            train=train,
+            **fit_kwargs,
+        )
+    report, close = progress()
+    try:
+        return train(net, data, generator=generator, on_epoch=report, **fit_kwargs), 1
+    finally:
+        close()
+
+
 def _fit_in_launched_group(net, data, device, generator, verbose, train, fit_kwargs):
     created = not dist.is_initialized()
     cuda = device.type == "cuda"

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from ._atomic import restored_on_error
-from ._distributed import check_devices, fit_data_parallel, wants_data_parallel
+from ._distributed import check_devices, train_network
 from ._panel_net import PanelData, PanelNet, predict_outputs, train_panel
 from ._persistence import PersistenceMixin
 from ._portable import PortableStateMixin
@@ -236,24 +236,18 @@ class AarenPanelMixin(PersistenceMixin):
                 "patience": self.patience,
                 "prefix_loss": self.prefix_loss,
             }
-            self.world_size_ = 1
-            if wants_data_parallel(processes, self.strategy):
-                histories, self.world_size_ = fit_data_parallel(
-                    self.network_,
-                    data,
-                    processes=processes,
-                    device=self._device,
-                    generator=generator,
-                    verbose=self.verbose,
-                    train=train_panel,
-                    **fit_kwargs,
-                )
-            else:
-                report, close = self._progress()
-                histories = train_panel(
-                    self.network_, data, generator=generator, on_epoch=report, **fit_kwargs
-                )
-                close()
+            histories, self.world_size_ = train_network(
+                self.network_,
+                data,
+                processes=processes,
+                strategy=self.strategy,
+                device=self._device,
+                generator=generator,
+                verbose=self.verbose,
+                progress=self._progress,
+                train=train_panel,
+                **fit_kwargs,
+            )
             self.loss_history_, self.validation_history_ = histories
         self.n_epochs_ = len(self.loss_history_)
 

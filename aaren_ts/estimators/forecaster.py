@@ -18,7 +18,7 @@ import torch
 from sktime.forecasting.base import BaseForecaster
 
 from ._atomic import atomic
-from ._distributed import check_devices, fit_data_parallel, wants_data_parallel
+from ._distributed import check_devices, train_network
 from ._forecast_net import (
     ForecastNet,
     future_targets,
@@ -26,7 +26,7 @@ from ._forecast_net import (
     pinball_loss,
     window_forecast,
 )
-from ._forecast_training import SeriesData, WindowData, fit_network, quantile_shifts
+from ._forecast_training import SeriesData, WindowData, quantile_shifts
 from ._persistence import PersistenceMixin
 
 
@@ -555,23 +555,17 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             ).to(self._device)
             data = self._training_data(scaled, xs, horizon)
             fit_kwargs = {"max_epochs": self.max_epochs, "lr": self.lr, "patience": self.patience}
-            self.world_size_ = 1
-            if wants_data_parallel(processes, self.strategy):
-                self.loss_history_, self.world_size_ = fit_data_parallel(
-                    self.network_,
-                    data,
-                    processes=processes,
-                    device=self._device,
-                    generator=generator,
-                    verbose=self.verbose,
-                    **fit_kwargs,
-                )
-            else:
-                report, close = self._progress()
-                self.loss_history_ = fit_network(
-                    self.network_, data, generator=generator, on_epoch=report, **fit_kwargs
-                )
-                close()
+            self.loss_history_, self.world_size_ = train_network(
+                self.network_,
+                data,
+                processes=processes,
+                strategy=self.strategy,
+                device=self._device,
+                generator=generator,
+                verbose=self.verbose,
+                progress=self._progress,
+                **fit_kwargs,
+            )
         self.quantile_shifts_ = np.zeros((horizon, len(self.quantiles)))
         if self.calibrate and data.validating:
             shifts = quantile_shifts(*data.validation(self.network_), self.network_.quantiles)
