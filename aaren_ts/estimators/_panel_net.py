@@ -127,11 +127,14 @@ class CrossEntropy(PanelLoss):
 
     Examples
     --------
+    The rows' losses over the rows' class weights are torch's weighted mean:
+
     >>> logits, target = torch.randn(5, 3), torch.tensor([0, 2, 1, 2, 2])
     >>> loss = CrossEntropy(torch.tensor([1.0, 2.0, 0.5]), 0.1)
     >>> expected = F.cross_entropy(logits, target, torch.tensor([1.0, 2.0, 0.5]),
     ...                            label_smoothing=0.1)
-    >>> bool(torch.isclose(loss(logits, target), expected))
+    >>> by_rows = loss.rows(logits, target).sum() / loss.weights(target).sum()
+    >>> bool(torch.isclose(by_rows, expected))
     True
     """
 
