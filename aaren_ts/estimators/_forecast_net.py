@@ -55,6 +55,8 @@ class ForecastNet(nn.Module):
         Exogenous channels known over the horizon.
     context_length : int, optional
         Window length of the windowed mode (adds the window's linear path).
+    recency : bool, default False
+        Aaren backbone only: a learnable recency rate per head (``AarenAttention``).
     """
 
     def __init__(
@@ -70,6 +72,7 @@ class ForecastNet(nn.Module):
         dropout: float = 0.0,
         n_future: int = 0,
         context_length: int | None = None,
+        recency: bool = False,
     ) -> None:
         super().__init__()
         self.n_targets = n_targets
@@ -79,7 +82,10 @@ class ForecastNet(nn.Module):
         self.register_buffer("quantiles", torch.tensor(list(quantiles), dtype=torch.float32))
         n_q = len(quantiles)
         self.embed = nn.Linear(n_inputs, d_model)
-        self.backbone = make_backbone(backbone, d_model, n_layers, n_heads, dropout=dropout)
+        extra = {"recency": True} if recency else {}
+        self.backbone = make_backbone(
+            backbone, d_model, n_layers, n_heads, dropout=dropout, **extra
+        )
         self.head = nn.Linear(d_model, horizon * n_targets * n_q)
         if n_future:
             # starts at zero: the known-future term is learned as a correction

@@ -18,6 +18,7 @@ from torch import nn
 
 from ._forecast_net import ForecastNet
 from ._panel_net import PanelNet
+from ._stream_net import StreamNet
 from ._tpp_net import TPPNet
 
 
@@ -56,11 +57,24 @@ def _backbone_kwargs(backbone: nn.Module) -> dict[str, Any]:
 
 
 def network_kwargs(module: nn.Module) -> dict[str, Any]:
-    """Constructor arguments that rebuild ``module`` (a ForecastNet, PanelNet or TPPNet) with
-    the same parameter and buffer shapes; the state dict then restores the values."""
+    """Constructor arguments that rebuild ``module`` (a ForecastNet, StreamNet, PanelNet or
+    TPPNet) with the same parameter and buffer shapes; the state dict then restores the
+    values."""
+    if isinstance(module, StreamNet):
+        core = network_kwargs(module.core)
+        return {
+            **{k: core[k] for k in ("backbone", "d_model", "n_layers", "n_heads", "dropout")},
+            "recency": core.get("recency", False),
+            "n_targets": module.n_targets,
+            "horizon": module.horizon,
+            "quantiles": core["quantiles"],
+            "n_lags": module.n_lags,
+            "local_window": module.local_window,
+            "n_exog": module.n_exog,
+            "n_future": module.n_future,
+        }
     if isinstance(module, ForecastNet):
         kwargs = _backbone_kwargs(module.backbone)
-        kwargs.pop("recency", None)  # ForecastNet builds its backbone without it
         return {
             **kwargs,
             "n_inputs": module.embed.in_features,
