@@ -18,6 +18,7 @@ Pure torch: no sktime here.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -26,9 +27,10 @@ import torch
 from ..nn import detach_state
 from ._forecast_net import ForecastNet, future_targets, pinball_loss, window_forecast
 from ._sharding import Shard
+from ._stream_net import StreamNet
 
 # A loss function of the network: the training data yields one per optimiser step.
-Step = Callable[[ForecastNet], torch.Tensor]
+Step = Callable[[ForecastNet | StreamNet], torch.Tensor]
 
 # Known-future covariates are hidden from this share of training sequences, so that the
 # network also forecasts well when predict is not given them.
@@ -52,45 +54,79 @@ def _as_batched(tensors: Sequence[torch.Tensor] | None) -> list[torch.Tensor] | 
     return [t.unsqueeze(0) if t.dim() == 2 else t for t in tensors]
 
 
+def _repeated(one_pass, generator, shard, min_steps: int) -> Iterator[Step]:
+    """Passes ``one_pass(generator, shard)`` until ``min_steps`` steps (or an empty pass)."""
+    made = 0
+    while True:
+        before = made
+        for step in one_pass(generator, shard):
+            made += 1
+            yield step
+        if made >= min_steps or made == before:
+            return
+
+
 class SeriesData:
     """Full-history training data: series read whole, in chunks, state carried.
 
-    ``inputs[i]`` ``([B_i,] T_i, n_inputs)``, ``targets[i]`` ``([B_i,] T_i, n_targets)`` and
-    optional ``futures[i]`` ``([B_i,] T_i, n_future)`` (covariates known ahead) on the net's
-    device. Sequences of equal length train together, ``batch_size`` at a time.
+    ``values[i]`` ``([B_i,] T_i, C)`` globally scaled targets, optional ``exog[i]``
+    ``([B_i,] T_i, n_exog)`` (past covariates of each row) and ``futures[i]``
+    ``([B_i,] T_i, n_future)`` (covariates known ahead) on the net's device: the inputs of a
+    ``StreamNet``. Sequences of equal length train together, ``batch_size`` at a time.
+
+    An epoch reads every batch from its start, in chunks of ``chunk_length`` rows carrying
+    the detached state (truncated backpropagation through time), with the pinball loss at
+    every row whose targets lie before the held-out tail, as inference reads the history.
+    The first chunk of each pass has a random length, so that chunk boundaries move between
+    passes. An epoch repeats passes until it has made at least ``min_steps`` optimiser steps:
+    a short series would otherwise train one step per epoch.
     """
 
     def __init__(
         self,
-        inputs: Sequence[torch.Tensor],
-        targets: Sequence[torch.Tensor],
+        values: Sequence[torch.Tensor],
         horizon: int,
         *,
+        exog: Sequence[torch.Tensor] | None = None,
         futures: Sequence[torch.Tensor] | None = None,
         chunk_length: int = 256,
         batch_size: int | None = None,
         validation_size: float = 0.0,
+        min_steps: int = 1,
     ) -> None:
-        inputs, targets, futures = map(_as_batched, (inputs, targets, futures))
+        values, exog, futures = map(_as_batched, (values, exog, futures))
         self.chunk_length = chunk_length
         self.horizon = horizon
+        self.min_steps = min_steps
         groups: dict[int, list[int]] = {}
-        for i, x in enumerate(inputs):
-            groups.setdefault(x.shape[1], []).append(i)
+        for i, v in enumerate(values):
+            groups.setdefault(v.shape[1], []).append(i)
+
+        def joined(parts, idx):
+            return None if parts is None else torch.cat([parts[i] for i in idx])
+
         self.batches = []
         for idx in groups.values():
-            x = torch.cat([inputs[i] for i in idx])
-            y = torch.cat([targets[i] for i in idx])
-            f = None if futures is None else torch.cat([futures[i] for i in idx])
-            size = batch_size or x.shape[0]
-            for start in range(0, x.shape[0], size):
+            v, x, f = joined(values, idx), joined(exog, idx), joined(futures, idx)
+            size = batch_size or v.shape[0]
+            for start in range(0, v.shape[0], size):
                 part = slice(start, start + size)
                 self.batches.append(
-                    (x[part], y[part], None if f is None else f[part], validation_size)
+                    (
+                        v[part],
+                        None if x is None else x[part],
+                        None if f is None else f[part],
+                        validation_size,
+                    )
                 )
         self.validating = validation_size > 0 and any(
-            round(x.shape[1] * validation_size) > 0 for x, *_ in self.batches
+            round(v.shape[1] * validation_size) > 0 for v, *_ in self.batches
         )
+
+    # The untrained network is the naive point forecast (every quantile at the last value):
+    # it and the trained epochs are compared after calibration on the tail, which gives the
+    # point forecast its intervals.
+    calibrated_selection = True
 
     def _targets(self, y: torch.Tensor, validation_size: float, tail_only: bool) -> torch.Tensor:
         """``(B, T, H, C)`` targets, NaN outside the training part (or outside the tail)."""
@@ -106,27 +142,41 @@ class SeriesData:
     def _covariates(self, f: torch.Tensor | None) -> torch.Tensor | None:
         return None if f is None else future_targets(f, self.horizon)
 
-    def epoch(self, net: ForecastNet, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    def epoch(self, net: StreamNet, generator: torch.Generator) -> Iterator[torch.Tensor]:
         """Yield one loss per chunk; the caller steps the optimiser between them."""
         for step in self.steps(generator):
             yield step(net)
+
+    def _chunks(self, length: int, trained: int, generator: torch.Generator) -> list[slice]:
+        """Chunks of one pass: a random first length, then ``chunk_length`` rows each, up to
+        the last row with a training target (``trained`` rows)."""
+        first = int(torch.randint(1, self.chunk_length + 1, (1,), generator=generator))
+        bounds = [0, *range(first, trained, self.chunk_length), trained]
+        return [slice(a, b) for a, b in itertools.pairwise(bounds) if b > a]
 
     def steps(self, generator: torch.Generator, shard: Shard | None = None) -> Iterator[Step]:
         """One loss function ``net -> loss`` per chunk, to be called in order (each carries
         the state the previous one left). With a ``shard``, each reads only this rank's rows
         of the batch and returns its share of the batch's loss (``Shard.loss``)."""
+        yield from _repeated(self._pass, generator, shard, self.min_steps)
+
+    def _pass(self, generator: torch.Generator, shard: Shard | None) -> Iterator[Step]:
         for b in torch.randperm(len(self.batches), generator=generator).tolist():
-            x, y, f, validation_size = self.batches[b]
-            target = self._targets(y, validation_size, tail_only=False)
+            v, x, f, validation_size = self.batches[b]
+            target = self._targets(v, validation_size, tail_only=False)
+            # rows whose targets all lie in the tail teach nothing: the pass stops before them
+            trained = v.shape[1] - round(v.shape[1] * validation_size) - 1
+            if trained < 1:
+                continue
             covariates = self._covariates(f)
-            rows, weight = (slice(None), 1.0) if shard is None else shard.rows(x.shape[0])
+            rows, weight = (slice(None), 1.0) if shard is None else shard.rows(v.shape[0])
             carried = {"state": None}
-            for start in range(0, x.shape[1], self.chunk_length):
-                chunk = slice(start, start + self.chunk_length)
+            for chunk in self._chunks(v.shape[1], trained, generator):
 
                 def step(
                     net,
                     chunk=chunk,
+                    v=v,
                     x=x,
                     target=target,
                     covariates=covariates,
@@ -138,8 +188,13 @@ class SeriesData:
                     if covariates is not None:
                         # every rank draws the whole batch's mask: the generators stay in step
                         seen = _hide_future(covariates[:, chunk], generator)[rows]
-                    forecast, state = net(x[rows, chunk], carried["state"], seen)
+                    exog = None if x is None else x[rows, chunk]
+                    forecast, centre, scale, state = net(
+                        v[rows, chunk], carried["state"], exog, seen
+                    )
                     carried["state"] = detach_state(state)
+                    # the loss is taken in the globally scaled units the metrics use
+                    forecast = in_row_units(forecast, centre, scale)
                     if shard is None:
                         return pinball_loss(forecast, target[:, chunk], net.quantiles)
                     return shard.loss(forecast, target[:, chunk], rows, weight, net.quantiles)
@@ -147,29 +202,38 @@ class SeriesData:
                 yield step
 
     @torch.no_grad()
-    def validation(self, net: ForecastNet) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forecasts ``(N, H, C, Q)`` and targets ``(N, H, C)`` (NaN: not in the tail) of the
-        positions whose targets reach the tail, every series read whole as at inference."""
+    def validation(self, net: StreamNet) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forecasts ``(N, H, C, Q)`` and targets ``(N, H, C)`` (NaN: not in the tail), both
+        in the local units of each forecast's origin, of the positions whose targets reach the
+        tail, every series read whole as at inference."""
         forecasts, targets = [], []
-        for x, y, f, validation_size in self.batches:
-            length = x.shape[1]
+        for v, x, f, validation_size in self.batches:
+            length = v.shape[1]
             tail = round(length * validation_size)
             if tail == 0:
                 continue
             first = max(0, length - tail - self.horizon)  # earliest position that reaches it
-            target = self._targets(y, validation_size, tail_only=True)[:, first:]
+            target = self._targets(v, validation_size, tail_only=True)
             covariates = self._covariates(f)
-            state, outputs = None, []
+            state, outputs, local_targets = None, [], []
             for start in range(0, length, self.chunk_length):
                 chunk = slice(start, start + self.chunk_length)
                 seen = None if covariates is None else covariates[:, chunk]
-                forecast, state = net(x[:, chunk], state, seen)
+                exog = None if x is None else x[:, chunk]
+                forecast, centre, scale, state = net(v[:, chunk], state, exog, seen)
                 keep = max(0, first - start)
                 if keep < forecast.shape[1]:
                     outputs.append(forecast[:, keep:])
+                    local = (target[:, chunk] - centre.unsqueeze(2)) / scale.unsqueeze(2)
+                    local_targets.append(local[:, keep:])
             forecasts.append(torch.cat(outputs, 1).flatten(0, 1))
-            targets.append(target.flatten(0, 1))
+            targets.append(torch.cat(local_targets, 1).flatten(0, 1))
         return torch.cat(forecasts), torch.cat(targets)
+
+
+def in_row_units(forecast: torch.Tensor, centre: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Local-unit forecasts ``(B, T, H, C, Q)`` -> the rows' units, with ``(B, T, C)`` units."""
+    return forecast * scale[:, :, None, :, None] + centre[:, :, None, :, None]
 
 
 class WindowData:
@@ -179,8 +243,13 @@ class WindowData:
     ``values[i]`` ``(T_i, C)`` globally scaled targets, optional ``inputs_x[i]`` ``(T_i, n_x)``
     (past covariates, appended to the tokens) and ``futures[i]`` ``(T_i, n_future)``
     (covariates known ahead). Windows are drawn ``batch_size`` at a time; an epoch visits
-    every training window, or a fresh random ``windows_per_epoch`` of them.
+    every training window, or a fresh random ``windows_per_epoch`` of them, and repeats that
+    until it has made at least ``min_steps`` optimiser steps (short series).
     """
+
+    # epochs are compared on the plain pinball loss (an untrained windowed network is no
+    # baseline worth keeping)
+    calibrated_selection = False
 
     def __init__(
         self,
@@ -196,9 +265,11 @@ class WindowData:
         validation_size: float = 0.0,
         windows_per_epoch: int | None = None,
         stride: int = 1,
+        min_steps: int = 1,
     ) -> None:
         self.horizon, self.length, self.stride = horizon, context_length, stride
         self.windows_per_epoch = windows_per_epoch
+        self.min_steps = min_steps
         self.n_lags, self.independent = n_lags, independent
         self.batch_size = batch_size
         # all series end to end, each followed by `horizon` NaN rows, so that every window
@@ -255,6 +326,9 @@ class WindowData:
     def steps(self, generator: torch.Generator, shard: Shard | None = None) -> Iterator[Step]:
         """One loss function ``net -> loss`` per batch of windows. With a ``shard``, each
         reads only this rank's windows and returns its share of the batch's loss."""
+        yield from _repeated(self._pass, generator, shard, self.min_steps)
+
+    def _pass(self, generator: torch.Generator, shard: Shard | None) -> Iterator[Step]:
         order = torch.randperm(len(self.train_ends), generator=generator)
         if self.windows_per_epoch is not None:
             order = order[: self.windows_per_epoch]
@@ -292,12 +366,17 @@ def fit_network(
     max_epochs: int,
     lr: float,
     generator: torch.Generator,
+    max_steps: int | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     patience: int = 5,
     validation_history: list[float] | None = None,
     shard: Shard | None = None,
 ) -> list[float]:
     """Adam on ``data``'s losses; returns the mean training loss of each epoch.
+
+    Training ends after ``max_epochs`` epochs or ``max_steps`` optimiser steps (None: no
+    limit), whichever comes first; an epoch cut short by ``max_steps`` still ends with its
+    validation.
 
     With a held-out tail, each epoch is scored on it (pinball loss); training stops after
     ``patience`` epochs without improvement and the best weights are restored. Each epoch's
@@ -313,7 +392,15 @@ def fit_network(
     best, best_weights, waited = float("inf"), None, 0
     history: list[float] = []
     net.train()
+    if data.validating:
+        # the weights before training are a candidate too: a full-history network starts as
+        # the naive forecast, which training must beat on the tail to replace it
+        best = _validation_score(net, data, shard)
+        best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    made = 0
     for epoch in range(max_epochs):
+        if max_steps is not None and made >= max_steps:
+            break
         total, count = 0.0, 0
         for step in data.steps(generator, shard):
             loss = step(net) if model is None else model(step)
@@ -322,18 +409,16 @@ def fit_network(
             optimizer.step()
             total += float(loss.detach())
             count += 1
+            made += 1
+            if max_steps is not None and made >= max_steps:
+                break
         if shard is not None:  # the ranks' shares of a batch's loss average to its loss
             total = shard.mean(total)
         history.append(total / max(count, 1))
         if on_epoch is not None:
             on_epoch(epoch, history[-1])
         if data.validating:
-            net.eval()
-            forecast, target = data.validation(net)
-            net.train()
-            score = float(pinball_loss(forecast, target, net.quantiles))
-            if shard is not None:  # one decision for all ranks, so that they stop together
-                score = shard.from_rank_zero(score)
+            score = _validation_score(net, data, shard)
             if validation_history is not None:
                 validation_history.append(score)
             if score < best:
@@ -347,6 +432,21 @@ def fit_network(
         net.load_state_dict(best_weights)
     net.eval()
     return history
+
+
+def _validation_score(net, data: SeriesData | WindowData, shard: Shard | None) -> float:
+    """The pinball loss on the held-out tail (rank 0's, on every rank)."""
+    net.eval()
+    forecast, target = data.validation(net)
+    net.train()
+    if data.calibrated_selection:
+        # candidates are compared as they will be used: with the tail's quantile shifts
+        shifts = quantile_shifts(forecast, target, net.quantiles)
+        forecast = forecast + shifts.to(forecast)[None, :, None, :]
+    score = float(pinball_loss(forecast, target, net.quantiles))
+    if shard is not None:  # one decision for all ranks, so that they stop together
+        score = shard.from_rank_zero(score)
+    return score
 
 
 def quantile_shifts(
