@@ -15,7 +15,6 @@ from sktime.split import ExpandingWindowSplitter
 from sktime.utils.estimator_checks import check_estimator, parametrize_with_checks
 
 from aaren_ts.estimators import AarenForecaster
-from aaren_ts.estimators._forecast_net import lagged_inputs
 
 TINY = {"d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 2, "random_state": 0}
 
@@ -26,17 +25,24 @@ def test_sktime_conformance(obj, test_name):
 
 
 def one_pass_median(forecaster: AarenForecaster, y: pd.DataFrame) -> np.ndarray:
-    """Independent path: the whole history through the network in one parallel call."""
+    """Independent path: the whole history through the network in one parallel call, read
+    out at the last row in its local units as the forecaster's quantile frame does."""
     mean, std = forecaster.scaling_[None]
     scaled = torch.tensor((y.to_numpy() - mean) / std, dtype=torch.float32)
-    inputs = lagged_inputs(scaled, forecaster.n_lags).unsqueeze(0)
+    sequences, _ = forecaster._layout(scaled, None)
     with torch.no_grad():
-        forecast, _ = forecaster.network_(inputs)
+        forecast, centre, scale, _ = forecaster.network_(sequences)
+    if forecaster.channel_independent:  # one sequence per channel
+        forecast = forecast[:, -1, :, 0].transpose(0, 1)
+        centre, scale = centre[:, -1, 0], scale[:, -1, 0]
+    else:
+        forecast, centre, scale = forecast[0, -1], centre[0, -1], scale[0, -1]
     median_index = list(forecaster.quantiles).index(0.5)
-    shifted = forecast[0, -1].numpy().astype(np.float64) + forecaster.quantile_shifts_[:, None]
+    shifted = forecast.numpy().astype(np.float64) + forecaster.quantile_shifts_[:, None]
     # the forecaster reads its quantiles sorted (monotone), so the reference does too
-    ordered = np.sort(shifted, axis=-1)
-    return ordered[:, :, median_index] * std + mean  # (H, C)
+    ordered = np.sort(shifted, axis=-1)[:, :, median_index]  # (H, C)
+    local = ordered * scale.double().numpy() + centre.double().numpy()
+    return local * std + mean
 
 
 @pytest.mark.parametrize("backbone", ["aaren", "transformer", "gru"])
@@ -49,8 +55,8 @@ def test_updates_equal_one_pass_over_the_full_history(backbone):
         expected = one_pass_median(f, y.iloc[:stop])
         got = f.predict(fh=[1, 2, 3]).to_numpy()
         np.testing.assert_allclose(got, expected, rtol=1e-5)
-    lags = f.streams_[None]["lags"]
-    assert lags.shape[0] == f.n_lags - 1  # constant-size memory of the stream
+    recent = f.streams_[None]["state"].recent
+    assert recent.shape == (1, f.network_.memory, 1)  # constant-size memory of the stream
 
 
 def test_evaluate_with_update_strategy_runs_and_stays_constant_size():
@@ -261,16 +267,9 @@ def test_channel_independent_full_history_streams_exactly():
     f.update(y.iloc[:95], update_params=False)
     f.update(y, update_params=False)
     one = AarenForecaster(channel_independent=True, max_horizon=2, **TINY).fit(y.iloc[:80])
-    state = one.network_  # same seed, same weights; read the whole history in one pass
-    mean, std = one.scaling_[None]
-    scaled = torch.tensor((y.to_numpy() - mean) / std, dtype=torch.float32)
-    tokens = lagged_inputs(scaled.T.unsqueeze(-1), one.n_lags)  # (C, T, n_lags)
-    with torch.no_grad():
-        out, _ = state(tokens)
-    ordered = np.sort(out[:, -1, :, 0, :].numpy(), axis=-1)  # (C, H, Q), monotone
-    median = ordered[:, :, list(one.quantiles).index(0.5)].T * std + mean
-    np.testing.assert_allclose(f.predict(fh=[1, 2]).to_numpy(), median, rtol=1e-5)
-    assert f.streams_[None]["lags"].shape == (f.n_lags - 1, 3)
+    # same seed, same weights; the whole history in one pass
+    np.testing.assert_allclose(f.predict(fh=[1, 2]).to_numpy(), one_pass_median(one, y), rtol=1e-5)
+    assert f.streams_[None]["state"].recent.shape == (3, f.network_.memory, 1)
 
 
 def known_future_data(n: int = 400, seed: int = 0):
@@ -283,9 +282,19 @@ def known_future_data(n: int = 400, seed: int = 0):
     return pd.Series(y, index=index, name="y"), pd.DataFrame({"x": x}, index=index)
 
 
-def test_known_future_exogenous_values_are_used_when_predict_has_them():
+@pytest.mark.parametrize(
+    ("local_window", "bound"), [(None, 0.3), ("auto", 0.5)], ids=["fixed-scaling", "local"]
+)
+def test_known_future_exogenous_values_are_used_when_predict_has_them(local_window, bound):
+    """With local scaling the forecast is read from the last value in local units, so on this
+    memoryless series it keeps some of the last value's noise (the training level is not an
+    input): X still halves the error, where with the training statistics it cuts it 3x."""
     y, X = known_future_data()
     params = {**TINY, "max_epochs": 30, "lr": 1e-2, "chunk_length": 32, "max_horizon": 2}
+    if local_window == "auto":
+        params.update(max_epochs=10, lr=3e-3, local_window=24)
+    else:
+        params.update(local_window=None, max_steps=300)
     f = AarenForecaster(**params).fit(y.iloc[:300], X=X.iloc[:300])
     err_future, err_blind = [], []
     for t in range(300, 360):
@@ -294,7 +303,7 @@ def test_known_future_exogenous_values_are_used_when_predict_has_them():
         err_future.append(np.abs(f.predict(fh=[1, 2], X=X.iloc[t + 1 : t + 3]) - truth).mean())
         err_blind.append(np.abs(f.predict(fh=[1, 2]) - truth).mean())
     # with X at the forecast times the error is near the noise; without, near |2x| ~ 1.6
-    assert np.mean(err_future) < 0.3 * np.mean(err_blind)
+    assert np.mean(err_future) < bound * np.mean(err_blind)
     assert np.mean(err_blind) < 2.0  # the blind forecast stays sound (near the mean)
     fh_x = X.iloc[360:362]
     with pytest.raises(ValueError, match="differ from fit"):

@@ -3,7 +3,9 @@
 It fits one global network across every series of a panel. It forecasts every step up to
 ``max_horizon`` at once, from a multi-horizon quantile head, and ``update`` reads new
 observations through the recurrent state: O(1) time and memory per observation, no
-re-encoding, no retraining. A windowed mode (``context_length``) reads only the last L
+re-encoding, no retraining. Every step is read in the units of its trailing
+``local_window`` observations (causal per-window normalisation), so the forecasts follow
+level and scale shifts. A windowed mode (``context_length``) reads only the last L
 observations, normalised per window, as the Time-Series-Library benchmarks do.
 """
 
@@ -22,12 +24,21 @@ from ._distributed import check_devices, train_network
 from ._forecast_net import (
     ForecastNet,
     future_targets,
-    lagged_inputs,
     pinball_loss,
     window_forecast,
 )
-from ._forecast_training import SeriesData, WindowData, quantile_shifts
+from ._forecast_training import SeriesData, WindowData, in_row_units, quantile_shifts
+from ._interval_tracking import all_shifts, record, start_tracking
 from ._persistence import PersistenceMixin
+from ._stream_net import StreamNet
+
+# An epoch reads the training data once, or again until it has made this many optimiser
+# steps: a short series is one chunk (full history) or a few batches of windows, and would
+# otherwise train a handful of steps in max_epochs epochs.
+MIN_STEPS_PER_EPOCH = 50
+# local_window="auto": max(2 * horizon, shortest series // 20), at most this many rows
+# (chosen on validation splits: benchmarks/RESULTS.md)
+LOCAL_WINDOW_MAX = 336
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -71,12 +82,16 @@ def _split_instances(y: pd.DataFrame) -> list[tuple[Any, pd.DataFrame]]:
 class AarenForecaster(PersistenceMixin, BaseForecaster):
     """Global deep forecaster on an Aaren (or Transformer, or GRU) backbone, streaming updates.
 
-    Every time step is embedded with its last ``n_lags`` (scaled) values. The backbone reads the
-    whole history causally, and a head emits quantile forecasts of steps ``1..max_horizon``
-    at every position. Training reads each series in consecutive chunks and carries the
-    detached state, so that training matches inference. ``update`` feeds only the observations
-    after the last one consumed through the recurrence: the forecast after any sequence of
-    updates equals one pass over the full history with the same weights.
+    Full-history mode (the default): at every time step the mean and standard deviation of
+    the last ``local_window`` observations are the local units. The step's token carries its
+    last ``n_lags`` values in those units (with the local scale and the mean's recent move);
+    the backbone reads the tokens of the whole history causally, and a head plus a linear
+    map of the last ``local_window`` values emit quantile forecasts of steps
+    ``1..max_horizon`` from the last value, in the local scale. Training reads each series in
+    consecutive chunks and carries the detached state, so that training matches inference.
+    ``update`` feeds only the observations after the last one consumed through the
+    recurrence, keeping the last ``local_window`` rows (constant memory): the forecast after
+    any sequence of updates equals one pass over the full history with the same weights.
 
     Parameters
     ----------
@@ -91,6 +106,14 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         normalised per window and channel (mean and standard deviation of the window), and
         a linear map of the window is added to the head's output. ``update`` then keeps the
         last L observations (still constant memory) and re-reads them.
+    local_window : int, "auto" or None, default "auto"
+        Full-history mode: the trailing observations whose mean and standard deviation are
+        each step's units (a causal, streaming form of per-window normalisation), and the
+        length of the linear path from the most recent values to the forecast. "auto":
+        ``min(336, max(2 * max_horizon, n // 20))`` for the shortest series of ``n``
+        observations in fit (chosen on validation splits, ``benchmarks/RESULTS.md``). None: the
+        training statistics only, no linear path (level shifts after fit stay in the
+        inputs). A stream keeps this many rows, whatever its length.
     channel_independent : bool, default False
         Treat each channel of a multivariate series as its own univariate sequence (shared
         weights, one state per channel), as PatchTST/DLinear do on the long-horizon
@@ -110,23 +133,40 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         Levels the head learns; must contain 0.5 (the point forecast). Other levels are
         interpolated linearly between the learned ones.
     max_epochs : int, default 20
+        An epoch reads the training data once, or several times when once is fewer than 50
+        optimiser steps (a short series is a single chunk, or a few batches of windows).
+    max_steps : int, optional
+        Most optimiser steps (None: ``max_epochs`` decides alone).
     batch_size : int, default 64
         Windows (windowed mode) or sequences (full history) per optimiser step.
     windows_per_epoch : int, optional
         Windowed mode: train each epoch on this many windows drawn at random (a fresh draw
         every epoch) instead of all of them, to bound the cost of an epoch on long series.
     chunk_length : int, default 256
-        Steps per truncated-backpropagation chunk (full-history mode).
+        Steps per truncated-backpropagation chunk (full-history mode); each pass over the
+        data starts with a chunk of random length, so that chunk borders move.
+    recency : bool, default True
+        Full-history mode, Aaren backbone: a learnable recency rate per attention head,
+        initialised at several time scales (whole history, about 1000, 100 and 10 steps),
+        so that some heads read the recent past and others the long past. O(1) per step.
     lr : float, default 1e-3
     validation_size : float, default 0.0
         Fraction of each series' tail held out for early stopping and calibration (0: train
-        on everything for ``max_epochs``). The best epoch's weights are kept.
+        on everything for ``max_epochs``). The best epoch's weights are kept; the untrained
+        weights are a candidate too (in full-history mode the untrained network is the
+        naive last-value forecast, which training then has to beat on the tail).
     patience : int, default 5
         Epochs without validation improvement before training stops.
     calibrate : bool, default True
         With a validation tail: shift each learned quantile, per horizon step, so that its
         coverage of the tail's observations equals its level (split-conformal
         recalibration). Intervals then hold their nominal coverage on data like the tail.
+    calibration_rate : float, default 0.02
+        Full-history mode: how fast a stream re-calibrates its intervals from the outcomes
+        it sees. When a row arrives, the forecasts made for it earlier are settled, and each
+        quantile's shift (except the median's) moves by ``calibration_rate`` times the
+        interval's width towards its nominal coverage (online quantile tracking, as in
+        adaptive conformal inference). 0: keep the shifts fitted on the validation tail.
     update_steps : int, default 5
         With ``update(..., update_params=True)``: Adam steps (at ``lr``) on the new rows,
         read from each series' stored state, before the state advances with the new weights.
@@ -219,6 +259,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         backbone: str = "aaren",
         max_horizon: int | None = None,
         context_length: int | None = None,
+        local_window: int | str | None = "auto",
         channel_independent: bool = False,
         n_lags: int = 4,
         token_stride: int = 1,
@@ -228,13 +269,16 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         dropout: float = 0.0,
         quantiles: tuple[float, ...] = (0.025, 0.1, 0.5, 0.9, 0.975),
         max_epochs: int = 20,
+        max_steps: int | None = None,
         batch_size: int = 64,
         windows_per_epoch: int | None = None,
         chunk_length: int = 256,
+        recency: bool = True,
         lr: float = 1e-3,
         validation_size: float = 0.0,
         patience: int = 5,
         calibrate: bool = True,
+        calibration_rate: float = 0.02,
         update_steps: int = 5,
         device: str = "auto",
         devices: int | str = 1,
@@ -245,6 +289,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         self.backbone = backbone
         self.max_horizon = max_horizon
         self.context_length = context_length
+        self.local_window = local_window
         self.channel_independent = channel_independent
         self.n_lags = n_lags
         self.token_stride = token_stride
@@ -254,13 +299,16 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         self.dropout = dropout
         self.quantiles = quantiles
         self.max_epochs = max_epochs
+        self.max_steps = max_steps
         self.batch_size = batch_size
         self.windows_per_epoch = windows_per_epoch
         self.chunk_length = chunk_length
+        self.recency = recency
         self.lr = lr
         self.validation_size = validation_size
         self.patience = patience
         self.calibrate = calibrate
+        self.calibration_rate = calibration_rate
         self.update_steps = update_steps
         self.device = device
         self.devices = devices
@@ -296,6 +344,20 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         per_epoch = self.windows_per_epoch
         if per_epoch is not None and (not isinstance(per_epoch, int | np.integer) or per_epoch < 1):
             raise ValueError(f"windows_per_epoch must be None or an int >= 1, got {per_epoch!r}")
+        local = self.local_window
+        if local is not None and local != "auto":
+            if isinstance(local, bool) or not isinstance(local, int | np.integer) or local < 2:
+                raise ValueError(f"local_window must be 'auto', None or an int >= 2, got {local!r}")
+        steps = self.max_steps
+        if steps is not None and (
+            isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1
+        ):
+            raise ValueError(f"max_steps must be None or an int >= 1, got {steps!r}")
+        rate = self.calibration_rate
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 1:
+            raise ValueError(f"calibration_rate must be a number in [0, 1), got {rate!r}")
+        if not isinstance(self.recency, bool | np.bool_):
+            raise TypeError(f"recency must be a bool, got {self.recency!r}")
         length = self.context_length
         if length is not None and (not isinstance(length, (int, np.integer)) or length < 2):
             raise ValueError(f"context_length must be None or an int >= 2, got {length!r}")
@@ -304,6 +366,12 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 "token_stride applies to the windowed mode (set context_length); the "
                 "full-history mode reads every step"
             )
+
+    def _resolved_local_window(self, shortest: int, horizon: int) -> int | None:
+        """``local_window``, with "auto" resolved for the shortest series of fit."""
+        if self.local_window != "auto":
+            return None if self.local_window is None else int(self.local_window)
+        return int(max(2, min(LOCAL_WINDOW_MAX, max(2 * horizon, shortest // 20))))
 
     def _min_length(self) -> int:
         """Observations a series needs in fit: one input and one target (context_length
@@ -387,24 +455,16 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             **kwargs,
         )
 
-    def _tokens(
-        self, values: torch.Tensor, x: torch.Tensor | None, previous: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Network inputs ``(B_s, T, F)`` for scaled rows ``values`` ``(T, C)``: each row's last
-        ``n_lags`` values (``previous`` holds the ``n_lags - 1`` rows before the block) and
-        its exogenous values; ``B_s`` is 1, or C with ``channel_independent``. Also returns the
-        ``n_lags - 1`` rows the next block will need."""
-        if previous is None:
-            previous = values.new_zeros(self.n_lags - 1, values.shape[1])
-        joined = torch.cat([previous, values], dim=0)
-        skip = previous.shape[0]
-        if self.channel_independent:  # each channel its own sequence, shared weights
-            tokens = lagged_inputs(joined.T.unsqueeze(-1), self.n_lags)[:, skip:]
-        else:
-            tokens = lagged_inputs(joined, self.n_lags)[skip:].unsqueeze(0)
+    def _layout(
+        self, values: torch.Tensor, x: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scaled rows ``(T, C)`` and exogenous rows ``(T, n_x)`` -> the full-history
+        network's sequences ``(B_s, T, n_targets)`` and ``(B_s, T, n_x)``: one sequence, or
+        one per channel with ``channel_independent`` (each with every exogenous channel)."""
+        sequences = self._targets(values)
         if x is not None:
-            tokens = torch.cat([tokens, x.expand(tokens.shape[0], -1, -1)], dim=-1)
-        return tokens, joined[joined.shape[0] - (self.n_lags - 1) :]
+            x = x.unsqueeze(0).expand(sequences.shape[0], -1, -1)
+        return sequences, x
 
     def _targets(self, values: torch.Tensor) -> torch.Tensor:
         """``(T, C)`` -> the network's target layout ``(B_s, T, n_targets)``."""
@@ -416,6 +476,11 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             return out[:, :, 0].transpose(0, 1)
         return out[0]
 
+    def _last_units(self, units: torch.Tensor) -> np.ndarray:
+        """Local centre or scale ``(B_s, n_targets)`` at the last position -> ``(C,)``."""
+        units = units[:, 0] if self.channel_independent else units[0]
+        return units.double().cpu().numpy()
+
     def _encode(self, values, x, stream: dict | None, last, net=None) -> dict:
         """Read new scaled rows ``values`` after ``stream``; return the advanced stream,
         whose last absorbed index is ``last``.
@@ -424,22 +489,9 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         the stored last ``context_length`` rows are extended and the window re-read.
         """
         net = self.network_ if net is None else net
-        channels = values.shape[1]
         with torch.no_grad():
             if self.context_length is None:
-                previous = None if stream is None else stream["lags"]
-                state = None if stream is None else stream["state"]
-                tokens, lags = self._tokens(values, x, previous)
-                if tokens.shape[1] == 1 and state is not None:
-                    # one new row (a live stream): the O(1) step, without the scan's set-up
-                    last_out, state = net.step(tokens[:, 0], state)
-                else:
-                    out, state = net(tokens, state)
-                    last_out = out[:, -1]
-                kept = {"state": state, "lags": lags}
-                forecast = self._last_forecast(last_out)
-                centre = np.zeros(channels)
-                scale = np.ones(channels)
+                kept, forecast, centre, scale = self._read_rows(net, values, x, stream)
             else:
                 if stream is not None:
                     values = torch.cat([stream["window"], values])
@@ -466,6 +518,41 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             "last": last,
         }
 
+    def _read_rows(self, net, values, x, stream: dict | None):
+        """Full history: the new rows through the network from the stream's state, in chunks
+        (a long history's forecasts at every row would not fit in memory), the intervals'
+        record advanced with them (``_interval_tracking``; the rows read in fit only fill it,
+        later rows also move its shifts). Returns the kept state and the last row's forecast
+        ``(H, C, Q)``, centre and scale ``(C,)``."""
+        sequences, exog = self._layout(values, x)
+        state = None if stream is None else stream["state"]
+        if stream is None:
+            tracker = start_tracking(
+                self.quantile_shifts_, sequences.shape[0], sequences.shape[2], sequences.device
+            )
+        else:
+            tracker = stream["tracker"]
+        rate = float(self.calibration_rate)
+        step = max(int(self.chunk_length), 1024)
+        for start in range(0, sequences.shape[1], step):
+            part = slice(start, start + step)
+            out, centre, scale, state = net(
+                sequences[:, part], state, None if exog is None else exog[:, part]
+            )
+            tracker = record(
+                tracker,
+                out,
+                centre,
+                scale,
+                sequences[:, part],
+                net.quantiles,
+                rate,
+                adapt=stream is not None and rate > 0,
+            )
+        kept = {"state": state, "tracker": tracker}
+        last = self._last_forecast(out[:, -1])
+        return kept, last, self._last_units(centre[:, -1]), self._last_units(scale[:, -1])
+
     def _progress(self):
         """Per-epoch reporting for ``verbose=True``: a tqdm bar when tqdm is installed."""
         if not self.verbose:
@@ -484,6 +571,35 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
 
         return report, bar.close
 
+    def _network(self, n_targets: int, n_x: int, horizon: int, instances) -> torch.nn.Module:
+        size = {
+            "quantiles": self.quantiles,
+            "backbone": self.backbone,
+            "d_model": self.d_model,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "dropout": self.dropout,
+            "n_future": n_x,
+        }
+        if self.context_length is not None:
+            return ForecastNet(
+                n_inputs=n_targets * self.n_lags + n_x,
+                n_targets=n_targets,
+                horizon=horizon,
+                context_length=self.context_length,
+                **size,
+            )
+        shortest = min(len(frame) for _, frame in instances)
+        return StreamNet(
+            n_targets,
+            horizon,
+            n_lags=self.n_lags,
+            local_window=self._resolved_local_window(shortest, horizon),
+            n_exog=n_x,
+            recency=self.recency,
+            **size,
+        )
+
     def _training_data(self, scaled: dict, xs: dict, horizon: int):
         keys = list(scaled)
         futures = None if self.x_columns_ is None else [xs[k] for k in keys]
@@ -495,22 +611,19 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 batch_size=self.batch_size,
                 validation_size=self.validation_size,
                 windows_per_epoch=self.windows_per_epoch,
+                min_steps=MIN_STEPS_PER_EPOCH,
             )
-        inputs, targets, covariates = [], [], []
-        for k in keys:
-            tokens, _ = self._tokens(scaled[k], xs[k], None)
-            inputs.append(tokens)
-            targets.append(self._targets(scaled[k]))
-            if futures is not None:
-                covariates.append(xs[k].expand(tokens.shape[0], -1, -1))
+        sequences, exog = zip(*(self._layout(scaled[k], xs[k]) for k in keys), strict=True)
+        exog = None if self.x_columns_ is None else list(exog)
         return SeriesData(
-            inputs,
-            targets,
+            list(sequences),
             horizon,
-            futures=covariates if futures is not None else None,
+            exog=exog,
+            futures=exog,
             chunk_length=self.chunk_length,
             batch_size=self.batch_size,
             validation_size=self.validation_size,
+            min_steps=MIN_STEPS_PER_EPOCH,
         )
 
     # ------------------------------------------------------------------ sktime API
@@ -540,21 +653,14 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         generator = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if self.random_state is not None else torch.seed())
-            self.network_ = ForecastNet(
-                n_inputs=n_targets * self.n_lags + n_x,
-                n_targets=n_targets,
-                horizon=horizon,
-                quantiles=self.quantiles,
-                backbone=self.backbone,
-                d_model=self.d_model,
-                n_layers=self.n_layers,
-                n_heads=self.n_heads,
-                dropout=self.dropout,
-                n_future=n_x,
-                context_length=self.context_length,
-            ).to(self._device)
+            self.network_ = self._network(n_targets, n_x, horizon, instances).to(self._device)
             data = self._training_data(scaled, xs, horizon)
-            fit_kwargs = {"max_epochs": self.max_epochs, "lr": self.lr, "patience": self.patience}
+            fit_kwargs = {
+                "max_epochs": self.max_epochs,
+                "max_steps": self.max_steps,
+                "lr": self.lr,
+                "patience": self.patience,
+            }
             self.loss_history_, self.world_size_ = train_network(
                 self.network_,
                 data,
@@ -696,9 +802,8 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         for key, values in scaled.items():
             stream, x = self.streams_[key], xs[key]
             if self.context_length is None:
-                tokens, _ = self._tokens(values, x, stream["lags"])
-                covariates = None if x is None else x.expand(tokens.shape[0], -1, -1)
-                future = None if x is None else future_targets(covariates, horizon)
+                sequences, exog = self._layout(values, x)
+                future = None if exog is None else future_targets(exog, horizon)
                 target = future_targets(self._targets(values), horizon)
                 if torch.isnan(target).all():
                     continue
@@ -706,12 +811,14 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 def score(
                     net,
                     generator,
-                    tokens=tokens,
+                    sequences=sequences,
                     state=stream["state"],
+                    exog=exog,
                     future=future,
                     target=target,
                 ):
-                    forecast, _ = net(tokens, state, future)
+                    forecast, centre, scale, _ = net(sequences, state, exog, future)
+                    forecast = in_row_units(forecast, centre, scale)
                     return pinball_loss(forecast, target, net.quantiles)
 
                 scorers.append(score)
@@ -763,8 +870,11 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         for key, stream in self.streams_.items():
             mean, std = self.scaling_[key]
             forecast = stream["forecast"].numpy().astype(np.float64)  # (H, C, Q)
-            forecast = forecast + self._future_term(key, fh, steps, x_by_key.get(key))
-            forecast = forecast + self.quantile_shifts_[:, None, :]
+            term = self._future_term(key, fh, steps, x_by_key.get(key))
+            if self.context_length is None:  # rows' units, the forecast local ones
+                term = term / stream["scale"][:, None]
+            forecast = forecast + term
+            forecast = forecast + self._shifts(stream)[:, None, :]
             # sorting makes the quantiles monotone before interpolating between them
             forecast = np.sort(forecast, axis=-1)
             forecast = forecast * stream["scale"][:, None] + stream["centre"][:, None]
@@ -783,6 +893,13 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 )
         return {q: pd.concat(parts) for q, parts in frames.items()}
 
+    def _shifts(self, stream: dict) -> np.ndarray:
+        """The quantile shifts ``(H, Q)`` a stream's forecast is read with: the fitted ones,
+        or, in full-history mode, where its online tracking has moved them."""
+        if self.context_length is None:
+            return all_shifts(stream["tracker"], self.network_.horizon)
+        return self.quantile_shifts_
+
     def _predict(self, fh, X=None):
         return self._quantile_frame(fh, [0.5], X)[0.5]
 
@@ -796,15 +913,25 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
 
     @classmethod
     def get_test_params(cls, parameter_set="default"):
-        """Tiny settings for sktime's conformance suite (one epoch, width 8): the
-        full-history mode, a GRU, and the windowed mode with patches and calibration."""
+        """Tiny settings for sktime's conformance suite (a few steps, width 8): the
+        full-history mode, a GRU without local scaling, and the windowed mode with patches and
+        calibration."""
         return [
-            {"d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 1, "chunk_length": 16},
+            {
+                "d_model": 8,
+                "n_layers": 1,
+                "n_heads": 2,
+                "max_epochs": 1,
+                "max_steps": 3,
+                "chunk_length": 16,
+            },
             {
                 "backbone": "gru",
+                "local_window": None,
                 "d_model": 8,
                 "n_layers": 1,
                 "max_epochs": 1,
+                "max_steps": 3,
                 "max_horizon": 5,
                 "random_state": 0,
             },
@@ -818,6 +945,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 "n_layers": 1,
                 "n_heads": 2,
                 "max_epochs": 1,
+                "max_steps": 3,
                 "random_state": 0,
             },
         ]

@@ -84,8 +84,10 @@ def forecaster_attention(
 
     forecaster.check_is_fitted()
     net = forecaster.network_
+    # the full-history network wraps the windowed one's layers (StreamNet.core)
+    backbone = net.core.backbone if forecaster.context_length is None else net.backbone
     try:
-        attention_layers(net.backbone)
+        attention_layers(backbone)
     except TypeError as err:
         raise TypeError(
             f"backbone={forecaster.backbone!r} has no attention weights to show; use "
@@ -97,10 +99,10 @@ def forecaster_attention(
     if forecaster.x_columns_ is not None:
         x_frame = forecaster._exogenous(X, [(None, frame)])[None]
         x = forecaster._scaled(x_frame, forecaster.x_scaling_[None])
-    with capture_attention(net.backbone) as captured, torch.no_grad():
+    with capture_attention(backbone) as captured, torch.no_grad():
         if forecaster.context_length is None:
-            tokens, _ = forecaster._tokens(values, x, None)
-            net(tokens)
+            sequences, exog = forecaster._layout(values, x)
+            net(sequences, None, exog)
             index = frame.index
         else:
             from ..estimators._forecast_net import window_forecast
