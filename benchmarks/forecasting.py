@@ -41,7 +41,7 @@ From the repository root, with the data in ``AAREN_TS_DATA``::
     python benchmarks/forecasting.py                       # CPU budget: see --help
     python benchmarks/forecasting.py --datasets ETTh1 --horizons 96 --seeds 0
     python benchmarks/forecasting.py --quick               # tiny: checks that it works
-    python benchmarks/forecasting.py --report benchmarks/results/forecasting_*.json
+    python benchmarks/forecasting.py --report benchmarks/results/forecasting_*.json  # one table
     python benchmarks/forecasting.py --device cuda --epochs 10 --windows-per-epoch 0
 """
 
@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import json
 import os
 import platform
@@ -65,6 +66,44 @@ HORIZONS = {"national_illness": [24, 36, 48, 60]}
 DEFAULT_HORIZONS = [96, 192, 336, 720]
 LOOKBACK = {"national_illness": 36}
 DEFAULT_LOOKBACK = 96
+# seasonal-naive period: a day of ETT/weather rows, a week of exchange_rate's daily rows, a
+# year of ILI's weekly rows
+SEASON = {"ETTh1": 24, "ETTm1": 96, "weather": 144, "exchange_rate": 7, "national_illness": 52}
+BASELINES = ("naive", "seasonal naive", "mean")
+
+
+def baselines(name: str, horizon: int) -> list[dict]:
+    """The simple forecasts on the same test windows, standardised like the models': the
+    last value (naive), the value one season earlier (seasonal naive) and the training mean
+    (mean, 0 after standardisation)."""
+    from aaren_ts.datasets import load_forecasting, split_borders, standard_split
+
+    lookback = LOOKBACK.get(name, DEFAULT_LOOKBACK)
+    frame = load_forecasting(name)
+    values = standard_split(name, frame, lookback).scale(frame).to_numpy()
+    (test_start, test_end) = split_borders(name, len(frame), lookback)[2]
+    ends = np.arange(test_start + lookback - 1, test_end - horizon)
+    steps = np.arange(1, horizon + 1)
+    truth = values[ends[:, None] + steps]
+    season = SEASON[name]
+    back = season * (-(-steps // season))  # the same phase, in the last season before the end
+    forecasts = {
+        "naive": np.broadcast_to(values[ends][:, None], truth.shape),
+        "seasonal naive": values[ends[:, None] + steps - back],
+        "mean": np.zeros_like(truth),
+    }
+    return [
+        {
+            "dataset": name,
+            "horizon": horizon,
+            "mode": "baseline",
+            "backbone": kind,
+            "seed": 0,
+            "mse": float(((forecast - truth) ** 2).mean()),
+            "mae": float(np.abs(forecast - truth).mean()),
+        }
+        for kind, forecast in forecasts.items()
+    ]
 
 
 def _rss_mib() -> float:
@@ -76,12 +115,12 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _median_and_levels(f, forecast, centre, scale):
-    """Network-unit forecasts ``(N, H, C, Q)`` -> (median, {level: values}) in the units the
-    estimator was fitted on, exactly as ``AarenForecaster._quantile_frame`` forms them."""
+def _median_and_levels(f, shifted, centre, scale):
+    """Network-unit forecasts ``(N, H, C, Q)`` with their quantile shifts -> (median,
+    {level: values}) in the units the estimator was fitted on, exactly as
+    ``AarenForecaster._quantile_frame`` forms them."""
     import torch
 
-    shifted = forecast.double() + torch.from_numpy(f.quantile_shifts_)[None, :, None, :]
     ordered = torch.sort(shifted, dim=-1).values
     ordered = ordered * scale.double().unsqueeze(-1) + centre.double().unsqueeze(-1)
     mean, std = f.scaling_[None]
@@ -109,28 +148,82 @@ def _window_forecasts(f, data, ends):
     return [torch.cat(parts) for parts in zip(*out, strict=True)]
 
 
-def _stream_forecasts(f, data, ends):
+def _stream_forecasts(f, data, ends, fitted: int):
     """Stream mode: one pass over the history, state carried in chunks, outputs kept at
-    ``ends`` (the forecasts an update-by-update stream would give there)."""
+    ``ends`` (the forecasts an update-by-update stream would give there). The intervals'
+    online tracking runs over the same rows: filled by the ``fitted`` rows that ``fit``
+    read, moved by every row after them, as the stream's ``update`` moves it.
+
+    Returns the forecasts ``(N, H, C, Q)`` with their shifts added, and their local centre
+    and scale ``(N, 1, C)``."""
     import torch
 
+    from aaren_ts.estimators._interval_tracking import all_shifts, record, start_tracking
+
     wanted = torch.as_tensor(ends)
-    tokens, _ = f._tokens(data[: int(wanted.max()) + 1], None, None)
-    state, kept = None, []
+    sequences, _ = f._layout(data[: int(wanted.max()) + 1], None)
+    tracker = start_tracking(f.quantile_shifts_, sequences.shape[0], sequences.shape[2])
+    horizon = f.network_.horizon
+    state, kept, shifts = None, [], []
+    # chunks end where fit's rows end: the tracking adapts from there on
+    length = sequences.shape[1]
+    bounds = sorted({*range(0, length, 1024), min(fitted, length), length})
     with torch.no_grad():
-        for start in range(0, tokens.shape[1], 1024):
-            out, state = f.network_(tokens[:, start : start + 1024], state)
-            inside = wanted[(wanted >= start) & (wanted < start + 1024)] - start
+        for start, stop in itertools.pairwise(bounds):
+            out, centre, scale, state = f.network_(sequences[:, start:stop], state)
+            history = []
+            tracker = record(
+                tracker,
+                out,
+                centre,
+                scale,
+                sequences[:, start:stop],
+                f.network_.quantiles,
+                f.calibration_rate,
+                adapt=start >= fitted and f.calibration_rate > 0,
+                history=history,
+            )
+            inside = wanted[(wanted >= start) & (wanted < stop)] - start
             if len(inside):
-                kept.append(out[:, inside])
-    forecast = torch.cat(kept, 1)  # (B_s, N, H, n_targets, Q)
+                kept.append((out[:, inside], centre[:, inside], scale[:, inside]))
+                shifts.extend(
+                    torch.from_numpy(all_shifts(tracker._replace(shifts=history[i]), horizon))
+                    for i in inside.tolist()
+                )
+    forecast, centre, scale = (torch.cat(parts, 1) for parts in zip(*kept, strict=True))
+    # (B_s, N, H, n_targets, Q) -> (N, H, C, Q); units (B_s, N, n_targets) -> (N, 1, C)
     if f.channel_independent:
-        forecast = forecast[:, :, :, 0].permute(1, 2, 0, 3)  # (N, H, C, Q)
+        forecast = forecast[:, :, :, 0].permute(1, 2, 0, 3)
+        centre, scale = (u[..., 0].T.unsqueeze(1) for u in (centre, scale))
     else:
-        forecast = forecast[0]
-    channels = data.shape[1]
-    zeros, ones = torch.zeros(len(ends), 1, channels), torch.ones(len(ends), 1, channels)
-    return forecast, zeros, ones
+        forecast, centre, scale = forecast[0], centre[0].unsqueeze(1), scale[0].unsqueeze(1)
+    return forecast.double() + torch.stack(shifts)[:, :, None, :], centre, scale
+
+
+def _scores(f, spec, data, ends, truth_of, fitted):
+    """MSE, MAE and interval coverage of the median and quantile forecasts at ``ends``
+    (``fitted``: the rows fit read)."""
+    import torch
+
+    if spec["mode"] == "window":
+        forecast, centre, scale = _window_forecasts(f, data, ends)
+        forecast = forecast.double() + torch.from_numpy(f.quantile_shifts_)[None, :, None, :]
+    else:
+        forecast, centre, scale = _stream_forecasts(f, data, ends, fitted)
+    median, levels = _median_and_levels(f, forecast, centre, scale)
+    truth = truth_of(ends)
+    error = median - truth
+    covered = {
+        c: float(((levels[lo] <= truth) & (truth <= levels[hi])).double().mean())
+        for c, (lo, hi) in {"80": (0.1, 0.9), "95": (0.025, 0.975)}.items()
+    }
+    return {
+        "mse": float((error**2).mean()),
+        "mae": float(error.abs().mean()),
+        "coverage80": covered["80"],
+        "coverage95": covered["95"],
+        "median": median,
+    }
 
 
 def run_cell(spec: dict) -> dict:
@@ -164,20 +257,21 @@ def run_cell(spec: dict) -> dict:
 
     mean, std = f.scaling_[None]
     data = torch.tensor((scaled.to_numpy() - mean) / std, dtype=torch.float32)
+    values = torch.tensor(scaled.to_numpy())
+
+    def truth_of(ends):
+        return values[ends[:, None] + np.arange(1, horizon + 1)]
+
+    # the protocol's validation windows (all targets in the validation rows): for choosing
+    # settings without looking at the test split
+    val_start = split_borders(name, len(frame), lookback)[1][0]
+    val_ends = np.arange(val_start + lookback - 1, val_end - horizon)
+    validation = _scores(f, spec, data[:val_end], val_ends, truth_of, val_end)
     ends = np.arange(test_start + lookback - 1, test_end - horizon)
     start = time.perf_counter()
-    if spec["mode"] == "window":
-        forecast, centre, scale = _window_forecasts(f, data, ends)
-    else:
-        forecast, centre, scale = _stream_forecasts(f, data, ends)
-    median, levels = _median_and_levels(f, forecast, centre, scale)
+    scores = _scores(f, spec, data, ends, truth_of, val_end)
     eval_s = time.perf_counter() - start
-    truth = torch.tensor(scaled.to_numpy())[ends[:, None] + np.arange(1, horizon + 1)]
-    error = median - truth
-    covered = {
-        c: float(((levels[lo] <= truth) & (truth <= levels[hi])).double().mean())
-        for c, (lo, hi) in {"80": (0.1, 0.9), "95": (0.025, 0.975)}.items()
-    }
+    median = scores.pop("median")
 
     # the estimator's own path agrees at the first and the last test window
     check = 0.0
@@ -194,10 +288,8 @@ def run_cell(spec: dict) -> dict:
     update_ms = (time.perf_counter() - start) / 10 * 1e3
     return {
         **{k: spec[k] for k in ("dataset", "horizon", "mode", "backbone", "seed")},
-        "mse": float((error**2).mean()),
-        "mae": float(error.abs().mean()),
-        "coverage80": covered["80"],
-        "coverage95": covered["95"],
+        **scores,
+        "val_mse": validation["mse"],
         "epochs": len(f.loss_history_),
         "fit_s": fit_s,
         "eval_s": eval_s,
@@ -237,7 +329,16 @@ def report(results: list[dict], backbones: list[str]) -> list[str]:
     for r in results:
         key = (r["dataset"], r["horizon"], r["mode"])
         cells.setdefault(key, {}).setdefault(r["backbone"], []).append(r)
+    mean_mse = {
+        key: float(np.mean([r["mse"] for r in runs if "failed" not in r]))
+        for key, by_backbone in cells.items()
+        for backbone, runs in by_backbone.items()
+        if any("failed" not in r for r in runs)
+        for key in [(*key, backbone)]
+    }
     for (name, horizon, mode), by_backbone in cells.items():
+        if mode == "baseline":
+            continue
         means = {}
         for backbone in backbones:
             runs = [r for r in by_backbone.get(backbone, []) if "failed" not in r]
@@ -270,7 +371,36 @@ def report(results: list[dict], backbones: list[str]) -> list[str]:
             verdicts.append(
                 f"{'PASS' if ok else 'FAIL'} ETTh1 H=96 aaren MSE <= 0.38: {means['aaren']:.4f}"
             )
-    return [*lines, "", *verdicts]
+    baseline_lines = [
+        "| data | H | " + " | ".join(f"{b} MSE | {b} MAE" for b in BASELINES) + " |",
+        "|" + "---|" * (2 + 2 * len(BASELINES)),
+    ]
+    for (name, horizon, mode), by_backbone in cells.items():
+        if mode != "baseline":
+            continue
+        row = [by_backbone[b][0] for b in BASELINES]
+        baseline_lines.append(
+            f"| {name} | {horizon} | "
+            + " | ".join(f"{r['mse']:.3f} | {r['mae']:.3f}" for r in row)
+            + " |"
+        )
+        for backbone in backbones:
+            stream = mean_mse.get((name, horizon, "stream", backbone))
+            window = mean_mse.get((name, horizon, "window", backbone))
+            seasonal = by_backbone["seasonal naive"][0]["mse"]
+            if stream is not None and window is not None:
+                verdicts.append(
+                    f"{'PASS' if stream <= window else 'FAIL'} full history <= window: {name} "
+                    f"H={horizon} {backbone}: {stream:.4f} vs {window:.4f}"
+                )
+            if stream is not None:
+                verdicts.append(
+                    f"{'PASS' if stream < seasonal else 'FAIL'} full history < seasonal naive: "
+                    f"{name} H={horizon} {backbone}: {stream:.4f} vs {seasonal:.4f}"
+                )
+    if len(baseline_lines) == 2:
+        baseline_lines = []
+    return [*lines, "", *baseline_lines, "", *verdicts]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -282,12 +412,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--backbones", nargs="+", default=["aaren", "transformer"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=12, help="window mode: most epochs")
-    parser.add_argument("--stream-epochs", type=int, default=4, help="stream mode: most epochs")
     parser.add_argument(
         "--windows-per-epoch",
         type=int,
         default=8192,
         help="window mode: windows per epoch (0: all of them)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help="most optimiser steps of either mode (default: the window mode's budget, "
+        "epochs x windows-per-epoch / batch size = 3072)",
+    )
+    parser.add_argument("--stream-epochs", type=int, default=1000, help="stream mode: most epochs")
+    parser.add_argument(
+        "--stream-patience", type=int, default=10, help="stream mode: early-stopping patience"
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="MODE:KEY=VALUE",
+        help="override an estimator parameter of one mode (JSON value), e.g. "
+        "stream:local_window=336; repeatable",
     )
     parser.add_argument("--d-model", type=int, default=32)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -300,15 +447,22 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         print(json.dumps(run_cell(json.loads(args.worker))))
         return
-    if args.report:
+    if args.report:  # one table over every file given (each baseline once)
+        merged, seen = [], set()
         for path in args.report:
             with open(path) as saved:
                 data = json.load(saved)
             print(data["header"])
-            print("\n".join(["", *report(data["results"], args.backbones), ""]))
+            for r in data["results"]:
+                key = (r["dataset"], r["horizon"], r["mode"], r["backbone"], r["seed"])
+                if r["mode"] != "baseline" or key not in seen:
+                    merged.append(r)
+                seen.add(key)
+        print("\n".join(["", *report(merged, args.backbones), ""]))
         return
     if args.quick:
         args.epochs, args.stream_epochs, args.windows_per_epoch, args.d_model = 1, 1, 64, 8
+        args.steps = args.steps or 2
     params = {
         "channel_independent": True,
         "d_model": args.d_model,
@@ -321,13 +475,30 @@ def main(argv: list[str] | None = None) -> None:
     }
     # the window mode's tokens are overlapping patches (16 values, every 8th step); the
     # stream mode reads every step, one sequence per channel
+    steps = args.steps
+    if steps is None and args.windows_per_epoch:
+        steps = args.epochs * -(-args.windows_per_epoch // params["batch_size"])
     window_params = {
         **params,
-        "max_epochs": args.epochs,
+        "max_epochs": args.epochs if args.steps is None else 10**6,
+        "max_steps": steps,
         "token_stride": 8,
         "windows_per_epoch": args.windows_per_epoch or None,
     }
-    stream_params = {**params, "max_epochs": args.stream_epochs}
+    # full history: the same budget in optimiser steps; tokens carry the last 16 values in
+    # the local units of the last local_window observations ("auto": 96 when the data allow)
+    stream_params = {
+        **params,
+        "max_epochs": args.stream_epochs,
+        "max_steps": steps,
+        "patience": args.stream_patience,
+    }
+    for override in args.param:
+        mode, _, assignment = override.partition(":")
+        key, _, value = assignment.partition("=")
+        if mode not in ("window", "stream") or not key or not value:
+            parser.error(f"--param takes MODE:KEY=VALUE (MODE window or stream), not {override!r}")
+        (window_params if mode == "window" else stream_params)[key] = json.loads(value)
     command = "python benchmarks/forecasting.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     header = (
         f"# aaren_ts forecasting benchmark | {platform.processor() or platform.machine()} | "
@@ -341,6 +512,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.datasets:
         lookback = LOOKBACK.get(name, DEFAULT_LOOKBACK)
         for horizon in args.horizons or HORIZONS.get(name, DEFAULT_HORIZONS):
+            results.extend(baselines(name, horizon))
             for mode in args.modes:
                 for backbone in args.backbones:
                     for seed in args.seeds:
