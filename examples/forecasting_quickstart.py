@@ -2,16 +2,19 @@
 
 Two forecasters on the airline data, both fitted on 1949-1958:
 
-- ``full history`` (the default, ``context_length=None``): the whole history lives in the
-  recurrent state; each new month passes through it in O(1) time and memory.
+- ``full history`` (the default, ``context_length=None``, every other setting at its
+  default too): the whole history lives in the recurrent state; each new month passes
+  through it in O(1) time and memory. Every month is read in the units of the last
+  ``local_window`` months (here 24: twice the horizon), and the forecast starts from the
+  last value, so the model follows the growing level and the widening swings. As months
+  arrive, its intervals re-calibrate on the outcomes they missed (``calibration_rate``).
 - ``window`` (``context_length=36``): each forecast reads only the last three years,
   normalised on their own, and the intervals are calibrated on a held-out tail
   (``validation_size=0.2``).
 
-The airline data grow and their swings widen: 1960 peaks above anything seen in training. The
-full-history model, scaled once with training statistics, lags behind that level; the window
-model rescales every window and follows it, with better-covering intervals (the printed
-figures and the plot show both).
+The airline data grow and their swings widen: 1960 peaks above anything seen in training.
+Both follow it (the printed figures and the plot show both; a seasonal-naive forecast of
+1959 is 47 passengers off on average).
 
 For each: forecast 1959 with 80% intervals, then stream 1959-1960 in one month at a time with
 ``update(..., update_params=False)`` (no retraining; sktime passes the whole series so far,
@@ -39,9 +42,7 @@ from aaren_ts.estimators import AarenForecaster
 OUT = Path(__file__).with_name("forecasting_quickstart.png")
 
 FORECASTERS = {
-    "full history": AarenForecaster(
-        max_horizon=12, max_epochs=150, lr=3e-3, chunk_length=64, random_state=0
-    ),
+    "full history": AarenForecaster(max_horizon=12, random_state=0),
     "window": AarenForecaster(
         max_horizon=12,
         context_length=36,

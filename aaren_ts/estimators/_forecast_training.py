@@ -124,9 +124,9 @@ class SeriesData:
         )
 
     # The untrained network is the naive point forecast (every quantile at the last value):
-    # it and the trained epochs are compared after calibration on the tail, which gives the
-    # point forecast its intervals.
-    calibrated_selection = True
+    # it and the trained epochs are compared on their point forecast (the median's pinball
+    # loss on the tail); the intervals come from calibration (``quantile_shifts``).
+    select_on_median = True
 
     def _targets(self, y: torch.Tensor, validation_size: float, tail_only: bool) -> torch.Tensor:
         """``(B, T, H, C)`` targets, NaN outside the training part (or outside the tail)."""
@@ -247,9 +247,9 @@ class WindowData:
     until it has made at least ``min_steps`` optimiser steps (short series).
     """
 
-    # epochs are compared on the plain pinball loss (an untrained windowed network is no
-    # baseline worth keeping)
-    calibrated_selection = False
+    # epochs are compared on the pinball loss of every quantile (an untrained windowed
+    # network is no baseline worth keeping)
+    select_on_median = False
 
     def __init__(
         self,
@@ -439,11 +439,11 @@ def _validation_score(net, data: SeriesData | WindowData, shard: Shard | None) -
     net.eval()
     forecast, target = data.validation(net)
     net.train()
-    if data.calibrated_selection:
-        # candidates are compared as they will be used: with the tail's quantile shifts
-        shifts = quantile_shifts(forecast, target, net.quantiles)
-        forecast = forecast + shifts.to(forecast)[None, :, None, :]
-    score = float(pinball_loss(forecast, target, net.quantiles))
+    levels = net.quantiles
+    if data.select_on_median:
+        median = levels == 0.5
+        forecast, levels = forecast[..., median], levels[median]
+    score = float(pinball_loss(forecast, target, levels))
     if shard is not None:  # one decision for all ranks, so that they stop together
         score = shard.from_rank_zero(score)
     return score

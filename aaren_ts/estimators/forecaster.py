@@ -153,14 +153,17 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
     validation_size : float, default 0.0
         Fraction of each series' tail held out for early stopping and calibration (0: train
         on everything for ``max_epochs``). The best epoch's weights are kept; the untrained
-        weights are a candidate too (in full-history mode the untrained network is the
-        naive last-value forecast, which training then has to beat on the tail).
+        weights are a candidate too. In full-history mode epochs are compared on the
+        median's loss (the point forecast), and the untrained network is the naive
+        last-value forecast, which training then has to beat on the tail.
     patience : int, default 5
         Epochs without validation improvement before training stops.
     calibrate : bool, default True
         With a validation tail: shift each learned quantile, per horizon step, so that its
         coverage of the tail's observations equals its level (split-conformal
         recalibration). Intervals then hold their nominal coverage on data like the tail.
+        Full-history mode: every quantile but the median (the point forecast stays the
+        network's), and streams keep re-calibrating (``calibration_rate``).
     calibration_rate : float, default 0.02
         Full-history mode: how fast a stream re-calibrates its intervals from the outcomes
         it sees. When a row arrives, the forecasts made for it earlier are settled, and each
@@ -675,6 +678,10 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         self.quantile_shifts_ = np.zeros((horizon, len(self.quantiles)))
         if self.calibrate and data.validating:
             shifts = quantile_shifts(*data.validation(self.network_), self.network_.quantiles)
+            if self.context_length is None:
+                # full history: calibration sets the intervals; the point forecast is the
+                # network's (a median shift learned on the tail is a drift that need not last)
+                shifts[:, list(self.quantiles).index(0.5)] = 0.0
             self.quantile_shifts_ = shifts.numpy()
         self.streams_ = {
             key: self._encode(scaled[key], xs[key], None, frame.index[-1])
