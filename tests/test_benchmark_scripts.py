@@ -10,8 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from helpers import needs_data
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -57,3 +59,27 @@ def test_scan_gpu_lookback_timer_checks_against_the_default_split():
     s = torch.randn(2, 600, device=device)
     v = torch.randn(2, 600, 16, device=device)
     assert scan_gpu.lookback_ms(s, v, device, quick=True) > 0
+
+
+@needs_data
+def test_forecasting_quick_scores_both_modes_beside_the_baselines(tmp_path):
+    """``benchmarks/forecasting.py --quick`` end to end on ILI (both modes, one seed): every
+    cell's JSON fields, the estimator's own update + predict equal to the batched scoring,
+    the baselines, the full-history-vs-window table and its verdicts. Accuracy belongs to
+    the full run (``benchmarks/RESULTS.md``)."""
+    out = tmp_path / "forecasting.json"
+    lines = _run(
+        "forecasting.py", "--quick", "--datasets", "national_illness", "--horizons", "24",
+        "--backbones", "aaren", "--seeds", "0", "--threads", "1", "--json", str(out),
+    )  # fmt: skip
+    results = json.loads(out.read_text())["results"]
+    cells = {r["mode"]: r for r in results if r["mode"] != "baseline"}
+    assert set(cells) == {"window", "stream"}
+    for cell in cells.values():
+        for key in ("mse", "mae", "coverage80", "coverage95", "check", "update_ms", "val_mse"):
+            assert np.isfinite(cell[key]), (key, cell)
+        assert cell["check"] < 1e-4  # update + predict equals the one-pass scoring
+    baselines = {r["backbone"]: r["mse"] for r in results if r["mode"] == "baseline"}
+    assert set(baselines) == {"naive", "seasonal naive", "mean"}
+    assert any(line.startswith("| national_illness | 24 | ") and "±" not in line for line in lines)
+    assert any(line.startswith(("PASS full history", "FAIL full history")) for line in lines)
