@@ -358,7 +358,8 @@ def report(results: list[dict], backbones: list[str]) -> list[str]:
                 )
             if not runs:
                 continue
-            col = lambda k, runs=runs: [r[k] for r in runs]  # noqa: E731
+            # runs read back from older records may lack a field: "-"
+            col = lambda k, runs=runs: [r[k] for r in runs if k in r]  # noqa: E731
             means[backbone] = float(np.mean(col("mse")))
             lines.append(
                 f"| {name} | {horizon} | {mode} | {backbone} | {len(runs)} | {_fmt(col('mse'))} "
@@ -367,6 +368,8 @@ def report(results: list[dict], backbones: list[str]) -> list[str]:
                 f"| {_fmt(col('fit_s'), 0)} | {_fmt(col('eval_s'), 1)} "
                 f"| {_fmt(col('update_ms'), 1)} | {_fmt(col('peak_mib'), 0)} "
                 f"| {max(col('check')):.1e} |"
+                if col("check")
+                else "| - |"
             )
         if "aaren" in means and "transformer" in means:
             ok = means["aaren"] <= means["transformer"]

@@ -173,7 +173,9 @@ def lagged_effect_data(n: int = 300, seed: int = 0):
 
 def test_exogenous_past_values_are_used():
     y, X = lagged_effect_data()
-    params = {**TINY, "max_epochs": 60, "lr": 1e-2, "d_model": 16, "max_horizon": 1}
+    # 250 rows are one chunk a pass: 300 steps (epochs now make at least 50)
+    params = {**TINY, "max_epochs": 60, "max_steps": 300, "lr": 1e-2, "d_model": 16}
+    params["max_horizon"] = 1
     with_x = AarenForecaster(**params).fit(y.iloc[:250], X=X.iloc[:250])
     without = AarenForecaster(**params).fit(y.iloc[:250])
     err_x, err_plain = [], []

@@ -46,7 +46,8 @@ def coverage_on_test_split(calibrate: bool, **params) -> dict[float, float]:
 @pytest.mark.parametrize(
     "params",
     [
-        {"context_length": 96, "windows_per_epoch": 1024},
+        # 2 epochs of 4 batches of windows, as before epochs made at least 50 steps
+        {"context_length": 96, "windows_per_epoch": 1024, "max_steps": 8},
         {"context_length": None},
     ],
     ids=["windowed", "full-history"],
