@@ -361,15 +361,14 @@ def report(results: list[dict], backbones: list[str]) -> list[str]:
             # runs read back from older records may lack a field: "-"
             col = lambda k, runs=runs: [r[k] for r in runs if k in r]  # noqa: E731
             means[backbone] = float(np.mean(col("mse")))
+            check = f"{max(col('check')):.1e}" if col("check") else "-"
             lines.append(
                 f"| {name} | {horizon} | {mode} | {backbone} | {len(runs)} | {_fmt(col('mse'))} "
                 f"| {_fmt(col('mae'))} | {_fmt(col('coverage80'), 2)} "
                 f"| {_fmt(col('coverage95'), 2)} | {_fmt(col('epochs'), 0)} "
                 f"| {_fmt(col('fit_s'), 0)} | {_fmt(col('eval_s'), 1)} "
                 f"| {_fmt(col('update_ms'), 1)} | {_fmt(col('peak_mib'), 0)} "
-                f"| {max(col('check')):.1e} |"
-                if col("check")
-                else "| - |"
+                f"| {check} |"
             )
         if "aaren" in means and "transformer" in means:
             ok = means["aaren"] <= means["transformer"]
