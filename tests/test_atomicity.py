@@ -141,3 +141,40 @@ def test_a_failed_update_then_a_good_one_equals_the_good_one_alone(fitted):
     fh, X = [1, 2, 3], _x(3, start=45)
     pd.testing.assert_frame_equal(tried.predict(fh=fh, X=X), clean.predict(fh=fh, X=X))
     assert tried.cutoff == clean.cutoff
+
+
+def test_a_failed_update_restores_what_sktime_changed_in_place():
+    """sktime writes a Series' name into its own ``_converter_store_y`` dict during
+    ``update``, before ours rejects the series: that edit is undone too, so later
+    forecasts keep the fitted name."""
+    y = pd.Series(np.sin(np.arange(40) / 4.0), name="a")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        forecaster = AarenForecaster(**TINY).fit(y, fh=[1, 2])
+    before = pickle.dumps(forecaster)
+    renamed = pd.Series([1.0, 2.0], index=[40, 41], name="b")
+    with pytest.raises(ValueError, match=r"columns \['b'\] differ from fit's \['a'\]"):
+        forecaster.update(renamed)
+    assert pickle.dumps(forecaster) == before
+    assert forecaster.predict().name == "a"
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        pytest.param(lambda f: f.fit(_y(), X=_x().iloc[:-5]), id="x-misses-rows"),
+        pytest.param(lambda f: f.fit(_nan_row(_y()), X=_x()), id="nan"),
+        pytest.param(lambda f: f.fit(_y(1), X=_x(1)), id="too-short"),
+    ],
+)
+def test_a_failed_fit_on_an_unfitted_forecaster_leaves_no_attribute(call):
+    forecaster = AarenForecaster(max_horizon=3, **TINY)
+    before = pickle.dumps(forecaster)
+    names = set(vars(forecaster))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError):
+            call(forecaster)
+    assert set(vars(forecaster)) == names
+    assert pickle.dumps(forecaster) == before
+    assert not forecaster.is_fitted

@@ -3,11 +3,12 @@
 sktime's ``fit`` resets the estimator before checking the data, ``update`` moves the cutoff
 before ``_update`` runs and ``predict`` stores a new ``fh`` before ``_predict`` runs; a
 failure half-way would leave a live estimator unusable or subtly changed. Our own methods
-rebind attributes instead of mutating them, so a shallow copy of ``__dict__`` is a full
-snapshot. The stored ``fh`` is also read back later in sktime's ``predict_interval``, so
-two threads predicting different horizons on one estimator would mix them up: the wrapped
-methods of one estimator therefore run one at a time (a re-entrant lock per instance, kept
-outside the instance so that it pickles and deep-copies as before).
+rebind attributes instead of mutating them; sktime also edits some of its dicts in place,
+so the snapshot copies ``__dict__`` and the built-in containers in it (not the arrays,
+frames or networks they hold). The stored ``fh`` is also read back later in sktime's
+``predict_interval``, so two threads predicting different horizons on one estimator would
+mix them up: the wrapped methods of one estimator therefore run one at a time (a re-entrant
+lock per instance, kept outside the instance so that it pickles and deep-copies as before).
 """
 
 from __future__ import annotations
@@ -38,14 +39,45 @@ def restored_on_error(obj: Any) -> Iterator[None]:
     ...     pass
     >>> box.value
     1
+
+    Containers changed in place come back too (sktime writes into its own dicts, such as
+    ``_converter_store_y``, during ``update``):
+
+    >>> box.store = {"name": "a", "seen": ["a"]}
+    >>> try:
+    ...     with restored_on_error(box):
+    ...         box.store["name"] = "b"
+    ...         box.store["seen"].append("b")
+    ...         raise ValueError("bad input")
+    ... except ValueError:
+    ...     pass
+    >>> box.store
+    {'name': 'a', 'seen': ['a']}
     """
-    snapshot = obj.__dict__.copy()
+    snapshot = {name: _skeleton(value) for name, value in obj.__dict__.items()}
     try:
         yield
     except BaseException:
         obj.__dict__.clear()
         obj.__dict__.update(snapshot)
         raise
+
+
+def _skeleton(value: Any, depth: int = 8) -> Any:
+    """``value`` with its built-in containers (dict, list, set) copied, down to ``depth``
+    levels, and everything else shared: enough to undo in-place edits of the containers
+    (what sktime does to its bookkeeping) without copying arrays, frames or networks,
+    which our own methods replace rather than mutate."""
+    if depth == 0:
+        return value
+    kind = type(value)
+    if kind is dict:
+        return {k: _skeleton(v, depth - 1) for k, v in value.items()}
+    if kind is list:
+        return [_skeleton(v, depth - 1) for v in value]
+    if kind is set:
+        return set(value)
+    return value
 
 
 # id(instance) -> its lock; an entry is removed when its instance is garbage collected
