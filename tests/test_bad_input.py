@@ -112,6 +112,18 @@ CASES = [
     ("fc-predict-interval-bad-coverage", "forecaster",
      lambda f: f.predict_interval(fh=[1], coverage=1.5),
      ValueError, r"coverage must lie in the open interval"),
+    # outside the learned levels: a named error, never the nearest learned level
+    ("fc-predict-interval-beyond-learned", "forecaster",
+     lambda f: f.predict_interval(fh=[1], coverage=0.999),
+     ValueError, r"outside the learned range \[0.025, 0.975\]"),
+    ("fc-predict-quantiles-beyond-learned", "forecaster",
+     lambda f: f.predict_quantiles(fh=[1], alpha=[0.5, 0.001]),
+     ValueError, r"quantile levels \[0.001\] lie outside"),
+    ("fc-predict-quantiles-empty", "forecaster", lambda f: f.predict_quantiles(fh=[1], alpha=[]),
+     ValueError, r"alpha/coverage is empty"),
+    ("fc-predict-interval-median-only", "new:forecaster",
+     lambda f: f.set_params(quantiles=(0.5,)).fit(_y(), fh=[1]).predict_interval(coverage=0.9),
+     ValueError, r"outside the learned range \[0.5, 0.5\]"),
     ("fc-param-bad-quantiles", "new:forecaster",
      lambda f: f.set_params(quantiles=(0.1, 0.9)).fit(_y()), ValueError, r"quantiles"),
     # ---------------------------------------------------------------- AarenClassifier

@@ -131,7 +131,8 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
     dropout : float, default 0.0
     quantiles : tuple of float, default (0.025, 0.1, 0.5, 0.9, 0.975)
         Levels the head learns; must contain 0.5 (the point forecast). Other levels are
-        interpolated linearly between the learned ones.
+        interpolated linearly between the learned ones; a level outside the lowest and
+        highest learned one (e.g. a 99.9% interval) is a ``ValueError``, not a clamp.
     max_epochs : int, default 20
         An epoch reads the training data once, or several times when once is fewer than 50
         optimiser steps (a short series is a single chunk, or a few batches of windows).
@@ -907,6 +908,21 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 )
         return {q: pd.concat(parts) for q, parts in frames.items()}
 
+    def _check_levels(self, levels: list[float]) -> None:
+        """Levels between the learned ones are interpolated; outside them nothing was
+        learned, and reading the nearest learned level instead would state a coverage the
+        forecast does not have."""
+        if not levels:
+            raise ValueError("alpha/coverage is empty: ask for at least one level")
+        low, high = min(self.quantiles), max(self.quantiles)
+        outside = [float(a) for a in levels if not low - 1e-9 <= a <= high + 1e-9]
+        if outside:
+            raise ValueError(
+                f"quantile levels {outside} lie outside the learned range [{low}, {high}] "
+                f"(quantiles={tuple(self.quantiles)}); a coverage c needs levels "
+                "(1 - c) / 2 and (1 + c) / 2: refit with quantiles that include them"
+            )
+
     def _shifts(self, stream: dict) -> np.ndarray:
         """The quantile shifts ``(H, Q)`` a stream's forecast is read with: the fitted ones,
         or, in full-history mode, where its online tracking has moved them."""
@@ -919,6 +935,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
 
     def _predict_quantiles(self, fh, X=None, alpha=None):
         alphas = list(alpha)
+        self._check_levels(alphas)
         frames = self._quantile_frame(fh, alphas, X)
         columns = pd.MultiIndex.from_product([self.columns_, alphas])
         out = pd.concat([frames[a] for a in alphas], axis=1, keys=alphas)
