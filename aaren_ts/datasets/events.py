@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .._checks import MAX_EVENTS, expected_events_fit, positive_int, time_span
 from ._files import fetch, write_atomically
 from .forecasting import cache_dir
 
@@ -396,6 +397,7 @@ def make_hawkes(
     adjacency=((0.8,),),
     decay: float = 1.0,
     random_state: int | None = None,
+    max_events: int = MAX_EVENTS,
 ) -> list[EventSequence]:
     """Exact simulation of a multivariate exponential-kernel Hawkes process on ``[0, t_end]``.
 
@@ -404,6 +406,11 @@ def make_hawkes(
     matrix). Ogata thinning with the current intensity as the bound is exact here, since the
     intensity only decays between events.
 
+    Sequences are non-empty: an empty draw is drawn again, at most ``_EMPTY_DRAWS`` times in
+    a row. ``t_end`` must be finite and positive, and the stationary expected count
+    ``t_end * sum((I - alpha)^-1 mu)`` at most ``max_events``: otherwise a ``ValueError``
+    before anything is simulated.
+
     Examples
     --------
     >>> from aaren_ts.datasets import make_hawkes
@@ -411,31 +418,61 @@ def make_hawkes(
     >>> len(seqs), seqs[0].t_end
     (2, 50.0)
     """
+    n_sequences = positive_int(n_sequences, "n_sequences")
+    _, t_end = time_span(0.0, t_end)
+    max_events = positive_int(max_events, "max_events")
     mu, alpha, beta = _hawkes_params(baseline, adjacency, decay)
+    rate = float(np.linalg.solve(np.eye(len(mu)) - alpha, mu).sum())  # stationary events/time
+    expected_events_fit(rate * t_end, max_events, "make_hawkes")
     rng = np.random.default_rng(random_state)
     out: list[EventSequence] = []
     while len(out) < n_sequences:
-        times, marks = simulate_hawkes(mu, alpha, beta, 0.0, t_end, np.zeros(len(mu)), rng)
-        if len(times):  # sequences are non-empty: draw again
-            out.append(EventSequence(times, marks, 0.0, float(t_end)))
+        for _ in range(_EMPTY_DRAWS):
+            times, marks = simulate_hawkes(
+                mu, alpha, beta, 0.0, t_end, np.zeros(len(mu)), rng, max_events
+            )
+            if len(times):
+                break
+        else:
+            _never_an_event("make_hawkes", rate * t_end)
+        out.append(EventSequence(times, marks, 0.0, float(t_end)))
     return out
 
 
-def simulate_hawkes(mu, alpha, beta, t0, t_end, excite, rng, max_events=10_000_000):
+# consecutive empty draws before a simulator that returns non-empty sequences gives up
+_EMPTY_DRAWS = 1000
+
+
+def _never_an_event(what: str, expected: float) -> None:
+    raise ValueError(
+        f"{what} drew {_EMPTY_DRAWS} empty sequences in a row (about {expected:.3g} events "
+        "expected per sequence): lengthen t_end or raise the rate"
+    )
+
+
+def simulate_hawkes(mu, alpha, beta, t0, t_end, excite, rng, max_events=MAX_EVENTS):
     """Events of an exponential Hawkes process on ``(t0, t_end]`` by Ogata thinning, from
     the excitation ``excite_k = sum_j alpha_kj beta sum_l e^{-beta (t0 - t_l^j)}`` at ``t0``
-    (zeros: no history). Returns ``(times, marks)`` arrays."""
+    (zeros: no history). Returns ``(times, marks)`` arrays; more than ``max_events`` events
+    before ``t_end`` (a supercritical process, or a window too long) is a ``ValueError``,
+    not a silently truncated sequence."""
     times, marks = [], []
     t, excite = float(t0), np.array(excite, dtype=np.float64)
-    while len(times) < max_events:
+    while True:
         bound = mu.sum() + excite.sum()
         w = rng.exponential(1.0 / bound)
         t += w
-        if t > t_end:
+        if not t <= t_end:  # also ends on a NaN time rather than looping
             break
         excite *= np.exp(-beta * w)
         lam = mu + excite
         if rng.uniform() * bound <= lam.sum():
+            if len(times) == max_events:
+                raise ValueError(
+                    f"more than max_events={max_events} events before t_end={t_end} (a "
+                    "supercritical process, spectral radius of the adjacency >= 1, grows "
+                    "without bound): shorten t_end or raise max_events"
+                )
             k = int(rng.choice(len(mu), p=lam / lam.sum()))
             times.append(t)
             marks.append(k)
@@ -450,9 +487,14 @@ def make_sine_poisson(
     amplitude: float = 0.9,
     period: float = 10.0,
     random_state: int | None = None,
+    max_events: int = MAX_EVENTS,
 ) -> list[EventSequence]:
     """Unmarked inhomogeneous Poisson process with intensity
     ``rate * (1 + amplitude * sin(2 pi t / period))`` on ``[0, t_end]`` (exact thinning).
+
+    Sequences are non-empty (an empty draw is drawn again, at most ``_EMPTY_DRAWS`` times
+    in a row); ``t_end`` must be finite and positive and ``rate * t_end`` at most
+    ``max_events``, else a ``ValueError``.
 
     Examples
     --------
@@ -461,15 +503,29 @@ def make_sine_poisson(
     >>> [bool(s.times.max() <= 20.0) for s in seqs]
     [True, True, True]
     """
-    if rate <= 0 or not 0 <= amplitude <= 1 or period <= 0:
-        raise ValueError("need rate > 0, 0 <= amplitude <= 1 and period > 0")
-    rng = np.random.default_rng(random_state)
+    n_sequences = positive_int(n_sequences, "n_sequences")
+    _, t_end = time_span(0.0, t_end)
+    max_events = positive_int(max_events, "max_events")
+    if (
+        not (rate > 0 and 0 <= amplitude <= 1 and period > 0)
+        or not np.isfinite([rate, period]).all()
+    ):
+        raise ValueError("need a finite rate > 0, 0 <= amplitude <= 1 and a finite period > 0")
     bound = rate * (1 + amplitude)
+    # the thinning draws Poisson(bound * t_end) candidates: bound that count too
+    expected_events_fit(bound * t_end, max_events, "make_sine_poisson")
+    rng = np.random.default_rng(random_state)
     out = []
     while len(out) < n_sequences:
-        n = rng.poisson(bound * t_end)
-        t = np.sort(rng.uniform(0, t_end, n))
-        keep = rng.uniform(0, bound, n) <= rate * (1 + amplitude * np.sin(2 * np.pi * t / period))
-        if keep.any():
-            out.append(EventSequence(t[keep], np.zeros(int(keep.sum()), np.int64), 0.0, t_end))
+        for _ in range(_EMPTY_DRAWS):
+            n = rng.poisson(bound * t_end)
+            t = np.sort(rng.uniform(0, t_end, n))
+            keep = rng.uniform(0, bound, n) <= rate * (
+                1 + amplitude * np.sin(2 * np.pi * t / period)
+            )
+            if keep.any():
+                break
+        else:
+            _never_an_event("make_sine_poisson", rate * t_end)
+        out.append(EventSequence(t[keep], np.zeros(int(keep.sum()), np.int64), 0.0, t_end))
     return out

@@ -8,6 +8,7 @@ import numpy as np
 from scipy import optimize
 from skbase.base import BaseEstimator
 
+from .._checks import MAX_EVENTS, finite_float, positive_int
 from ..datasets.events import EventSequence, as_event_sequences, simulate_hawkes
 from ._persistence import PersistenceMixin
 from .point_process import _check_fitted, _check_marks, _check_normalisation
@@ -234,12 +235,25 @@ class HawkesPointProcess(PersistenceMixin, BaseEstimator):
         return probs if every_prefix else np.stack([p[-1] for p in probs])
 
     def sample(
-        self, n_sequences: int, t_end: float, history=None, t_start: float = 0.0, random_state=None
+        self,
+        n_sequences: int,
+        t_end: float,
+        history=None,
+        t_start: float = 0.0,
+        random_state=None,
+        max_events: int = MAX_EVENTS,
     ) -> list[EventSequence]:
         """Exact simulation (Ogata thinning) up to ``t_end``, optionally continuing
         ``history`` (one sequence or ``n_sequences``) from its ``t_end``; returns the new
-        events only."""
+        events only.
+
+        ``t_end`` and ``t_start`` must be finite. A sequence that would pass ``max_events``
+        events before ``t_end`` (a supercritical fit, whose events multiply without bound,
+        or a very long window) is a ``ValueError`` once it gets there, never a hang."""
         _check_fitted(self, "sample")
+        n_sequences = positive_int(n_sequences, "n_sequences")
+        max_events = positive_int(max_events, "max_events")
+        t_end, t_start = finite_float(t_end, "t_end"), finite_float(t_start, "t_start")
         seed = self.random_state if random_state is None else random_state
         rng = np.random.default_rng(seed)
         mu, alpha, beta = self.baseline_, self.adjacency_, self.decay_
@@ -262,7 +276,7 @@ class HawkesPointProcess(PersistenceMixin, BaseEstimator):
         for t0, excite in starts:
             if t_end < t0:
                 raise ValueError(f"t_end={t_end} is before the start of sampling ({t0})")
-            times, marks = simulate_hawkes(mu, alpha, beta, t0, t_end, excite, rng)
+            times, marks = simulate_hawkes(mu, alpha, beta, t0, t_end, excite, rng, max_events)
             out.append(EventSequence(times, marks, t0, float(t_end)))
         return out
 

@@ -16,6 +16,7 @@ import torch
 from skbase.base import BaseEstimator
 from sktime.exceptions import NotFittedError
 
+from .._checks import finite_float, positive_int
 from ..datasets.events import EventSequence, as_event_sequences
 from ..nn import BACKBONES
 from ._persistence import PersistenceMixin
@@ -456,8 +457,9 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         ``[history t_end, t_end]``. ``random_state`` defaults to the estimator's.
         """
         _check_fitted(self, "sample")
-        if not isinstance(n_sequences, (int, np.integer)) or n_sequences < 1:
-            raise ValueError(f"n_sequences must be a positive int, got {n_sequences!r}")
+        n_sequences = positive_int(n_sequences, "n_sequences")
+        max_events = positive_int(max_events, "max_events")
+        t_end, t_start = finite_float(t_end, "t_end"), finite_float(t_start, "t_start")
         seed = self.random_state if random_state is None else random_state
         gen = torch.Generator().manual_seed(0 if seed is None else int(seed))
         if history is not None:
