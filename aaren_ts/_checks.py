@@ -3,13 +3,19 @@
 Each returns the value in its plain Python type or raises a ``TypeError`` / ``ValueError``
 that names the argument and what it got. They exist so that a bad number fails at the call,
 not as a loop that never ends (a NaN ``t_end`` is never passed) or as an error from deep
-inside numpy. numpy only: ``aaren_ts.datasets`` imports this without torch.
+inside numpy, and so that a long run cannot end by failing to write its result. Standard
+library only (matplotlib is imported when a figure's format is checked):
+``aaren_ts.datasets`` and the command line import this without torch.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import os
+import tempfile
+from collections.abc import Callable, Collection
+from pathlib import Path
 from typing import Any
 
 # simulated events per sequence before a simulator stops with an error: enough for any
@@ -79,3 +85,70 @@ def expected_events_fit(expected: float, max_events: int, what: str) -> None:
             f"{what} expects about {expected:.3g} events per sequence, more than "
             f"max_events={max_events}: shorten t_end or raise max_events"
         )
+
+
+def output_path(path: Any, suffixes: Collection[str] | None, what: str) -> Path:
+    """``path`` as a ``Path`` a long run can write at its end, checked before it starts: a
+    file name (not a folder) ending in one of ``suffixes`` (any, when None), in a folder
+    that exists and takes a new file. ``what`` names the option in the errors.
+
+    Examples
+    --------
+    >>> output_path("results.csv", {".json"}, "--json")
+    Traceback (most recent call last):
+    ...
+    ValueError: --json results.csv must end in .json
+    """
+    out = Path(path)
+    if out.is_dir():
+        raise ValueError(f"{what} {out} is a folder: give a file name")
+    if suffixes is not None and out.suffix.lower() not in suffixes:
+        ends = " or ".join(sorted(suffixes))
+        raise ValueError(f"{what} {out} must end in {ends}")
+    folder = out.parent
+    if not folder.is_dir():
+        raise ValueError(f"{what} {out}: its folder {folder} does not exist")
+    try:  # the one test that holds for every user and file system: write something there
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise ValueError(f"{what} {out}: cannot write in {folder} ({err.strerror})") from None
+    if out.exists() and not os.access(out, os.W_OK):
+        raise ValueError(f"{what} {out} exists and is not writable")
+    return out
+
+
+def plot_path(path: Any, what: str = "--plot") -> Path:
+    """``output_path`` for a matplotlib figure: the suffix must be a format matplotlib
+    writes (png, pdf, svg, ...), and matplotlib must be installed."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ValueError(f"{what} needs matplotlib: pip install 'aaren-ts[plot]'") from None
+    formats = {f".{kind}" for kind in Figure().canvas.get_supported_filetypes()}
+    return output_path(path, formats, what)
+
+
+def argparse_type(check: Callable[[Any], Any]) -> Callable[[str], Any]:
+    """``check`` as an argparse ``type=``: its ``ValueError`` message is what the user
+    sees (argparse would otherwise print only "invalid value")."""
+    import argparse
+
+    def convert(text: str) -> Any:
+        try:
+            return check(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    convert.__name__ = getattr(check, "__name__", "value")
+    return convert
+
+
+def json_option(what: str = "file", kind: type = Path) -> Callable[[str], Any]:
+    """The argparse ``type=`` of a benchmark's JSON output option (the value as ``kind``)."""
+    return argparse_type(lambda text: kind(output_path(text, {".json"}, what)))
+
+
+def plot_option(what: str = "file") -> Callable[[str], Path]:
+    """The argparse ``type=`` of a script's figure output option."""
+    return argparse_type(lambda text: plot_path(text, what))

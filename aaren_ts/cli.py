@@ -20,6 +20,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._checks import plot_option
+
 BENCHMARKS = ("forecasting", "classification", "tpp", "scan")
 ENV_BENCHMARKS = "AAREN_TS_BENCHMARKS"
 
@@ -40,7 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         "data up to 1959 and forecast 1960 with 80%% intervals.",
     )
     demo.add_argument("--epochs", type=int, default=20, help="training epochs (default 20)")
-    demo.add_argument("--plot", type=Path, metavar="PATH", help="save the forecast plot here")
+    demo.add_argument(
+        "--plot",
+        type=plot_option(),  # checked before training: a bad path fails now, not at the end
+        metavar="PATH",
+        help="save the forecast plot here (.png, .pdf, .svg, ...)",
+    )
     bench = commands.add_parser(
         "bench",
         help="run a benchmark script and print its tables",

@@ -51,6 +51,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aaren_ts._checks import json_option
+
 DATASETS = ["JapaneseVowels", "BasicMotions", "Handwriting"]
 BACKBONES = ["aaren", "transformer", "gru"]
 
@@ -140,7 +142,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="tiny budget: checks the script")
-    parser.add_argument("--json", help="write every cell's results here (after every cell)")
+    parser.add_argument(
+        "--json",
+        type=json_option(kind=str),
+        help="write every cell's results here (after every cell)",
+    )
     parser.add_argument("--report", nargs="+", help="print the tables of saved --json files")
     args = parser.parse_args(argv)
 

@@ -69,6 +69,8 @@ import time
 
 import numpy as np
 
+from aaren_ts._checks import json_option
+
 DATASETS = ["ETTh1", "ETTm1", "weather", "exchange_rate", "national_illness"]
 HORIZONS = {"national_illness": [24, 36, 48, 60]}
 DEFAULT_HORIZONS = [96, 192, 336, 720]
@@ -488,7 +490,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=torch_threads_default())
     parser.add_argument("--quick", action="store_true", help="tiny budget: checks the script")
-    parser.add_argument("--json", help="also write every cell's results here")
+    parser.add_argument(
+        "--json", type=json_option(kind=str), help="also write every cell's results here"
+    )
     parser.add_argument("--report", nargs="+", help="print the tables of saved --json files")
     args = parser.parse_args(argv)
     if args.worker:

@@ -39,6 +39,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from aaren_ts._checks import json_option
 from aaren_ts.scan import triton_kernels as kernels
 
 BIN = Path(triton.__file__).parent / "backends" / "nvidia" / "bin"
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> list[Report]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", type=int, default=90, help="compute capability x10 (90: Hopper)")
     p.add_argument("--block-d", type=int, nargs="+", default=[16, 64, 256])
-    p.add_argument("--json", type=Path, help="also write the reports here")
+    p.add_argument("--json", type=json_option(), help="also write the reports here")
     args = p.parse_args(argv)
     reports = []
     print(f"# Triton {triton.__version__}, sm_{args.arch}")

@@ -43,6 +43,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from aaren_ts._checks import json_option  # noqa: E402
 from aaren_ts.estimators import AarenForecaster  # noqa: E402
 
 N_FIT = 512
@@ -201,7 +202,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="step the fitted network directly (no sktime update): exactness at --steps",
     )
-    p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--json", type=json_option(), help="also write the figures here")
     return p.parse_args(argv)
 
 

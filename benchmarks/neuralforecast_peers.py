@@ -56,6 +56,8 @@ import subprocess
 import sys
 import time
 
+from aaren_ts._checks import json_option
+
 MODELS = ("Aaren", "VanillaTransformer", "PatchTST", "NHITS")
 TRAIN, VAL, TEST = 12 * 30 * 24, 4 * 30 * 24, 4 * 30 * 24  # ETT hourly protocol (rows)
 
@@ -202,7 +204,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads per cell")
     parser.add_argument("--quick", action="store_true", help="tiny: a few steps, short slice")
-    parser.add_argument("--out", help="write the rows and the settings to this JSON file")
+    parser.add_argument(
+        "--out",
+        type=json_option(kind=str),
+        help="write the rows and the settings to this JSON file",
+    )
     parser.add_argument("--cell", nargs=2, metavar=("MODEL", "H"), help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     return parser.parse_args(argv)

@@ -68,6 +68,13 @@ from types import ModuleType
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+try:  # also from a checkout that is not installed, as _scan below
+    from aaren_ts._checks import json_option
+except ModuleNotFoundError:
+    sys.path.insert(0, str(REPO_ROOT))
+    from aaren_ts._checks import json_option
+
 FULL_DEFAULTS = {"n": [1024, 4096, 16384, 65536], "bh": 512, "dh": 64, "repeats": 3}
 QUICK_DEFAULTS = {"n": [256, 1024], "bh": 8, "dh": 16, "repeats": 1}
 DTYPES = {
@@ -649,7 +656,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "device memory on CUDA); bigger cells are skipped",
     )
     p.add_argument("--quick", action="store_true", help="tiny run: n 256 1024, bh 8, dh 16")
-    p.add_argument("--json", type=Path, help="also write the results as JSON to this path")
+    p.add_argument("--json", type=json_option(), help="also write the results as JSON to this path")
     p.add_argument("--backends", nargs="+", help="only these (registered backends, 'sdpa')")
     p.add_argument("--all", action="store_true", help="also run the slow token-loop cells")
     p.add_argument(

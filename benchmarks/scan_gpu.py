@@ -47,6 +47,8 @@ import torch.nn.functional as F
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from aaren_ts._checks import json_option  # noqa: E402
+
 THROUGHPUT = [(512, 1 << 10), (512, 1 << 12), (512, 1 << 14), (512, 1 << 16)]
 LONG = [(512, 1 << 10), (128, 1 << 12), (32, 1 << 14), (8, 1 << 16), (8, 1 << 20)]
 QUICK_THROUGHPUT = [(8, 64), (8, 256)]
@@ -295,7 +297,7 @@ def targets(rows: list[dict]) -> list[str]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny shapes (checks the script)")
-    p.add_argument("--json", type=Path, help="where to write the rows (default on CUDA: "
+    p.add_argument("--json", type=json_option(), help="where to write the rows (default on CUDA: "
                    "benchmarks/results/scan_<gpu>.json)")  # fmt: skip
     p.add_argument("--lookback", action="store_true", help="also time the look-back split")
     p.add_argument("--device", default="cuda", help=argparse.SUPPRESS)

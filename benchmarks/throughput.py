@@ -37,6 +37,7 @@ from torch import nn
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from aaren_ts._checks import json_option  # noqa: E402
 from aaren_ts.nn import make_backbone  # noqa: E402
 
 D_MODEL, N_LAYERS, N_HEADS, N_INPUTS = 128, 4, 4, 8
@@ -111,7 +112,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, help="CPU threads (torch.set_num_threads)")
     p.add_argument("--quick", action="store_true", help="contexts 32 64, 256 tokens, 2 steps")
-    p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--json", type=json_option(), help="also write the rows here")
     args = p.parse_args(argv)
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -54,6 +54,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aaren_ts._checks import json_option
+
 MAKE_HAWKES = {
     "baseline": [0.1, 0.2],
     "adjacency": [[0.3, 0.2], [0.1, 0.4]],
@@ -244,7 +246,9 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--recency", action="store_true", help="Aaren's recency term on times")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", help="write (and resume from) this JSON file")
+    parser.add_argument(
+        "--json", type=json_option(kind=str), help="write (and resume from) this JSON file"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny data and 2 epochs")
     parser.add_argument("--report", nargs="+", help="print the table of these JSON files")
     args = parser.parse_args()

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aaren_ts._checks import plot_option
 from aaren_ts.datasets import load_uea
 from aaren_ts.estimators import AarenClassifier
 
@@ -41,7 +42,7 @@ def accuracy_at_fraction(proba: np.ndarray, lengths: np.ndarray, y, classes, f: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few epochs (for the tests)")
-    parser.add_argument("--plot", type=Path, default=PLOT, help="where to write the PNG")
+    parser.add_argument("--plot", type=plot_option(), default=PLOT, help="where to write the PNG")
     args = parser.parse_args()
     torch.set_num_threads(1)
 

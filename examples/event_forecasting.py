@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aaren_ts._checks import plot_option
 from aaren_ts.datasets import load_event_sequences
 from aaren_ts.estimators import AarenPointProcess
 
@@ -36,7 +37,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small data and 2 epochs")
     parser.add_argument(
-        "--plot", "--out", dest="out", type=Path, default=PLOT, help="where to write the PNG"
+        "--plot",
+        "--out",
+        dest="out",
+        type=plot_option(),
+        default=PLOT,
+        help="where to write the PNG",
     )
     args = parser.parse_args()
     torch.set_num_threads(1)

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 from sktime.datasets import load_airline
 
+from aaren_ts._checks import plot_option
 from aaren_ts.estimators import AarenForecaster
 
 OUT = Path(__file__).with_name("forecasting_quickstart.png")
@@ -93,7 +94,11 @@ def run(name: str, forecaster: AarenForecaster, y: pd.Series) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--plot", type=Path, default=OUT, metavar="PATH", help=f"where to save the plot ({OUT})"
+        "--plot",
+        type=plot_option(),
+        default=OUT,
+        metavar="PATH",
+        help=f"where to save the plot ({OUT})",
     )
     args = parser.parse_args()
     y = load_airline()

@@ -83,3 +83,33 @@ def test_forecasting_quick_scores_both_modes_beside_the_baselines(tmp_path):
     assert set(baselines) == {"naive", "seasonal naive", "mean"}
     assert any(line.startswith("| national_illness | 24 | ") and "±" not in line for line in lines)
     assert any(line.startswith(("PASS full history", "FAIL full history")) for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("script", "option"),
+    [
+        ("forecasting.py", "--json"),
+        ("classification.py", "--json"),
+        ("tpp.py", "--json"),
+        ("long_stream.py", "--json"),
+        ("throughput.py", "--json"),
+        ("scan.py", "--json"),
+        ("neuralforecast_peers.py", "--out"),
+    ],
+)
+def test_output_paths_are_checked_before_any_work(tmp_path, script, option):
+    """A run of hours must not end by failing to write its result: a JSON path in a
+    missing folder or with another extension is refused at once (exit 2, named)."""
+    for bad, message in [
+        (tmp_path / "missing" / "out.json", "does not exist"),
+        (tmp_path / "out.csv", "must end in .json"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, str(BENCH / script), option, str(bad)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 2, done.stderr[-2000:]
+        assert message in done.stderr and f"argument {option}" in done.stderr

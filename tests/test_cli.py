@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +65,28 @@ def test_version_help_and_argument_errors(capsys):
         main([])  # a command is required
     assert main(["demo", "--epochs", "0"]) == 2
     assert "--epochs must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("missing/demo.png", r"its folder .*missing does not exist"),
+        ("demo.txt", r"demo.txt must end in .* or \.png"),
+        (".", r"is a folder: give a file name"),
+    ],
+)
+def test_demo_checks_the_plot_path_before_training(tmp_path, capsys, monkeypatch, where, message):
+    """A bad --plot fails at once (argparse's exit 2), not after the fit."""
+    import aaren_ts.estimators as estimators
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("training started before the plot path was checked")
+
+    monkeypatch.setattr(estimators, "AarenForecaster", no_training)
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--plot", str(tmp_path / where)])
+    assert exit_.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
 
 
 def test_bench_passes_quick_and_extra_arguments_to_the_script(tmp_path, capfd, monkeypatch):
