@@ -131,6 +131,12 @@ class HawkesPointProcess(PersistenceMixin, BaseEstimator):
             raise ValueError(f"decay must be > 0, got {self.decay!r}")
         n_marks = self.n_marks or 1 + max(int(s.marks.max()) for s in seqs)
         _check_marks(seqs, n_marks)
+        observed = sum(s.t_end - s.t_start for s in seqs)
+        if not 0 < observed < np.inf:
+            raise ValueError(
+                f"the observation windows add up to {observed} time units: a rate needs a "
+                "window of positive, finite length (t_end > t_start)"
+            )
         fit_rows = self._fit_rows
         if self.decay is not None:
             beta = float(self.decay)

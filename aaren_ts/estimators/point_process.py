@@ -44,6 +44,39 @@ def _check_marks(sequences: list[EventSequence], n_marks: int) -> None:
             )
 
 
+# the network reads gaps as float32: a wider gap would reach it as inf
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_gaps(sequences: list[EventSequence]) -> None:
+    """Every gap (from ``t_start`` to the first event, between events, and from the last
+    event to ``t_end``) must fit the network's float32 inputs: times near 1e300 measured
+    from 0 would otherwise come back as NaN forecasts and scores."""
+    for i, s in enumerate(sequences):
+        gaps = np.diff(s.times, prepend=s.t_start, append=s.t_end)
+        widest = float(gaps.max())
+        if not widest <= _FLOAT32_MAX:
+            raise ValueError(
+                f"sequence {i}: a gap of {widest:.3g} time units is beyond what the network "
+                f"reads (float32, at most {_FLOAT32_MAX:.3g}): measure times from a nearer "
+                "origin (t_start) or in larger units"
+            )
+
+
+def _finite(values: np.ndarray, what: str) -> np.ndarray:
+    """``values`` when all finite; else a named error instead of a NaN or -inf result."""
+    values = np.asarray(values)
+    bad = ~np.isfinite(values).reshape(len(values), -1).all(-1) if values.ndim else None
+    if bad is not None and bad.any():
+        rows = np.flatnonzero(bad)[:5].tolist()
+        raise ValueError(
+            f"{what} of sequence(s) {rows} is not finite: their gaps are far outside the "
+            "time scale the model was fitted on (an underflowing survival over a very long "
+            "window, or overflowing times); rescale the times or shorten the windows"
+        )
+    return values
+
+
 def _check_normalisation(normalize: str, convention: str) -> None:
     if normalize not in ("event", "time"):
         raise ValueError(f"normalize must be 'event' or 'time', got {normalize!r}")
@@ -207,6 +240,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         _check_fitted(self, method)
         seqs = as_event_sequences(X)
         _check_marks(seqs, self.n_marks_)
+        _check_gaps(seqs)
         return seqs
 
     # ------------------------------------------------------------------ training
@@ -245,8 +279,10 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         val = None if validation_data is None else as_event_sequences(validation_data)
         n_marks = self.n_marks or 1 + max(int(s.marks.max()) for s in seqs)
         _check_marks(seqs, n_marks)
+        _check_gaps(seqs)
         if val is not None:
             _check_marks(val, n_marks)
+            _check_gaps(val)
         device = _resolve_device(self.device)
         seed = 0 if self.random_state is None else int(self.random_state)
         rng = np.random.default_rng(seed)
@@ -348,7 +384,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
                 if convention == "window"
                 else float(t[1:].sum() + m[1:].sum())
             )
-        return np.array(out)
+        return _finite(np.array(out), "the log-likelihood")
 
     def score(self, X, normalize: str = "event", convention: str = "window") -> float:
         """Mean log-likelihood: per event (default) or per time unit (``normalize="time"``).
@@ -369,9 +405,9 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         """Per sequence: the time and mark log-likelihood of each event ``(N,)`` and the
         survival term of the open interval."""
         seqs = self._sequences(X, "score_events")
-        return [
-            (t.astype(np.float64), m.astype(np.float64), float(s)) for t, m, s in self._terms(seqs)
-        ]
+        terms = self._terms(seqs)
+        _finite(np.array([t.sum() + m.sum() + s for t, m, s in terms]), "the log-likelihood")
+        return [(t.astype(np.float64), m.astype(np.float64), float(s)) for t, m, s in terms]
 
     # ------------------------------------------------------------------ prediction
     def _decoded(self, seqs) -> list[Decoded]:
@@ -405,6 +441,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         for s, dec in zip(seqs, self._decoded(seqs), strict=True):
             last = np.concatenate([[s.t_start], s.times])
             out.append((last + dec.mean().numpy(), dec.mark_log_probs.argmax(-1).numpy()))
+        _finite(np.array([t[-1] for t, _ in out]), "the predicted next-event time")
         if every_prefix:
             return out
         return np.array([t[-1] for t, _ in out]), np.array([m[-1] for _, m in out])
@@ -414,6 +451,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         per sequence ``(N + 1, n_marks)`` after every prefix."""
         seqs = self._sequences(X, "predict_proba")
         probs = [dec.mark_log_probs.exp().numpy() for dec in self._decoded(seqs)]
+        _finite(np.stack([p[-1] for p in probs]), "the next-mark probabilities")
         return probs if every_prefix else np.stack([p[-1] for p in probs])
 
     def intensity(self, sequence, times) -> np.ndarray:
@@ -594,6 +632,7 @@ class EventStream(PortableStateMixin):
         marks = np.zeros(len(times), np.int64) if marks is None else np.atleast_1d(marks)
         seq = as_event_sequences([(times, marks, self.last_time, None)])[0]
         _check_marks([seq], self.n_marks)
+        _check_gaps([seq])
         net = self._net
         with torch.no_grad():
             for t, k in zip(seq.times, seq.marks, strict=True):
@@ -628,9 +667,11 @@ class EventStream(PortableStateMixin):
         t_end = self.last_time if t_end is None else float(t_end)
         if not t_end >= self.last_time:
             raise ValueError(f"t_end={t_end} is before the last event time {self.last_time}")
+        _check_gaps([EventSequence(np.array([self.last_time]), np.zeros(1, np.int64), 0.0, t_end)])
         with torch.no_grad():
             gap = torch.tensor(t_end - self.last_time, dtype=self._net.head.weight.dtype)
-            return self._ll + float(self._dec.log_survival(gap))
+            value = self._ll + float(self._dec.log_survival(gap))
+        return float(_finite(np.array([value]), "the log-likelihood")[0])
 
     def predict(self) -> tuple[float, int]:
         """Next event time (conditional mean) and most probable mark."""
