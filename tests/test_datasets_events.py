@@ -90,8 +90,45 @@ def test_download_verifies_and_caches(monkeypatch, tmp_path):
     monkeypatch.setitem(events_module.EVENT_SOURCES, "amazon", {"test": unpinned})
     (tmp_path / "cache" / "tpp" / "amazon").mkdir(parents=True)
     (tmp_path / "cache" / "tpp" / "amazon" / "test.json").write_bytes(payload)
-    with pytest.warns(UserWarning, match="no pinned checksum"):
+    # a file without a pinned checksum is refused unless the caller takes it on trust
+    with pytest.raises(ValueError, match=r"no pinned checksum for amazon/test.json.*allow_unpin"):
         load_event_sequences("amazon", split="test")
+    with pytest.warns(UserWarning, match="no pinned checksum"):
+        load_event_sequences("amazon", split="test", allow_unpinned=True)
+
+
+def test_every_shipped_source_is_pinned_or_refused_without_trust():
+    """What the package downloads by default is pinned; the rest needs allow_unpinned."""
+    unpinned = sorted(
+        f"{name}/{split}"
+        for name, splits in events_module.EVENT_SOURCES.items()
+        for split, source in splits.items()
+        if source.sha256 is None
+    )
+    for entry in unpinned:
+        name = entry.split("/")[0]
+        assert name in ("taobao", "amazon", "retweet"), entry  # documented as unpinned
+    assert all(
+        len(s.sha256) == 64
+        for splits in events_module.EVENT_SOURCES.values()
+        for s in splits.values()
+        if s.sha256 is not None
+    )
+
+
+def test_an_unwritable_cache_is_a_named_error(monkeypatch, tmp_path):
+    payload = b'[{"time_since_start": [0.0, 1.5], "type_event": [0, 2]}]'
+    served = tmp_path / "served.json"
+    served.write_bytes(payload)
+    sha = hashlib.sha256(payload).hexdigest()
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("AAREN_TS_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("AAREN_TS_CACHE", str(blocker / "cache"))
+    source = events_module.EventSource("taxi/test.json", served.as_uri(), sha)
+    monkeypatch.setitem(events_module.EVENT_SOURCES, "taxi", {"test": source})
+    with pytest.raises(PermissionError, match=r"cannot write test.json into .*AAREN_TS_CACHE"):
+        load_event_sequences("taxi", split="test")
 
 
 def _rescaled_gaps_hawkes(s: EventSequence, mu, alpha, beta) -> np.ndarray:

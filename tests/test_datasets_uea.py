@@ -116,3 +116,37 @@ def test_zip_download_verifies_unpacks_and_caches(monkeypatch, tmp_path):
     archive.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="not a zip archive; nothing was saved"):
         load_uea("BasicMotions", "test")
+
+
+@needs_uea
+def test_ambiguous_unpinned_and_oversized_archives_are_refused(monkeypatch, tmp_path):
+    source = DATA / "classification" / "BasicMotions"
+    archive = tmp_path / "origin" / "BasicMotions.zip"
+    archive.parent.mkdir()
+    monkeypatch.setattr(uea, "UEA_URL", (tmp_path / "origin").as_uri() + "/{name}.zip")
+    monkeypatch.setenv("AAREN_TS_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
+    cached = tmp_path / "cache" / "classification" / "BasicMotions"
+    # two members named BasicMotions_TRAIN.ts (in different folders): which one is meant?
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(source / "BasicMotions_TRAIN.ts", "BasicMotions_TRAIN.ts")
+        z.writestr("extra/BasicMotions_TRAIN.ts", b"@problemName other\n")
+        z.write(source / "BasicMotions_TEST.ts", "BasicMotions_TEST.ts")
+    with pytest.raises(ValueError, match=r"has 2 members named BasicMotions_TRAIN.ts"):
+        load_uea("BasicMotions", "test")
+    assert not cached.exists() or not any(cached.iterdir())
+    # a member declaring more than the bound is refused before it is inflated
+    with zipfile.ZipFile(archive, "w") as z:
+        z.write(source / "BasicMotions_TRAIN.ts", "BasicMotions_TRAIN.ts")
+        z.write(source / "BasicMotions_TEST.ts", "BasicMotions_TEST.ts")
+    monkeypatch.setattr(uea, "MAX_MEMBER_BYTES", 1000)
+    with pytest.raises(ValueError, match=r"declares \d+ bytes uncompressed, more than 1000"):
+        load_uea("BasicMotions", "test")
+    monkeypatch.setattr(uea, "MAX_MEMBER_BYTES", 2**31)
+    # a data set without a pinned checksum needs allow_unpinned
+    monkeypatch.delitem(uea.UEA_SHA256, "BasicMotions_TRAIN.ts")
+    with pytest.raises(ValueError, match=r"no pinned checksum for BasicMotions_TRAIN.ts"):
+        load_uea("BasicMotions", "train")
+    with pytest.warns(UserWarning, match="no pinned checksum"):
+        X, _ = load_uea("BasicMotions", "train", allow_unpinned=True)
+    assert len(X) == 40

@@ -21,8 +21,14 @@ def fetch(url: str, timeout: float = 60.0) -> bytes:
 def write_atomically(target: Path, data: bytes) -> None:
     """Write ``data`` to ``target`` through a temporary file in the same folder and a rename,
     so a reader sees the old file or the whole new one, never a part."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
+    except OSError as err:
+        raise PermissionError(
+            f"cannot write {target.name} into {target.parent} ({err.strerror}): set "
+            "AAREN_TS_CACHE to a writable folder, or place the file under AAREN_TS_DATA"
+        ) from err
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -18,7 +18,9 @@ within each ``seq_id`` (not sorted), so decreasing times are an error in every f
 
 ``load_event_sequences(name)`` reads, in order, ``$AAREN_TS_DATA`` (``<root>/tpp/<name>/`` or
 ``<root>/tpp/synthetic_hawkes/``), the cache folder (``$AAREN_TS_CACHE``, else
-``~/.cache/aaren_ts``), then downloads into the cache, checking SHA-256 where it is pinned.
+``~/.cache/aaren_ts``), then downloads into the cache. Every file must match its pinned
+SHA-256; the sets without one (``taobao``, ``amazon``, ``retweet``) load only with
+``allow_unpinned=True``.
 ``make_hawkes`` and ``make_sine_poisson`` simulate exactly (Ogata thinning, whose bound is
 exact for exponential kernels and for a bounded rate).
 """
@@ -240,7 +242,7 @@ class EventSource:
 
     path: str  # relative to ``<root>/tpp/``
     url: str
-    sha256: str | None  # None: no pinned checksum (a warning reports the digest)
+    sha256: str | None  # None: no pinned checksum (refused unless allow_unpinned=True)
 
 
 def _easytpp(name: str, sums: dict[str, str]) -> dict[str, EventSource]:
@@ -285,9 +287,14 @@ EVENT_SOURCES: dict[str, dict[str, EventSource]] = {
 }
 
 
-def _verify(data: bytes, source: EventSource, where: str) -> None:
+def _verify(data: bytes, source: EventSource, where: str, allow_unpinned: bool) -> None:
     digest = hashlib.sha256(data).hexdigest()
     if source.sha256 is None:
+        if not allow_unpinned:
+            raise ValueError(
+                f"{where}: no pinned checksum for {source.path}, so its content cannot be "
+                f"checked (its sha256 is {digest}); pass allow_unpinned=True to load it anyway"
+            )
         warnings.warn(
             f"{where}: no pinned checksum for {source.path}; its sha256 is {digest}",
             stacklevel=3,
@@ -299,26 +306,29 @@ def _verify(data: bytes, source: EventSource, where: str) -> None:
         )
 
 
-def _fetch(source: EventSource, target: Path) -> None:
+def _fetch(source: EventSource, target: Path, allow_unpinned: bool) -> None:
     data = fetch(source.url)
-    _verify(data, source, f"download of {source.url}")
+    _verify(data, source, f"download of {source.url}", allow_unpinned)
     write_atomically(target, data)
 
 
-def event_data_path(name: str, split: str, download: bool = True) -> Path:
-    """The verified local file of ``name``'s ``split``, downloading it into the cache if needed."""
+def event_data_path(
+    name: str, split: str, download: bool = True, allow_unpinned: bool = False
+) -> Path:
+    """The verified local file of ``name``'s ``split``, downloading it into the cache if needed
+    (a file without a pinned checksum only with ``allow_unpinned``)."""
     source = EVENT_SOURCES[name][split]
     roots = [Path(os.environ["AAREN_TS_DATA"])] if os.environ.get("AAREN_TS_DATA") else []
     for root in [*roots, cache_dir()]:
         for path in (root / "tpp" / source.path, root / source.path):
             if path.is_file():
-                _verify(path.read_bytes(), source, str(path))
+                _verify(path.read_bytes(), source, str(path), allow_unpinned)
                 return path
     if not download:
         where = " or ".join(str(r / "tpp" / source.path) for r in [*roots, cache_dir()])
         raise FileNotFoundError(f"{name}/{split}: download=False; place the file at {where}")
     target = cache_dir() / "tpp" / source.path
-    _fetch(source, target)
+    _fetch(source, target, allow_unpinned)
     return target
 
 
@@ -327,7 +337,7 @@ _SYNTHETIC_SPLIT = (0.6, 0.2)
 
 
 def load_event_sequences(
-    name: str, split: str | None = None, download: bool = True
+    name: str, split: str | None = None, download: bool = True, allow_unpinned: bool = False
 ) -> dict[str, list[EventSequence]] | list[EventSequence]:
     """Load an event data set as ``EventSequence`` lists.
 
@@ -341,6 +351,10 @@ def load_event_sequences(
         synthetic sets (64 sequences each) are split contiguously 60/20/20 (38/13/13).
     download : bool, default True
         Fetch missing files into the cache (``$AAREN_TS_CACHE`` or ``~/.cache/aaren_ts``).
+    allow_unpinned : bool, default False
+        Every file, downloaded or local, must match its pinned SHA-256. ``taobao``,
+        ``amazon`` and ``retweet`` have no pinned checksum yet: they load only with
+        ``allow_unpinned=True`` (a warning then reports the file's digest).
 
     Returns
     -------
@@ -363,7 +377,7 @@ def load_event_sequences(
         raise ValueError(f"split must be one of {splits}, got {split!r}")
     wanted = splits if split is None else (split,)
     if "all" in EVENT_SOURCES[name]:
-        path = event_data_path(name, "all", download)
+        path = event_data_path(name, "all", download, allow_unpinned)
         with np.load(path, allow_pickle=False) as z:
             arrivals = z["arrival_times"]
         seqs = as_event_sequences([np.asarray(a, dtype=np.float64) for a in arrivals])
@@ -373,7 +387,7 @@ def load_event_sequences(
     else:
         parts = {}
         for s in wanted:
-            with open(event_data_path(name, s, download)) as f:
+            with open(event_data_path(name, s, download, allow_unpinned)) as f:
                 parts[s] = as_event_sequences(json.load(f))
     return parts[split] if split is not None else {s: parts[s] for s in wanted}
 

@@ -7,9 +7,11 @@
    ``classification/<Name>/``;
 3. the archive's zip of the data set, downloaded and unpacked into the cache,
 
-and checks each file's SHA-256 against the published copy where it is known
-(``UEA_SHA256``), so a truncated or altered file is an error. The file is read by sktime's
-``load_from_tsfile``.
+and checks each file's SHA-256 against the published copy (``UEA_SHA256``), so a
+truncated or altered file is an error; a data set without a pinned checksum loads only
+with ``allow_unpinned=True``. A downloaded zip with two members of the same name, or one
+declaring more than ``MAX_MEMBER_BYTES`` uncompressed, is refused before anything is
+unpacked. The file is read by sktime's ``load_from_tsfile``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -47,11 +50,24 @@ def _file_name(name: str, split: str) -> str:
     return f"{name}_{split.upper()}.ts"
 
 
-def _check(file: str, data: bytes, where: str) -> None:
+# the largest member a downloaded archive may declare: the archive's largest .ts files are
+# a few hundred MB; a tiny zip declaring more is refused before it is inflated
+MAX_MEMBER_BYTES = 2**31
+
+
+def _check(file: str, data: bytes, where: str, allow_unpinned: bool) -> None:
     expected = UEA_SHA256.get(file)
-    if expected is None:
-        return
     digest = hashlib.sha256(data).hexdigest()
+    if expected is None:
+        if not allow_unpinned:
+            raise ValueError(
+                f"{where}: no pinned checksum for {file}, so its content cannot be checked "
+                f"(its sha256 is {digest}); pass allow_unpinned=True to load it anyway"
+            )
+        warnings.warn(
+            f"{where}: no pinned checksum for {file}; its sha256 is {digest}", stacklevel=3
+        )
+        return
     if digest != expected:
         raise ValueError(
             f"{where} does not match the published {file}: sha256 {digest}, expected "
@@ -59,7 +75,7 @@ def _check(file: str, data: bytes, where: str) -> None:
         )
 
 
-def _download(name: str, folder: Path) -> None:
+def _download(name: str, folder: Path, allow_unpinned: bool) -> None:
     """Fetch the data set's zip, check both splits' checksums, then unpack them into
     ``folder`` (atomically: nothing is written unless both splits are good)."""
     url = UEA_URL.format(name=name)
@@ -68,21 +84,34 @@ def _download(name: str, folder: Path) -> None:
         archive = zipfile.ZipFile(io.BytesIO(payload))
     except zipfile.BadZipFile as err:
         raise ValueError(f"download of {url} is not a zip archive; nothing was saved") from err
-    members = {Path(m).name: m for m in archive.namelist()}
     files = {}
     for split in ("train", "test"):
         file = _file_name(name, split)
-        if file not in members:
+        found = [info for info in archive.infolist() if Path(info.filename).name == file]
+        if not found:
             raise ValueError(f"{url} has no {file}; nothing was saved")
-        data = archive.read(members[file])
-        _check(file, data, f"{file} in {url}")
+        if len(found) > 1:  # which one is "the" file would be up to the unpacker
+            raise ValueError(
+                f"{url} has {len(found)} members named {file} "
+                f"({', '.join(i.filename for i in found)}): refusing an ambiguous archive"
+            )
+        if found[0].file_size > MAX_MEMBER_BYTES:
+            raise ValueError(
+                f"{file} in {url} declares {found[0].file_size} bytes uncompressed, more than "
+                f"{MAX_MEMBER_BYTES}: refused before inflating it"
+            )
+        data = archive.read(found[0])
+        _check(file, data, f"{file} in {url}", allow_unpinned)
         files[file] = data
     for file, data in files.items():
         write_atomically(folder / file, data)
 
 
-def uea_path(name: str, split: str = "train", download: bool = True) -> Path:
-    """The verified local ``.ts`` file of ``name``'s ``split``, downloading it if needed."""
+def uea_path(
+    name: str, split: str = "train", download: bool = True, allow_unpinned: bool = False
+) -> Path:
+    """The verified local ``.ts`` file of ``name``'s ``split``, downloading it if needed (a
+    file without a pinned checksum only with ``allow_unpinned``)."""
     file = _file_name(name, split)
     roots = [Path(os.environ["AAREN_TS_DATA"])] if os.environ.get("AAREN_TS_DATA") else []
     folders = [f for r in roots for f in (r / "classification" / name, r / name, r)]
@@ -90,17 +119,21 @@ def uea_path(name: str, split: str = "train", download: bool = True) -> Path:
     for folder in [*folders, cached]:
         path = folder / file
         if path.is_file():
-            _check(file, path.read_bytes(), str(path))
+            _check(file, path.read_bytes(), str(path), allow_unpinned)
             return path
     if not download:
         where = " or ".join(str(f / file) for f in [*folders[:1], cached])
         raise FileNotFoundError(f"{name}: download=False; place {file} at {where}")
-    _download(name, cached)
+    _download(name, cached, allow_unpinned)
     return cached / file
 
 
 def load_uea(
-    name: str, split: str = "train", return_type: str | None = None, download: bool = True
+    name: str,
+    split: str = "train",
+    return_type: str | None = None,
+    download: bool = True,
+    allow_unpinned: bool = False,
 ):
     """Load one split of a UEA data set as sktime panel data.
 
@@ -116,6 +149,10 @@ def load_uea(
         are, no padding).
     download : bool, default True
         Fetch the archive's zip when the file is in neither ``AAREN_TS_DATA`` nor the cache.
+    allow_unpinned : bool, default False
+        Every file must match its pinned SHA-256 (``UEA_SHA256``: BasicMotions,
+        Handwriting, JapaneseVowels). Other data sets load only with
+        ``allow_unpinned=True`` (a warning then reports the file's digest).
 
     Returns
     -------
@@ -131,7 +168,7 @@ def load_uea(
     """
     from sktime.datasets import load_from_tsfile
 
-    path = uea_path(name, split, download)
+    path = uea_path(name, split, download, allow_unpinned)
     X, y = load_from_tsfile(str(path), return_data_type="pd-multiindex")
     if return_type is None:
         lengths = X.groupby(level=0).size()
