@@ -57,6 +57,24 @@ def test_ragged_series_read_at_their_own_end(fitted, ragged):
     np.testing.assert_allclose(batch.sum(1), 1.0, atol=1e-6)
 
 
+def test_sktime_nested_format_of_unequal_series_is_accepted(ragged):
+    """sktime's default nested layout (what ``load_from_tsfile`` returns for JapaneseVowels)
+    with series of different lengths fits and predicts, as the other layouts do (it used to
+    be converted to numpy3D and fail with numpy's "all input arrays must have the same
+    shape")."""
+    from sktime.datatypes import convert_to
+
+    series, labels = ragged
+    multiindex = as_multiindex(series)
+    nested = convert_to(multiindex, to_type="nested_univ")
+    assert len({len(cell) for cell in nested.iloc[:, 0]}) > 3  # genuinely unequal
+    from_nested = AarenClassifier(**TINY).fit(nested, labels)
+    from_multiindex = AarenClassifier(**TINY).fit(multiindex, labels)
+    np.testing.assert_allclose(
+        from_nested.predict_proba(nested), from_multiindex.predict_proba(multiindex), atol=1e-6
+    )
+
+
 def test_prefix_pass_equals_each_truncated_series(fitted, ragged):
     series, _ = ragged
     prefix = fitted.predict_proba_prefix(as_multiindex(series[:5]))

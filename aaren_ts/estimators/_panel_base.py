@@ -25,8 +25,10 @@ from .forecaster import _resolve_device, check_standardisable
 # sktime's reset() (called by fit) would delete them.
 _SKLEARN_ATTRIBUTES = ("_parent_callback_ctx", "_skl_callbacks")
 
-# the panel layouts fit and predict work on (sktime converts anything else to df-list)
-PANEL_MTYPES = ["numpy3D", "pd-multiindex", "df-list"]
+# the panel layouts fit and predict work on; sktime converts anything else to the first,
+# which must hold series of unequal length (numpy3D first turned sktime's nested layout of
+# unequal series into numpy's "all input arrays must have the same shape")
+PANEL_MTYPES = ["pd-multiindex", "numpy3D", "df-list"]
 
 
 def panel_arrays(X: Any) -> list[np.ndarray]:
