@@ -27,10 +27,8 @@ exact for exponential kernels and for a bounded rate).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +37,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .._checks import MAX_EVENTS, expected_events_fit, positive_int, time_span
-from ._files import fetch, write_atomically
+from ._files import check_sha256, fetch, write_atomically
 from .forecasting import cache_dir
 
 
@@ -287,28 +285,9 @@ EVENT_SOURCES: dict[str, dict[str, EventSource]] = {
 }
 
 
-def _verify(data: bytes, source: EventSource, where: str, allow_unpinned: bool) -> None:
-    digest = hashlib.sha256(data).hexdigest()
-    if source.sha256 is None:
-        if not allow_unpinned:
-            raise ValueError(
-                f"{where}: no pinned checksum for {source.path}, so its content cannot be "
-                f"checked (its sha256 is {digest}); pass allow_unpinned=True to load it anyway"
-            )
-        warnings.warn(
-            f"{where}: no pinned checksum for {source.path}; its sha256 is {digest}",
-            stacklevel=3,
-        )
-    elif digest != source.sha256:
-        raise ValueError(
-            f"{where} does not match the published {source.path}: sha256 {digest}, expected "
-            f"{source.sha256}. Delete it (or fix AAREN_TS_DATA) to fetch a clean copy."
-        )
-
-
 def _fetch(source: EventSource, target: Path, allow_unpinned: bool) -> None:
     data = fetch(source.url)
-    _verify(data, source, f"download of {source.url}", allow_unpinned)
+    check_sha256(data, source.sha256, source.path, f"download of {source.url}", allow_unpinned)
     write_atomically(target, data)
 
 
@@ -322,7 +301,9 @@ def event_data_path(
     for root in [*roots, cache_dir()]:
         for path in (root / "tpp" / source.path, root / source.path):
             if path.is_file():
-                _verify(path.read_bytes(), source, str(path), allow_unpinned)
+                check_sha256(
+                    path.read_bytes(), source.sha256, source.path, str(path), allow_unpinned
+                )
                 return path
     if not download:
         where = " or ".join(str(r / "tpp" / source.path) for r in [*roots, cache_dir()])

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from ._files import fetch, write_atomically
+from ._files import check_sha256, fetch, write_atomically
 
 _ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{}.csv"
 
@@ -114,12 +114,7 @@ def _verified(path: Path, source: ForecastingSource) -> bytes:
         data = _read_bytes(path)
     except (OSError, EOFError, gzip.BadGzipFile) as err:
         raise ValueError(f"cannot read {path}: {err}") from err
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != source.sha256:
-        raise ValueError(
-            f"{path} does not match the published {source.file}: sha256 {digest}, expected "
-            f"{source.sha256}. Delete it (or fix AAREN_TS_DATA) to fetch a clean copy."
-        )
+    check_sha256(data, source.sha256, source.file, str(path))
     return data
 
 

@@ -16,16 +16,14 @@ unpacked. The file is read by sktime's ``load_from_tsfile``.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from ._files import fetch, write_atomically
+from ._files import check_sha256, fetch, write_atomically
 from .forecasting import cache_dir
 
 # The archive's per-data-set zips (as sktime's and aeon's loaders fetch them).
@@ -55,26 +53,6 @@ def _file_name(name: str, split: str) -> str:
 MAX_MEMBER_BYTES = 2**31
 
 
-def _check(file: str, data: bytes, where: str, allow_unpinned: bool) -> None:
-    expected = UEA_SHA256.get(file)
-    digest = hashlib.sha256(data).hexdigest()
-    if expected is None:
-        if not allow_unpinned:
-            raise ValueError(
-                f"{where}: no pinned checksum for {file}, so its content cannot be checked "
-                f"(its sha256 is {digest}); pass allow_unpinned=True to load it anyway"
-            )
-        warnings.warn(
-            f"{where}: no pinned checksum for {file}; its sha256 is {digest}", stacklevel=3
-        )
-        return
-    if digest != expected:
-        raise ValueError(
-            f"{where} does not match the published {file}: sha256 {digest}, expected "
-            f"{expected}. Delete it (or fix AAREN_TS_DATA) to fetch a clean copy."
-        )
-
-
 def _download(name: str, folder: Path, allow_unpinned: bool) -> None:
     """Fetch the data set's zip, check both splits' checksums, then unpack them into
     ``folder`` (atomically: nothing is written unless both splits are good)."""
@@ -101,7 +79,7 @@ def _download(name: str, folder: Path, allow_unpinned: bool) -> None:
                 f"{MAX_MEMBER_BYTES}: refused before inflating it"
             )
         data = archive.read(found[0])
-        _check(file, data, f"{file} in {url}", allow_unpinned)
+        check_sha256(data, UEA_SHA256.get(file), file, f"{file} in {url}", allow_unpinned)
         files[file] = data
     for file, data in files.items():
         write_atomically(folder / file, data)
@@ -119,7 +97,7 @@ def uea_path(
     for folder in [*folders, cached]:
         path = folder / file
         if path.is_file():
-            _check(file, path.read_bytes(), str(path), allow_unpinned)
+            check_sha256(path.read_bytes(), UEA_SHA256.get(file), file, str(path), allow_unpinned)
             return path
     if not download:
         where = " or ".join(str(f / file) for f in [*folders[:1], cached])
