@@ -420,25 +420,27 @@ def make_hawkes(
     rate = float(np.linalg.solve(np.eye(len(mu)) - alpha, mu).sum())  # stationary events/time
     expected_events_fit(rate * t_end, max_events, "make_hawkes")
     rng = np.random.default_rng(random_state)
-    out: list[EventSequence] = []
-    while len(out) < n_sequences:
-        for _ in range(_EMPTY_DRAWS):
-            times, marks = simulate_hawkes(
-                mu, alpha, beta, 0.0, t_end, np.zeros(len(mu)), rng, max_events
-            )
-            if len(times):
-                break
-        else:
-            _never_an_event("make_hawkes", rate * t_end)
-        out.append(EventSequence(times, marks, 0.0, float(t_end)))
-    return out
+
+    def draw():
+        return simulate_hawkes(mu, alpha, beta, 0.0, t_end, np.zeros(len(mu)), rng, max_events)
+
+    return [
+        EventSequence(*_non_empty(draw, "make_hawkes", rate * t_end), 0.0, float(t_end))
+        for _ in range(n_sequences)
+    ]
 
 
 # consecutive empty draws before a simulator that returns non-empty sequences gives up
 _EMPTY_DRAWS = 1000
 
 
-def _never_an_event(what: str, expected: float) -> None:
+def _non_empty(draw, what: str, expected: float) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``(times, marks)`` of ``draw()`` with an event, redrawing an empty one at
+    most ``_EMPTY_DRAWS`` times in a row; then a named error instead of drawing forever."""
+    for _ in range(_EMPTY_DRAWS):
+        times, marks = draw()
+        if len(times):
+            return times, marks
     raise ValueError(
         f"{what} drew {_EMPTY_DRAWS} empty sequences in a row (about {expected:.3g} events "
         "expected per sequence): lengthen t_end or raise the rate"
@@ -510,17 +512,15 @@ def make_sine_poisson(
     # the thinning draws Poisson(bound * t_end) candidates: bound that count too
     expected_events_fit(bound * t_end, max_events, "make_sine_poisson")
     rng = np.random.default_rng(random_state)
-    out = []
-    while len(out) < n_sequences:
-        for _ in range(_EMPTY_DRAWS):
-            n = rng.poisson(bound * t_end)
-            t = np.sort(rng.uniform(0, t_end, n))
-            keep = rng.uniform(0, bound, n) <= rate * (
-                1 + amplitude * np.sin(2 * np.pi * t / period)
-            )
-            if keep.any():
-                break
-        else:
-            _never_an_event("make_sine_poisson", rate * t_end)
-        out.append(EventSequence(t[keep], np.zeros(int(keep.sum()), np.int64), 0.0, t_end))
-    return out
+
+    def draw():
+        n = rng.poisson(bound * t_end)
+        t = np.sort(rng.uniform(0, t_end, n))
+        intensity = rate * (1 + amplitude * np.sin(2 * np.pi * t / period))
+        kept = t[rng.uniform(0, bound, n) <= intensity]
+        return kept, np.zeros(len(kept), np.int64)
+
+    return [
+        EventSequence(*_non_empty(draw, "make_sine_poisson", rate * t_end), 0.0, t_end)
+        for _ in range(n_sequences)
+    ]
