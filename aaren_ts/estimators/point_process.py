@@ -48,26 +48,31 @@ def _check_marks(sequences: list[EventSequence], n_marks: int) -> None:
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+def _check_gap(width: float, where: str) -> None:
+    """A gap must fit the network's float32 inputs: times near 1e300 measured from 0 would
+    otherwise come back as NaN forecasts and scores."""
+    if not width <= _FLOAT32_MAX:
+        raise ValueError(
+            f"{where}: a gap of {width:.3g} time units is beyond what the network reads "
+            f"(float32, at most {_FLOAT32_MAX:.3g}): measure times from a nearer origin "
+            "(t_start) or in larger units"
+        )
+
+
 def _check_gaps(sequences: list[EventSequence]) -> None:
-    """Every gap (from ``t_start`` to the first event, between events, and from the last
-    event to ``t_end``) must fit the network's float32 inputs: times near 1e300 measured
-    from 0 would otherwise come back as NaN forecasts and scores."""
+    """``_check_gap`` for every gap of every sequence: from ``t_start`` to the first event,
+    between events, and from the last event to ``t_end``."""
     for i, s in enumerate(sequences):
-        gaps = np.diff(s.times, prepend=s.t_start, append=s.t_end)
-        widest = float(gaps.max())
-        if not widest <= _FLOAT32_MAX:
-            raise ValueError(
-                f"sequence {i}: a gap of {widest:.3g} time units is beyond what the network "
-                f"reads (float32, at most {_FLOAT32_MAX:.3g}): measure times from a nearer "
-                "origin (t_start) or in larger units"
-            )
+        widest = float(np.diff(s.times, prepend=s.t_start, append=s.t_end).max())
+        _check_gap(widest, f"sequence {i}")
 
 
 def _finite(values: np.ndarray, what: str) -> np.ndarray:
-    """``values`` when all finite; else a named error instead of a NaN or -inf result."""
+    """``values`` (one row per sequence) when all finite; else a named error instead of a
+    NaN or -inf result."""
     values = np.asarray(values)
-    bad = ~np.isfinite(values).reshape(len(values), -1).all(-1) if values.ndim else None
-    if bad is not None and bad.any():
+    bad = ~np.isfinite(values.reshape(len(values), -1)).all(-1)
+    if bad.any():
         rows = np.flatnonzero(bad)[:5].tolist()
         raise ValueError(
             f"{what} of sequence(s) {rows} is not finite: their gaps are far outside the "
@@ -441,18 +446,18 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         for s, dec in zip(seqs, self._decoded(seqs), strict=True):
             last = np.concatenate([[s.t_start], s.times])
             out.append((last + dec.mean().numpy(), dec.mark_log_probs.argmax(-1).numpy()))
-        _finite(np.array([t[-1] for t, _ in out]), "the predicted next-event time")
+        times = _finite(np.array([t[-1] for t, _ in out]), "the predicted next-event time")
         if every_prefix:
             return out
-        return np.array([t[-1] for t, _ in out]), np.array([m[-1] for _, m in out])
+        return times, np.array([m[-1] for _, m in out])
 
     def predict_proba(self, X, every_prefix: bool = False):
         """Next-mark probabilities: ``(n_sequences, n_marks)`` after each sequence's end, or
         per sequence ``(N + 1, n_marks)`` after every prefix."""
         seqs = self._sequences(X, "predict_proba")
         probs = [dec.mark_log_probs.exp().numpy() for dec in self._decoded(seqs)]
-        _finite(np.stack([p[-1] for p in probs]), "the next-mark probabilities")
-        return probs if every_prefix else np.stack([p[-1] for p in probs])
+        last = _finite(np.stack([p[-1] for p in probs]), "the next-mark probabilities")
+        return probs if every_prefix else last
 
     def intensity(self, sequence, times) -> np.ndarray:
         """Conditional intensity of each mark, ``(len(times), n_marks)``, at ``times`` within
@@ -667,7 +672,7 @@ class EventStream(PortableStateMixin):
         t_end = self.last_time if t_end is None else float(t_end)
         if not t_end >= self.last_time:
             raise ValueError(f"t_end={t_end} is before the last event time {self.last_time}")
-        _check_gaps([EventSequence(np.array([self.last_time]), np.zeros(1, np.int64), 0.0, t_end)])
+        _check_gap(t_end - self.last_time, "the stream")
         with torch.no_grad():
             gap = torch.tensor(t_end - self.last_time, dtype=self._net.head.weight.dtype)
             value = self._ll + float(self._dec.log_survival(gap))
