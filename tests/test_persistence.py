@@ -5,6 +5,7 @@ state dicts (no modules, no device tensors), and GPU-trained models loading on a
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
 import os
@@ -122,10 +123,18 @@ def test_save_in_memory_and_load_from_serial(fitted):
     _assert_identical(aaren_ts.load(serial), fitted)
 
 
-def test_cloudpickle_format_round_trips(fitted, tmp_path):
-    _assert_identical(sktime_load(fitted.save(serialization_format="cloudpickle")), fitted)
+def test_cloudpickle_format_loads_only_when_trusted(fitted, tmp_path):
+    serial = fitted.save(serialization_format="cloudpickle")
+    with pytest.raises(ValueError, match=r"full cloudpickle.*trusted=True"):
+        sktime_load(serial)
+    _assert_identical(aaren_ts.load(serial, trusted=True), fitted)
     fitted.save(tmp_path / "m", serialization_format="cloudpickle").close()
-    _assert_identical(sktime_load(str(tmp_path / "m")), fitted)
+    pattern = r"cannot load '.*m\.zip': it holds a full cloudpickle"
+    for untrusted in (sktime_load, aaren_ts.load):
+        with pytest.raises(ValueError, match=pattern):
+            untrusted(str(tmp_path / "m"))
+    _assert_identical(aaren_ts.load(tmp_path / "m", trusted=True), fitted)
+    _assert_identical(type(fitted).load_from_path(tmp_path / "m.zip", trusted=True), fitted)
 
 
 def test_deepcopy_is_independent_and_copy_shares_the_network(fitted):
@@ -415,9 +424,16 @@ def test_saved_record_describes_the_file(tmp_path):
     model = _fit("classifier")
     model.save(tmp_path / "c").close()
     with zipfile.ZipFile(tmp_path / "c.zip") as archive:
-        assert set(archive.namelist()) == {"_metadata", "_obj", "_aaren_ts"}
+        assert set(archive.namelist()) == {"_metadata", "_obj", "_tensors", "_aaren_ts"}
         record = json.loads(archive.read("_aaren_ts"))
         assert pickle.loads(archive.read("_metadata")) is AarenClassifier
-    assert record["format"] == "aaren_ts-estimator"
+        for name in ("_metadata", "_obj", "_tensors"):
+            assert record["sha256"][name] == hashlib.sha256(archive.read(name)).hexdigest()
+        # the tensors are plain torch tensors, readable with weights_only=True
+        tensors = torch.load(io.BytesIO(archive.read("_tensors")), weights_only=True)
+    assert record["format"] == "aaren_ts-estimator" and record["format_version"] == 2
     assert record["class"] == "aaren_ts.estimators.classifier.AarenClassifier"
-    assert record["size"] == len(zipfile.ZipFile(tmp_path / "c.zip").read("_obj"))
+    assert record["payload"] == "data"
+    assert record["params"] == json.loads(json.dumps(model.get_params(deep=False)))
+    n_weights = sum(t.numel() for t in model.network_.state_dict().values())
+    assert sum(t.numel() for t in tensors.values()) >= n_weights

@@ -21,6 +21,8 @@ from ._panel_net import PanelNet
 from ._stream_net import StreamNet
 from ._tpp_net import TPPNet
 
+NETWORKS = (ForecastNet, StreamNet, PanelNet, TPPNet)  # what PortableModule rebuilds
+
 
 def _backbone_kwargs(backbone: nn.Module) -> dict[str, Any]:
     """``make_backbone`` arguments that rebuild ``backbone`` (its parameter shapes and
@@ -160,6 +162,8 @@ class PortableModule:
         key = str(device)
         if key not in self._built:
             payload = self._payload
+            if payload.get("cls") not in NETWORKS:  # a file could name any allowed class
+                raise TypeError(f"cannot rebuild a network of type {payload.get('cls')!r}")
             # construction draws random initial weights: keep the caller's RNG untouched
             with torch.random.fork_rng(devices=[]):
                 module = payload["cls"](**payload["kwargs"])
