@@ -178,3 +178,23 @@ def test_a_failed_fit_on_an_unfitted_forecaster_leaves_no_attribute(call):
     assert set(vars(forecaster)) == names
     assert pickle.dumps(forecaster) == before
     assert not forecaster.is_fitted
+
+
+class _Box:
+    """A plain object to hang attributes on (module level: it pickles)."""
+
+
+def test_a_container_shared_by_two_attributes_stays_shared_after_a_restore():
+    """The snapshot copies each container once: what two attributes shared before a failed
+    call they share after it (a copy per attribute would change the pickled bytes)."""
+    from aaren_ts.estimators._atomic import restored_on_error
+
+    box, shared = _Box(), {"seen": [1]}
+    box.first, box.second = shared, shared
+    before = pickle.dumps(box)
+    with pytest.raises(ValueError):
+        with restored_on_error(box):
+            box.first["seen"].append(2)
+            raise ValueError("bad input")
+    assert box.first is box.second and box.first == {"seen": [1]}
+    assert pickle.dumps(box) == before

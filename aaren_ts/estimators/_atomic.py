@@ -54,7 +54,8 @@ def restored_on_error(obj: Any) -> Iterator[None]:
     >>> box.store
     {'name': 'a', 'seen': ['a']}
     """
-    snapshot = {name: _skeleton(value) for name, value in obj.__dict__.items()}
+    memo: dict[int, Any] = {}  # a container met twice is copied once: sharing is kept
+    snapshot = {name: _skeleton(value, memo) for name, value in obj.__dict__.items()}
     try:
         yield
     except BaseException:
@@ -63,21 +64,27 @@ def restored_on_error(obj: Any) -> Iterator[None]:
         raise
 
 
-def _skeleton(value: Any, depth: int = 8) -> Any:
+def _skeleton(value: Any, memo: dict[int, Any], depth: int = 8) -> Any:
     """``value`` with its built-in containers (dict, list, set) copied, down to ``depth``
     levels, and everything else shared: enough to undo in-place edits of the containers
     (what sktime does to its bookkeeping) without copying arrays, frames or networks,
-    which our own methods replace rather than mutate."""
-    if depth == 0:
-        return value
+    which our own methods replace rather than mutate. ``memo`` maps containers already
+    copied to their copy, so one shared before is one shared after."""
     kind = type(value)
-    if kind is dict:
-        return {k: _skeleton(v, depth - 1) for k, v in value.items()}
-    if kind is list:
-        return [_skeleton(v, depth - 1) for v in value]
+    if depth == 0 or kind not in (dict, list, set):
+        return value
+    if id(value) in memo:
+        return memo[id(value)]
     if kind is set:
-        return set(value)
-    return value
+        copied: Any = set(value)
+    elif kind is dict:
+        copied = memo[id(value)] = {}
+        copied.update((k, _skeleton(v, memo, depth - 1)) for k, v in value.items())
+    else:
+        copied = memo[id(value)] = []
+        copied.extend(_skeleton(v, memo, depth - 1) for v in value)
+    memo[id(value)] = copied
+    return copied
 
 
 # id(instance) -> its lock; an entry is removed when its instance is garbage collected
