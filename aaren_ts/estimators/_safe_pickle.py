@@ -41,9 +41,13 @@ ALLOWED: dict[str, frozenset[str]] = {
             "MultiIndex CategoricalIndex IntervalIndex Categorical Interval Period NA"
         ).split()
     ),
+    "pandas.api.typing": frozenset({"FrozenList"}),  # MultiIndex names
+    "pandas.core.indexes.frozen": frozenset({"FrozenList"}),
     "pandas.core.indexes.base": frozenset({"_new_Index"}),
     "pandas.core.indexes.datetimes": frozenset({"_new_DatetimeIndex"}),
     "pandas.core.indexes.period": frozenset({"_new_PeriodIndex"}),
+    "pandas.core.indexes.interval": frozenset({"_new_IntervalIndex"}),
+    "pandas._libs.sparse": frozenset({"IntIndex", "BlockIndex"}),
     "pandas.core.internals.managers": frozenset({"BlockManager", "SingleBlockManager"}),
     "pandas._libs.internals": frozenset({"_unpickle_block"}),
     "pandas._libs.arrays": frozenset({"__pyx_unpickle_NDArrayBacked"}),
