@@ -36,7 +36,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .._checks import MAX_EVENTS, expected_events_fit, positive_int, time_span
+from .._checks import (
+    MAX_EVENTS,
+    boolean,
+    expected_events_fit,
+    finite_float,
+    positive_int,
+    time_span,
+)
 from ._files import check_sha256, fetch, write_atomically
 from .forecasting import cache_dir
 
@@ -296,6 +303,10 @@ def event_data_path(
 ) -> Path:
     """The verified local file of ``name``'s ``split``, downloading it into the cache if needed
     (a file without a pinned checksum only with ``allow_unpinned``)."""
+    download, allow_unpinned = (
+        boolean(download, "download"),
+        boolean(allow_unpinned, "allow_unpinned"),
+    )
     source = EVENT_SOURCES[name][split]
     roots = [Path(os.environ["AAREN_TS_DATA"])] if os.environ.get("AAREN_TS_DATA") else []
     for root in [*roots, cache_dir()]:
@@ -375,9 +386,21 @@ def load_event_sequences(
 
 # ---------------------------------------------------------------------- simulators
 def _hawkes_params(baseline, adjacency, decay) -> tuple[np.ndarray, np.ndarray, float]:
-    mu = np.atleast_1d(np.asarray(baseline, dtype=np.float64))
-    alpha = np.asarray(adjacency, dtype=np.float64).reshape(len(mu), len(mu))
-    beta = float(decay)
+    try:
+        mu = np.atleast_1d(np.asarray(baseline, dtype=np.float64))
+        alpha = np.asarray(adjacency, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"baseline and adjacency must be numbers: {err}") from None
+    k = len(mu)
+    if mu.ndim != 1 or alpha.size != k * k:
+        raise ValueError(
+            f"adjacency must be a {k}x{k} matrix (a row and a column per mark of the "
+            f"baseline's {k}), got shape {alpha.shape}"
+        )
+    alpha = alpha.reshape(k, k)
+    beta = finite_float(decay, "decay")
+    if not (np.isfinite(mu).all() and np.isfinite(alpha).all()):
+        raise ValueError("baseline and adjacency must be finite")
     if (mu <= 0).any() or (alpha < 0).any() or beta <= 0:
         raise ValueError("need baseline > 0, adjacency >= 0 and decay > 0")
     if np.max(np.abs(np.linalg.eigvals(alpha))) >= 1:

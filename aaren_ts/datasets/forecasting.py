@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from .._checks import boolean
 from ._files import check_sha256, fetch, write_atomically
 
 _ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{}.csv"
@@ -133,6 +134,7 @@ def _download(source: ForecastingSource, target: Path) -> None:
 def forecasting_path(name: str, download: bool = True) -> Path:
     """The verified local CSV (or ``.csv.gz``) of ``name``, downloading it if needed."""
     source = _source(name)
+    download = boolean(download, "download")
     roots = [Path(os.environ["AAREN_TS_DATA"])] if os.environ.get("AAREN_TS_DATA") else []
     for path in [p for root in [*roots, cache_dir()] for p in _candidates(root, source.file)]:
         if path.is_file():

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import boolean
 from ._files import check_sha256, fetch, write_atomically
 from .forecasting import cache_dir
 
@@ -91,6 +92,10 @@ def uea_path(
     """The verified local ``.ts`` file of ``name``'s ``split``, downloading it if needed (a
     file without a pinned checksum only with ``allow_unpinned``)."""
     file = _file_name(name, split)
+    download, allow_unpinned = (
+        boolean(download, "download"),
+        boolean(allow_unpinned, "allow_unpinned"),
+    )
     roots = [Path(os.environ["AAREN_TS_DATA"])] if os.environ.get("AAREN_TS_DATA") else []
     folders = [f for r in roots for f in (r / "classification" / name, r / name, r)]
     cached = cache_dir() / "classification" / name
@@ -102,6 +107,12 @@ def uea_path(
     if not download:
         where = " or ".join(str(f / file) for f in [*folders[:1], cached])
         raise FileNotFoundError(f"{name}: download=False; place {file} at {where}")
+    if UEA_SHA256.get(file) is None and not allow_unpinned:  # refuse before any download
+        raise ValueError(
+            f"{name}: {file} has no pinned SHA-256 in aaren_ts (pinned: "
+            f"{sorted({f.rsplit('_', 1)[0] for f in UEA_SHA256})}); a download could not be "
+            "verified. Pass allow_unpinned=True to accept it unverified"
+        )
     _download(name, cached, allow_unpinned)
     return cached / file
 
