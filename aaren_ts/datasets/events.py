@@ -58,15 +58,30 @@ class EventSequence(NamedTuple):
 
 
 # ---------------------------------------------------------------------- input formats
+def _one_dimensional(values, name: str, where: str) -> np.ndarray:
+    """``values`` as a 1-D array: a column vector is refused, not silently flattened (a
+    ``(n, 2)`` array of (time, mark) pairs would otherwise pass as 2n times)."""
+    arr = np.asarray(values)
+    if arr.ndim == 0:  # a single event given as a number
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise ValueError(f"{where}: {name} must be one-dimensional, got shape {arr.shape}")
+    if arr.dtype.kind in "cb" and arr.size:  # complex or boolean: not an event time / mark
+        kind = "complex numbers" if arr.dtype.kind == "c" else "booleans"
+        raise TypeError(f"{where}: {name} must be real numbers, got {kind}")
+    return arr
+
+
 def _sequence(times, marks, t_start, t_end, where: str) -> EventSequence:
+    times = _one_dimensional(times, "times", where)
     try:
-        times = np.asarray(times, dtype=np.float64).reshape(-1)
+        times = times.astype(np.float64)
     except (TypeError, ValueError) as err:
         raise TypeError(f"{where}: times must be numeric, got {err}") from err
     if marks is None:
         marks = np.zeros(len(times), dtype=np.int64)
     else:
-        raw = np.asarray(marks).reshape(-1)
+        raw = _one_dimensional(marks, "marks", where)
         if raw.size and not (
             np.issubdtype(raw.dtype, np.integer)
             or (np.issubdtype(raw.dtype, np.floating) and np.all(raw == np.round(raw)))
