@@ -152,3 +152,149 @@ def json_option(what: str = "file", kind: type = Path) -> Callable[[str], Any]:
 def plot_option(what: str = "file") -> Callable[[str], Path]:
     """The argparse ``type=`` of a script's figure output option."""
     return argparse_type(lambda text: plot_path(text, what))
+
+
+# ---------------------------------------------------------------------------- parameters
+class InvalidParameterError(ValueError, TypeError):
+    """A parameter of the wrong type or value. Both a ``ValueError`` and a ``TypeError``
+    (as scikit-learn's error of that name), so either ``except`` clause catches it."""
+
+
+class Constraint:
+    """What a parameter may be: ``accepts(value)`` and a description for the error."""
+
+    description = "?"
+
+    def accepts(self, value: Any) -> bool:  # pragma: no cover - every subclass defines it
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.description
+
+
+class Int(Constraint):
+    """An int (numpy integers too, bools not) in ``[low, high]``."""
+
+    def __init__(self, low: int = 1, high: int | None = None) -> None:
+        self.low, self.high = low, high
+        if high is not None:
+            self.description = f"an int in [{low}, {high}]"
+        else:
+            self.description = "a positive int" if low == 1 else f"an int >= {low}"
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            return False
+        return self.low <= value and (self.high is None or value <= self.high)
+
+
+class Real(Constraint):
+    """A finite real number (numpy floats and ints too, bools not) between ``low`` and
+    ``high``, each bound closed unless named in ``open`` ("low", "high")."""
+
+    def __init__(
+        self, low: float | None = None, high: float | None = None, open: Collection[str] = ()
+    ) -> None:
+        self.low, self.high, self.open = low, high, frozenset(open)
+        if low is not None and high is not None:
+            left = "(" if "low" in self.open else "["
+            right = ")" if "high" in self.open else "]"
+            self.description = f"a number in {left}{low}, {high}{right}"
+        elif low is not None:
+            self.description = f"a finite number {'>' if 'low' in self.open else '>='} {low}"
+        else:
+            self.description = "a finite number"
+
+    def accepts(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (
+            value < self.low or ("low" in self.open and value == self.low)
+        ):
+            return False
+        return self.high is None or not (
+            value > self.high or ("high" in self.open and value == self.high)
+        )
+
+
+class Bool(Constraint):
+    """True or False (numpy bools too; not 0/1, not strings such as "False")."""
+
+    description = "True or False"
+
+    def accepts(self, value: Any) -> bool:
+        kind = type(value)
+        return kind is bool or (kind.__module__ == "numpy" and kind.__name__ in ("bool", "bool_"))
+
+
+class Options(Constraint):
+    """One of a few exact values (None included where listed)."""
+
+    def __init__(self, *values: Any) -> None:
+        self.values = values
+        shown = [repr(v) for v in values]
+        self.description = shown[0] if len(values) == 1 else f"one of ({', '.join(shown)})"
+
+    def accepts(self, value: Any) -> bool:
+        # same type and value: 1 is not True, 1.0 is not "1"
+        return any(value is v or (type(value) is type(v) and value == v) for v in self.values)
+
+
+class InstanceOf(Constraint):
+    """An instance of ``kind``."""
+
+    def __init__(self, kind: type, description: str) -> None:
+        self.kind, self.description = kind, description
+
+    def accepts(self, value: Any) -> bool:
+        return isinstance(value, self.kind)
+
+
+class Seed(Constraint):
+    """A ``random_state``: None or an int in [0, 2**32 - 1] (what numpy and torch take)."""
+
+    description = "None or an int in [0, 2**32 - 1]"
+
+    def accepts(self, value: Any) -> bool:
+        return value is None or Int(0, 2**32 - 1).accepts(value)
+
+
+def check_params(owner: Any, constraints: dict[str, Constraint | tuple[Constraint, ...]]):
+    """Check ``owner``'s parameters against ``constraints`` (name -> a constraint, or a
+    tuple of alternatives), raising ``InvalidParameterError`` naming the first bad one.
+
+    Examples
+    --------
+    >>> class Model:
+    ...     n_layers, dropout, device = 0, 0.1, "auto"
+    >>> check_params(Model(), {"dropout": Real(0, 1, open={"high"}), "n_layers": Int(1)})
+    Traceback (most recent call last):
+    ...
+    aaren_ts._checks.InvalidParameterError: Model: n_layers must be a positive int, got 0
+    >>> check_params(Model(), {"device": (Options("auto"), Int(0))})
+    """
+    for name, constraint in constraints.items():
+        value = getattr(owner, name)
+        alternatives = constraint if isinstance(constraint, tuple) else (constraint,)
+        if not any(c.accepts(value) for c in alternatives):
+            allowed = " or ".join(str(c) for c in alternatives)
+            raise InvalidParameterError(
+                f"{type(owner).__name__}: {name} must be {allowed}, got {value!r}"
+            )
+
+
+def boolean(value: Any, name: str) -> bool:
+    """``value`` as a ``bool`` (numpy bools too); strings such as "no" refused by name.
+
+    Examples
+    --------
+    >>> boolean("no", "download")
+    Traceback (most recent call last):
+    ...
+    aaren_ts._checks.InvalidParameterError: download must be True or False, got 'no'
+    """
+    if not Bool().accepts(value):
+        raise InvalidParameterError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

@@ -1,10 +1,14 @@
-"""Bad input, one table across the four estimators: every case raises a ``ValueError`` /
+"""Bad input, one table across the estimators: every case raises a ``ValueError`` /
 ``TypeError`` (or sktime's ``NotFittedError``) whose message names the problem, from our
-or sktime's checks, never from deep inside torch or numpy, and never returns a result."""
+or sktime's checks, never from deep inside torch or numpy, never returns a result, and
+leaves the estimator exactly as it was (its pickled bytes). A second table covers the
+parameters of every estimator, checked at fit by one shared module (``_params``)."""
 
 from __future__ import annotations
 
 import copy
+import math
+import pickle
 import traceback
 import warnings
 
@@ -19,18 +23,42 @@ from estimator_inputs import y_frame as _y
 from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from sktime.exceptions import NotFittedError
 
+import aaren_ts
+from aaren_ts._checks import InvalidParameterError
+from aaren_ts.datasets import (
+    as_event_sequences,
+    load_event_sequences,
+    load_forecasting,
+    load_uea,
+    make_hawkes,
+)
 from aaren_ts.estimators import (
     AarenClassifier,
     AarenForecaster,
     AarenPointProcess,
     AarenRegressor,
+    HawkesPointProcess,
 )
+
+
+class Then:
+    """A case whose failing ``call`` follows a ``setup`` that succeeds (the state is
+    compared from after the setup)."""
+
+    def __init__(self, setup, call):
+        self.setup, self.call = setup, call
 
 
 def _with(array: np.ndarray, index, value) -> np.ndarray:
     out = np.array(array, dtype=np.float64)
     out[index] = value
     return out
+
+
+def _daily(n: int = 40, start: int = 0) -> pd.Series:
+    """A daily series at days ``start .. start + n`` of one calendar."""
+    index = pd.date_range("2021-01-01", periods=100, freq="D")[start : start + n]
+    return pd.Series(np.sin(np.arange(start, start + n) / 3.0), index=index, name="y")
 
 
 def _frame_with(frame: pd.DataFrame, row: int, value) -> pd.DataFrame:
@@ -56,6 +84,7 @@ def fitted():
 
 
 UNFITTED = {
+    "hawkes": lambda: HawkesPointProcess(),
     "forecaster": lambda: AarenForecaster(**TINY),
     "classifier": lambda: AarenClassifier(**TINY),
     "regressor": lambda: AarenRegressor(**TINY),
@@ -63,6 +92,9 @@ UNFITTED = {
 }
 
 NOT_FITTED = (NotFittedError, SklearnNotFittedError)
+
+# fitted afresh for each case that needs them
+FRESH = {"forecaster_daily": lambda: AarenForecaster(max_horizon=3, **TINY).fit(_daily())}
 
 # (case id, estimator ("new:<kind>" = unfitted), call, expected exception, message regex)
 CASES = [
@@ -122,10 +154,12 @@ CASES = [
     ("fc-predict-quantiles-empty", "forecaster", lambda f: f.predict_quantiles(fh=[1], alpha=[]),
      ValueError, r"alpha/coverage is empty"),
     ("fc-predict-interval-median-only", "new:forecaster",
-     lambda f: f.set_params(quantiles=(0.5,)).fit(_y(), fh=[1]).predict_interval(coverage=0.9),
+     Then(lambda f: f.set_params(quantiles=(0.5,)).fit(_y(), fh=[1]),
+          lambda f: f.predict_interval(coverage=0.9)),
      ValueError, r"outside the learned range \[0.5, 0.5\]"),
     ("fc-param-bad-quantiles", "new:forecaster",
-     lambda f: f.set_params(quantiles=(0.1, 0.9)).fit(_y()), ValueError, r"quantiles"),
+     Then(lambda f: f.set_params(quantiles=(0.1, 0.9)), lambda f: f.fit(_y())),
+     ValueError, r"quantiles"),
     # ---------------------------------------------------------------- AarenClassifier
     ("clf-fit-nan", "new:classifier", lambda c: c.fit(_with(_panel(), (0, 0, 3), np.nan), LABELS),
      ValueError, r"missing values"),
@@ -150,7 +184,7 @@ CASES = [
     ("clf-predict-nan", "classifier", lambda c: c.predict(_with(_panel(), (1, 1, 1), np.nan)),
      ValueError, r"missing values"),
     ("clf-bad-class-weight", "new:classifier",
-     lambda c: c.set_params(class_weight={"zz": 2.0}).fit(_panel(), LABELS),
+     Then(lambda c: c.set_params(class_weight={"zz": 2.0}), lambda c: c.fit(_panel(), LABELS)),
      ValueError, r"class_weight"),
     ("clf-stream-wrong-shape", "classifier", lambda c: c.start_stream().update(np.zeros(5)),
      ValueError, r"x_t must have shape"),
@@ -160,7 +194,7 @@ CASES = [
     ("reg-fit-inf-target", "new:regressor", lambda r: r.fit(_panel(), _with(TARGETS, 2, np.inf)),
      ValueError, r"y contains NaN or inf"),
     ("reg-fit-string-target", "new:regressor", lambda r: r.fit(_panel(), LABELS),
-     ValueError, r"could not convert string to float"),  # sktime's y coercion
+     TypeError, r"y must hold numeric values"),
     ("reg-fit-inf-x", "new:regressor",
      lambda r: r.fit(_with(_panel(), (2, 0, 0), -np.inf), TARGETS),
      ValueError, r"series 2 of X contains NaN or inf"),
@@ -173,7 +207,7 @@ CASES = [
     ("reg-predict-wrong-channels", "regressor", lambda r: r.predict(_panel(channels=1)),
      ValueError, r"1 channels but AarenRegressor was fitted on 2"),
     ("reg-param-bad-heads", "new:regressor",
-     lambda r: r.set_params(n_heads=3).fit(_panel(), TARGETS),
+     Then(lambda r: r.set_params(n_heads=3), lambda r: r.fit(_panel(), TARGETS)),
      ValueError, r"n_heads"),
     # ---------------------------------------------------------------- AarenPointProcess
     ("tpp-fit-empty", "new:point_process", lambda p: p.fit([]),
@@ -201,24 +235,140 @@ CASES = [
     ("tpp-predict-mark-out-of-range", "point_process", lambda p: p.predict([([0.5, 1.0], [0, 7])]),
      ValueError, r"mark 7 is outside the fitted range"),
     ("tpp-update-backwards", "point_process",
-     lambda p: p.update([([5.0], [0])]).update([([1.0], [0])]),
+     Then(lambda p: p.update([([5.0], [0])]), lambda p: p.update([([1.0], [0])])),
      ValueError, r"before the stream's last event"),
     ("tpp-fit-bad-n-marks", "new:point_process",
-     lambda p: p.set_params(n_marks=1).fit(_events()),
+     Then(lambda p: p.set_params(n_marks=1), lambda p: p.fit(_events())),
      ValueError, r"mark 1 is outside the fitted range \[0, 0\]"),
+    # ---------------------------------------------------------------- time indexes
+    ("fc-fit-missing-day", "new:forecaster", lambda f: f.fit(_daily().drop(_daily().index[7])),
+     ValueError, r"DatetimeIndex has no regular frequency"),
+    ("fc-fit-integer-gap", "new:forecaster",
+     lambda f: f.fit(_y().set_axis(pd.Index([*range(20), *range(21, 41)]))),
+     ValueError, r"must count up in steps of 1"),
+    ("fc-fit-period-gap", "new:forecaster",
+     lambda f: f.fit(_daily().set_axis(_daily().index.to_period("D")).drop(
+         _daily().index.to_period("D")[3])), ValueError, r"PeriodIndex has missing periods"),
+    ("fc-update-period-after-datetime", "forecaster_daily",
+     lambda f: f.update(_daily(2, 40).set_axis(_daily(2, 40).index.to_period("D"))),
+     TypeError, r"is a PeriodIndex, but the forecaster was fitted on a DatetimeIndex"),
+    ("fc-update-tz-aware-after-naive", "forecaster_daily",
+     lambda f: f.update(_daily(2, 40).tz_localize("UTC")), TypeError, r"tz-aware"),
+    ("fc-update-skips-a-day", "forecaster_daily", lambda f: f.update(_daily(2, 41)),
+     ValueError, r"\(a gap\)"),
+    ("fc-update-off-grid", "forecaster_daily",
+     lambda f: f.update(_daily(1, 40).set_axis(_daily(1, 40).index + pd.Timedelta("6h"))),
+     ValueError, r"must continue the series one step at a time"),
+    ("fc-update-changes-an-absorbed-row", "forecaster_daily",
+     lambda f: f.update(pd.concat([_daily(3, 37) * 2, _daily(2, 40)])),
+     ValueError, r"differs from the one already absorbed"),
+    ("fc-update-float32-overflow", "forecaster", lambda f: f.update(_y(1, start=40) + 1e39),
+     ValueError, r"beyond float32's range"),
+    # ---------------------------------------------------------------- panel values, labels
+    ("clf-labels-nan", "new:classifier",
+     lambda c: c.fit(_panel(), np.array([0.0, 1.0, np.nan, 0, 1, 0, 1, 0])),
+     ValueError, r"y has missing labels \(NaN or None\) at positions \[2\]"),
+    ("clf-labels-none", "new:classifier",
+     lambda c: c.fit(_panel(), np.array(["a", "b", None, "a", "b", "a", "b", "a"], dtype=object)),
+     ValueError, r"missing labels"),
+    ("clf-labels-mixed-types", "new:classifier",
+     lambda c: c.fit(_panel(), np.array(["a", 1] * 4, dtype=object)),
+     TypeError, r"y mixes label types \(number, str\)"),
+    ("clf-X-complex", "new:classifier", lambda c: c.fit(_panel().astype(complex), LABELS),
+     TypeError, r"X holds complex numbers"),
+    ("clf-X-bool", "new:classifier", lambda c: c.fit(_panel() > 0, LABELS),
+     TypeError, r"X holds booleans"),
+    ("clf-channels-differ-between-series", "new:classifier",
+     lambda c: c.fit([pd.DataFrame(np.ones((12, 2 + i // 4)) * i) for i in range(8)], LABELS),
+     ValueError, r"series 4 of X has 3 channels but series 0 has 2"),
+    ("clf-predict-float32-overflow", "classifier", lambda c: c.predict(_panel() * 1e39),
+     ValueError, r"beyond float32's range"),
+    ("clf-predict-proba-float32-overflow", "classifier",
+     lambda c: c.predict_proba(_panel() * 1e39), ValueError, r"beyond float32's range"),
+    ("clf-stream-complex", "classifier", lambda c: c.start_stream().update(np.array([1j, 1])),
+     TypeError, r"x_t holds complex numbers"),
+    ("clf-stream-overflow", "classifier",
+     lambda c: c.start_stream().update(np.array([1e39, 1.0])), ValueError, r"float32"),
+    ("reg-y-complex", "new:regressor", lambda r: r.fit(_panel(), TARGETS.astype(complex)),
+     TypeError, r"y holds complex numbers"),
+    ("reg-y-bool", "new:regressor", lambda r: r.fit(_panel(), TARGETS > 0.5),
+     TypeError, r"y holds booleans"),
+    ("reg-X-complex", "new:regressor", lambda r: r.fit(_panel().astype(complex), TARGETS),
+     TypeError, r"X holds complex numbers"),
+    ("reg-predict-float32-overflow", "regressor", lambda r: r.predict(_panel() * -1e39),
+     ValueError, r"beyond float32's range"),
+    ("tpp-score-complex-times", "point_process",
+     lambda p: p.score_samples([(np.array([0.5, 1.0]) + 0j, [0, 1])]),
+     TypeError, r"sequence 0: times must be real numbers, got complex numbers"),
+    ("tpp-score-boolean-times", "point_process",
+     lambda p: p.score_samples([(np.array([True, True]), [0, 1])]),
+     TypeError, r"times must be real numbers, got booleans"),
+    ("tpp-score-column-vector-times", "point_process",
+     lambda p: p.score_samples([([[0.5], [1.0]], [0, 1])]),
+     ValueError, r"times must be one-dimensional, got shape \(2, 1\)"),
+    ("tpp-fit-boolean-marks", "new:point_process",
+     lambda p: p.fit([([0.5, 1.0], [True, False])] * 3),
+     TypeError, r"marks must be real numbers, got booleans"),
+    # ---------------------------------------------------------------- HawkesPointProcess
+    ("hawkes-fit-no-sequences", "new:hawkes", lambda h: h.fit([]),
+     ValueError, r"no sequences given"),
+    ("hawkes-fit-negative-marks", "new:hawkes", lambda h: h.fit([([0.5, 1.0], [0, -1])]),
+     ValueError, r"negative marks"),
+    ("hawkes-score-unfitted", "new:hawkes", lambda h: h.score_samples(_events()),
+     NOT_FITTED, r"not fitted"),
+    # ---------------------------------------------------------------- loaders and data
+    ("load-forecasting-unknown", "none", lambda _: load_forecasting("nope"),
+     ValueError, r"unknown forecasting data set 'nope'"),
+    ("load-forecasting-download-str", "none", lambda _: load_forecasting("ETTh1", download="no"),
+     ValueError, r"download must be True or False, got 'no'"),
+    ("load-uea-unpinned", "none", lambda _: load_uea("NotASet"),
+     ValueError, r"NotASet_TRAIN.ts has no pinned SHA-256.*allow_unpinned=True"),
+    ("load-uea-bad-split", "none", lambda _: load_uea("BasicMotions", split="valid"),
+     ValueError, r"split must be 'train' or 'test'"),
+    ("load-uea-bad-name", "none", lambda _: load_uea("../etc"),
+     ValueError, r"name must be a UEA data set name"),
+    ("load-events-unknown", "none", lambda _: load_event_sequences("nope"),
+     ValueError, r"unknown event data set 'nope'"),
+    ("load-events-bad-split", "none", lambda _: load_event_sequences("hawkes1", split="dev"),
+     ValueError, r"split must be one of"),
+    ("load-events-allow-unpinned-str", "none",
+     lambda _: load_event_sequences("hawkes1", allow_unpinned="yes"),
+     ValueError, r"allow_unpinned must be True or False"),
+    ("load-estimator-bad-type", "none", lambda _: aaren_ts.load(5),
+     TypeError, r"serial must be a path given to save\(\)"),
+    ("load-estimator-missing", "none", lambda _: aaren_ts.load("/nonexistent/model"),
+     FileNotFoundError, r"no saved estimator at '/nonexistent/model.zip'"),
+    ("load-estimator-bad-tuple", "none", lambda _: aaren_ts.load((AarenRegressor, b"x", 1)),
+     ValueError, r"tuple of 3"),
+    ("load-estimator-not-a-zip", "none", lambda _: aaren_ts.load((AarenRegressor, b"junk")),
+     ValueError, r"cannot load the serial: the file is truncated, corrupted or not a zip"),
+    ("make-hawkes-adjacency-shape", "none",
+     lambda _: make_hawkes(n_sequences=2, t_end=5.0, baseline=(0.3, 0.3), adjacency=((0.1,),)),
+     ValueError, r"adjacency must be a 2x2 matrix"),
+    ("make-hawkes-decay-nan", "none", lambda _: make_hawkes(n_sequences=2, t_end=5.0, decay=NAN),
+     ValueError, r"decay must be finite"),
+    ("events-from-a-string", "none", lambda _: as_event_sequences("abc"),
+     TypeError, r"event data must be a list of sequences"),
 ]  # fmt: skip
 
 
 def _estimator(which: str, fitted: dict):
+    if which == "none":  # loaders and data functions: no estimator
+        return None
     if which.startswith("new:"):
         return UNFITTED[which[4:]]()
+    if which in FRESH:  # fitted afresh: a deep copy drops pandas' lazily filled caches
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return FRESH[which]()
     return copy.deepcopy(fitted[which])
 
 
 def test_the_table_covers_every_estimator_with_enough_cases():
     kinds = {which.removeprefix("new:").removesuffix("_x") for _, which, *_ in CASES}
-    assert kinds == {"forecaster", "classifier", "regressor", "point_process"}
-    assert len(CASES) >= 30
+    kinds = {k.removesuffix("_daily") for k in kinds}
+    assert kinds == {"forecaster", "classifier", "regressor", "point_process", "hawkes", "none"}
+    assert len(CASES) + len(PARAM_CASES) >= 150
     assert len({case[0] for case in CASES}) == len(CASES)  # unique ids
 
 
@@ -230,11 +380,128 @@ def test_bad_input_raises_a_named_error(fitted, which, call, expected, pattern):
     estimator = _estimator(which, fitted)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the error, not a warning, is what must name it
+        if isinstance(call, Then):
+            call.setup(estimator)
+            call = call.call
+        before = pickle.dumps(estimator)
         with pytest.raises(expected, match=pattern) as info:
             call(estimator)
+    assert pickle.dumps(estimator) == before, "the failed call changed the estimator"
     # raised by a check (ours, sktime's, skbase's, pandas' index checks), not by torch or
     # numpy internals failing on data that should never have reached them
     origin = traceback.extract_tb(info.tb)[-1].filename
     assert "/torch/" not in origin and "/numpy/" not in origin, (
         f"{type(info.value).__name__} raised inside {origin}: {info.value}"
     )
+
+
+# ---------------------------------------------------------------------------- parameters
+NAN = math.nan
+# (parameter, bad value, what the message says it must be) for every torch estimator
+COMMON_PARAMS = [
+    ("n_layers", 0, "a positive int"), ("n_layers", 1.0, "a positive int"),
+    ("d_model", 0, "a positive int"), ("d_model", "8", "a positive int"),
+    ("n_heads", 0, "a positive int"), ("n_heads", 3, "n_heads=3 must divide d_model=8"),
+    ("max_epochs", 0, "a positive int"), ("max_epochs", -1, "a positive int"),
+    ("batch_size", True, "a positive int"), ("batch_size", 0, "a positive int"),
+    ("batch_size", 2.5, "a positive int"),
+    ("lr", 0.0, r"a finite number > 0"), ("lr", NAN, r"a finite number > 0"),
+    ("lr", "1e-3", r"a finite number > 0"),
+    ("dropout", 1.0, r"a number in \[0.0, 1.0\)"), ("dropout", -0.1, r"in \[0.0, 1.0\)"),
+    ("validation_size", 1.0, r"in \[0.0, 1.0\)"), ("patience", 0, "a positive int"),
+    ("random_state", "abc", r"None or an int in \[0, 2\*\*32 - 1\]"),
+    ("random_state", -1, "None or an int"), ("random_state", 2.5, "None or an int"),
+    ("random_state", 2**40, "None or an int"),
+    ("device", "tpu", "'auto' or a torch device name"), ("device", 0, "a torch device name"),
+    ("backbone", "lstm", r"one of \('aaren', 'transformer', 'gru'\)"),
+    ("recency", "False", "True or False"), ("recency", 1, "True or False"),
+    ("verbose", "yes", "True or False or an int >= 0"),
+]  # fmt: skip
+OWN_PARAMS = {
+    "forecaster": [
+        ("update_steps", -1, "an int >= 0"), ("max_horizon", 0, "None or a positive int"),
+        ("context_length", 1, "None or an int >= 2"), ("local_window", 1, "an int >= 2"),
+        ("local_window", "big", r"one of \('auto', None\)"),
+        ("channel_independent", "no", "True or False"), ("n_lags", 0, "a positive int"),
+        ("token_stride", 0, "a positive int"), ("max_steps", 0, "None or a positive int"),
+        ("windows_per_epoch", 0, "None or a positive int"), ("chunk_length", 0, "positive int"),
+        ("calibrate", "yes", "True or False"), ("calibration_rate", 1.0, r"in \[0.0, 1.0\)"),
+        ("quantiles", (0.1, 0.9), "includes 0.5"), ("quantiles", (0.5, 0.5), "increasing"),
+        ("quantiles", "0.5", "a tuple of increasing levels"), ("quantiles", (0.5, 1.0), "in"),
+        ("devices", 0, "a positive int or 'auto'"), ("devices", "two", "or 'auto'"),
+        ("strategy", "dp", r"one of \('auto', 'ddp'\)"),
+    ],
+    "classifier": [
+        ("kernel_size", 0, "a positive int"), ("prefix_loss", 1.5, r"in \[0.0, 1.0\]"),
+        ("weight_decay", -1.0, "a finite number >= 0"), ("devices", 0, "or 'auto'"),
+        ("strategy", "dp", "one of"), ("label_smoothing", 1.0, r"in \[0.0, 1.0\)"),
+        ("class_weight", "auto", r"one of \(None, 'balanced'\) or a dict"),
+        ("class_weight", [1, 2], "or a dict of weights"),
+    ],
+    "regressor": [
+        ("kernel_size", 0, "a positive int"), ("prefix_loss", -0.5, r"in \[0.0, 1.0\]"),
+        ("weight_decay", NAN, "a finite number >= 0"), ("devices", 1.5, "or 'auto'"),
+        ("strategy", "ddp2", "one of"),
+    ],
+    "point_process": [
+        ("n_components", 0, "a positive int"), ("n_marks", 0, "None or a positive int"),
+        ("n_marks", 1.5, "None or a positive int"), ("min_inter_time", 0.0, "> 0"),
+        ("mark_conditional", "yes", "True or False"),
+    ],
+}  # fmt: skip
+HAWKES_PARAMS = [
+    ("n_marks", 0, "None or a positive int"), ("decay", 0.0, "> 0"), ("decay", NAN, "> 0"),
+    ("decay", "1", "> 0"), ("random_state", "abc", "None or an int"),
+]  # fmt: skip
+FIT = {
+    "forecaster": (AarenForecaster, lambda e: e.fit(_y(), fh=[1, 2])),
+    "classifier": (AarenClassifier, lambda e: e.fit(_panel(), LABELS)),
+    "regressor": (AarenRegressor, lambda e: e.fit(_panel(), TARGETS)),
+    "point_process": (AarenPointProcess, lambda e: e.fit(_events())),
+    "hawkes": (HawkesPointProcess, lambda e: e.fit(_events())),
+}
+PARAM_CASES = [
+    pytest.param(kind, name, value, says, id=f"{kind}-{name}={value!r}")
+    for kind in ("forecaster", "classifier", "regressor", "point_process")
+    for name, value, says in COMMON_PARAMS + OWN_PARAMS[kind]
+] + [
+    pytest.param("hawkes", name, value, says, id=f"hawkes-{name}={value!r}")
+    for name, value, says in HAWKES_PARAMS
+]
+
+
+@pytest.mark.parametrize("kind, name, value, says", PARAM_CASES)
+def test_bad_parameters_are_named_at_fit(kind, name, value, says):
+    cls, fit = FIT[kind]
+    tiny = TINY if kind != "hawkes" else {}
+    estimator = cls(**{**tiny, name: value})  # __init__ only stores (sktime's rule)
+    before = pickle.dumps(estimator)
+    with pytest.raises(InvalidParameterError, match=rf"{cls.__name__}: .*{says}") as info:
+        fit(estimator)
+    assert name in str(info.value)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, TypeError)
+    assert pickle.dumps(estimator) == before
+
+
+def test_every_parameter_of_every_estimator_has_a_bad_value_case():
+    for kind, (cls, _) in FIT.items():
+        table = HAWKES_PARAMS if kind == "hawkes" else COMMON_PARAMS + OWN_PARAMS[kind]
+        missing = set(cls().get_params()) - {name for name, _, _ in table}
+        assert not missing, f"{cls.__name__}: no bad-value case for {sorted(missing)}"
+
+
+def test_numpy_scalars_are_accepted_where_python_ones_are():
+    numpy_params = {
+        "d_model": np.int64(8), "n_layers": np.int32(1), "n_heads": np.int64(2),
+        "max_epochs": np.int64(1), "random_state": np.int64(0), "dropout": np.float32(0.0),
+        "recency": np.bool_(True), "lr": np.float64(1e-3), "batch_size": np.int16(8),
+    }  # fmt: skip
+    python = AarenForecaster(**{k: v.item() for k, v in numpy_params.items()})
+    numpy = AarenForecaster(**numpy_params, devices=np.int64(1), update_steps=np.int64(2))
+    python.set_params(update_steps=2)
+    for model in (python, numpy):
+        model.fit(_y(), fh=[1, 2])
+    pd.testing.assert_frame_equal(numpy.predict(), python.predict())
+    AarenClassifier(**numpy_params).fit(_panel(), LABELS)
+    AarenPointProcess(**numpy_params, n_marks=np.int64(2)).fit(_events())
+    HawkesPointProcess(n_marks=np.int64(2), decay=np.float64(1.0)).fit(_events())

@@ -207,7 +207,9 @@ def test_class_weight_shifts_predictions_towards_the_weighted_class():
     assert balanced.predict_proba(X).shape == (40, 2)
     with pytest.raises(ValueError, match="labels not seen in y"):
         AarenClassifier(**base, class_weight={"c": 2.0}).fit(X, y)
-    with pytest.raises(ValueError, match="class_weight must be None, 'balanced' or a dict"):
+    with pytest.raises(
+        ValueError, match=r"class_weight must be one of \(None, 'balanced'\) or a dict"
+    ):
         AarenClassifier(**base, class_weight="heavy").fit(X, y)
 
 
@@ -280,9 +282,9 @@ def test_failed_fit_leaves_the_fitted_estimator_unchanged(small):
     [
         ({"backbone": "lstm"}, "backbone must be one of"),
         ({"max_epochs": 0}, "max_epochs must be a positive int"),
-        ({"validation_size": 1.0}, "validation_size must be in"),
-        ({"prefix_loss": 1.5}, "prefix_loss must be in"),
-        ({"label_smoothing": 1.0}, "label_smoothing must be in"),
+        ({"validation_size": 1.0}, r"validation_size must be a number in \[0.0, 1.0\)"),
+        ({"prefix_loss": 1.5}, r"prefix_loss must be a number in \[0.0, 1.0\]"),
+        ({"label_smoothing": 1.0}, r"label_smoothing must be a number in \[0.0, 1.0\)"),
         ({"backbone": "gru", "recency": True}, "recency=True applies to the aaren backbone"),
         (
             {"device": "cuda"} if not torch.cuda.is_available() else {"kernel_size": 0},

@@ -143,10 +143,16 @@ def test_ambiguous_unpinned_and_oversized_archives_are_refused(monkeypatch, tmp_
     with pytest.raises(ValueError, match=r"declares \d+ bytes uncompressed, more than 1000"):
         load_uea("BasicMotions", "test")
     monkeypatch.setattr(uea, "MAX_MEMBER_BYTES", 2**31)
-    # a data set without a pinned checksum needs allow_unpinned
+    # a data set without a pinned checksum needs allow_unpinned, refused before downloading
     monkeypatch.delitem(uea.UEA_SHA256, "BasicMotions_TRAIN.ts")
-    with pytest.raises(ValueError, match=r"no pinned checksum for BasicMotions_TRAIN.ts"):
+    monkeypatch.setattr(uea, "fetch", lambda *a, **k: pytest.fail("downloaded an unpinned set"))
+    with pytest.raises(ValueError, match=r"BasicMotions_TRAIN.ts has no pinned SHA-256.*allow_unp"):
         load_uea("BasicMotions", "train")
+    monkeypatch.undo()  # the test's other patches go too: set again what the rest needs
+    monkeypatch.setattr(uea, "UEA_URL", (tmp_path / "origin").as_uri() + "/{name}.zip")
+    monkeypatch.setenv("AAREN_TS_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delitem(uea.UEA_SHA256, "BasicMotions_TRAIN.ts")
     with pytest.warns(UserWarning, match="no pinned checksum"):
         X, _ = load_uea("BasicMotions", "train", allow_unpinned=True)
     assert len(X) == 40

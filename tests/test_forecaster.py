@@ -112,7 +112,7 @@ def test_bad_input_errors():
         AarenForecaster(**TINY).fit(y.where(y.index != y.index[5]))
     with pytest.raises(ValueError, match="NaN or inf"):
         AarenForecaster(**TINY).fit(y.replace(y.iloc[5], np.inf))
-    with pytest.raises(ValueError, match=r"include 0\.5"):
+    with pytest.raises(ValueError, match=r"includes 0\.5"):
         AarenForecaster(quantiles=(0.1, 0.9), **TINY).fit(y)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):

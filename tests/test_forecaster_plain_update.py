@@ -20,7 +20,7 @@ CASES = {
     "range-frame": pd.DataFrame({"a": WAVE, "b": np.cos(np.arange(N) / 5.0)}),
     "period-named": load_airline(),
     "datetime-freq": pd.Series(WAVE, index=pd.date_range("2020", periods=N, freq="h"), name="v"),
-    "int-index": pd.Series(WAVE, index=pd.Index(np.arange(N) * 3)),
+    "int-index": pd.Series(WAVE, index=pd.Index(np.arange(N) + 1000)),
 }
 
 

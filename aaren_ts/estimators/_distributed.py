@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import multiprocessing
+import numbers
 import os
 import sys
 import tempfile
@@ -55,8 +56,9 @@ def check_devices(devices: Any, strategy: Any, device: torch.device) -> int:
     cuda = device.type == "cuda"
     if devices == "auto":
         return max(1, torch.cuda.device_count()) if cuda else 1
-    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+    if isinstance(devices, bool) or not isinstance(devices, numbers.Integral) or devices < 1:
         raise ValueError(f"devices must be a positive int or 'auto', got {devices!r}")
+    devices = int(devices)  # numpy integers too
     if cuda and devices > torch.cuda.device_count():
         raise ValueError(
             f"devices={devices} CUDA devices were asked for, but {torch.cuda.device_count()} "

@@ -8,7 +8,7 @@ Ragged panels arrive as ``df-list`` (or ``pd-multiindex``); every series becomes
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -17,9 +17,19 @@ import torch
 from ._atomic import restored_on_error
 from ._distributed import check_devices, train_network
 from ._panel_net import PanelData, PanelNet, predict_outputs, train_panel
+from ._params import (
+    NETWORK,
+    PLACEMENT,
+    POSITIVE_INT,
+    TRAINING,
+    Real,
+    check_network_params,
+    resolve_device,
+)
 from ._persistence import PersistenceMixin
 from ._portable import PortableStateMixin
-from .forecaster import _resolve_device, check_standardisable
+from ._values import check_float32, check_real_dtype, real_values
+from .forecaster import check_standardisable
 
 # sklearn >= 1.9 stores these on the estimator during GridSearchCV / cross_val_score;
 # sktime's reset() (called by fit) would delete them.
@@ -32,21 +42,30 @@ PANEL_MTYPES = ["pd-multiindex", "numpy3D", "df-list"]
 
 
 def panel_arrays(X: Any) -> list[np.ndarray]:
-    """A panel in one of ``PANEL_MTYPES`` -> list of ``(T_i, C)`` float64 arrays."""
-    try:
-        if isinstance(X, np.ndarray):
-            return [np.asarray(x, dtype=np.float64).T for x in X]
-        if isinstance(X, pd.DataFrame):
-            groups = X.groupby(level=0, sort=False)
-            return [frame.to_numpy(dtype=np.float64) for _, frame in groups]
-        return [frame.to_numpy(dtype=np.float64) for frame in X]
-    except (TypeError, ValueError) as err:  # e.g. strings in an object-dtype panel
-        raise TypeError(f"X must hold numeric values: {err}") from err
+    """A panel in one of ``PANEL_MTYPES`` -> list of ``(T_i, C)`` float64 arrays (complex,
+    boolean and non-numeric values refused by name)."""
+    if isinstance(X, np.ndarray):
+        return [real_values(x, "X").T for x in X]
+    if isinstance(X, pd.DataFrame):  # pd-multiindex: one frame, its columns' dtypes
+        dtypes = list(X.dtypes)
+        frames = [frame.to_numpy() for _, frame in X.groupby(level=0, sort=False)]
+    else:  # df-list
+        dtypes = [dtype for frame in X for dtype in frame.dtypes]
+        frames = [frame.to_numpy() for frame in X]
+    for dtype in dtypes:
+        check_real_dtype(dtype, "X")
+    return [real_values(frame, "X") for frame in frames]
 
 
 def check_panel(series: list[np.ndarray], n_channels: int | None, name: str) -> None:
-    """Named errors for empty series, non-finite values and a changed channel count."""
+    """Named errors for empty series, non-finite values, series with different channel
+    counts and a channel count other than fit's."""
     for i, s in enumerate(series):
+        if n_channels is None and s.shape[1] != series[0].shape[1]:
+            raise ValueError(
+                f"series {i} of X has {s.shape[1]} channels but series 0 has "
+                f"{series[0].shape[1]}: every series needs the same channels"
+            )
         if s.shape[0] == 0:
             raise ValueError(f"series {i} of X is empty: every series needs at least one step")
         if not np.isfinite(s).all():
@@ -58,13 +77,6 @@ def check_panel(series: list[np.ndarray], n_channels: int | None, name: str) -> 
                 f"X has {s.shape[1]} channels but {name} was fitted on {n_channels}; "
                 "predict needs the channels fit saw"
             )
-
-
-def _check_positive_int(owner: Any, *names: str) -> None:
-    for name in names:
-        value = getattr(owner, name)
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 class PanelStream(PortableStateMixin):
@@ -91,7 +103,7 @@ class PanelStream(PortableStateMixin):
     def update(self, x_t) -> PanelStream:
         """Absorb the next observation: ``(n_channels,)`` for one stream, or
         ``(n_streams, n_channels)``. Returns the stream itself."""
-        x = np.asarray(x_t, dtype=np.float64)
+        x = real_values(x_t, "x_t")
         if x.ndim == 1:
             x = x[None, :]
         if x.shape != (self.n_streams, self.n_channels):
@@ -101,7 +113,9 @@ class PanelStream(PortableStateMixin):
             )
         if not np.isfinite(x).all():
             raise ValueError(f"x_t contains NaN or inf values; {self._name} needs finite data")
-        scaled = torch.tensor((x - self._mean) / self._std, dtype=torch.float32)
+        scaled = (x - self._mean) / self._std
+        check_float32(scaled, "x_t")
+        scaled = torch.tensor(scaled, dtype=torch.float32)
         with torch.no_grad():
             out, self._state = self._net.step(scaled.to(self._device), self._state)
         self._output = out.double().cpu().numpy()
@@ -133,24 +147,26 @@ class AarenPanelMixin(PersistenceMixin):
         Atomic: if fit raises, the estimator is left exactly as it was before the call.
         """
         with restored_on_error(self):
+            self._check_params()  # before sktime converts and checks the data
+            self._check_targets(y)
             return super().fit(X, y)
 
     # ------------------------------------------------------------------ checks
+    # what each parameter may be (checked at fit, before any state changes); the classes
+    # add their own
+    _constraints: ClassVar[dict] = {
+        **NETWORK,
+        **TRAINING,
+        **PLACEMENT,
+        "kernel_size": POSITIVE_INT,
+        "prefix_loss": Real(0.0, 1.0),
+        "weight_decay": Real(0.0),
+    }
+
     def _check_params(self) -> None:
-        _check_positive_int(
-            self, "d_model", "n_layers", "n_heads", "kernel_size", "max_epochs", "batch_size"
-        )
-        _check_positive_int(self, "patience")
-        if self.d_model % self.n_heads and self.backbone != "gru":
-            raise ValueError(f"n_heads={self.n_heads} must divide d_model={self.d_model}")
-        if not 0.0 <= self.validation_size < 1.0:
-            raise ValueError(f"validation_size must be in [0, 1), got {self.validation_size}")
+        check_network_params(self, self._constraints)
         if self.recency and self.backbone != "aaren":
             raise ValueError(f"recency=True applies to the aaren backbone, not {self.backbone!r}")
-        if not 0.0 <= self.prefix_loss <= 1.0:
-            raise ValueError(f"prefix_loss must be in [0, 1], got {self.prefix_loss}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
     def _series(self, X, fitted: bool) -> list[np.ndarray]:
         series = panel_arrays(X)
@@ -158,7 +174,10 @@ class AarenPanelMixin(PersistenceMixin):
         check_panel(series, self.n_channels_ if fitted else None, name)
         if not fitted:
             return series
-        return [(s - self.mean_) / self.std_ for s in series]
+        scaled = [(s - self.mean_) / self.std_ for s in series]
+        for i, s in enumerate(scaled):
+            check_float32(s, f"series {i} of X")
+        return scaled
 
     # ------------------------------------------------------------------ training
     def _split(self, n: int, rng: np.random.RandomState, y) -> tuple[np.ndarray, np.ndarray]:
@@ -195,10 +214,9 @@ class AarenPanelMixin(PersistenceMixin):
         return report, bar.close
 
     def _fit_network(self, X, targets: torch.Tensor, y_for_split) -> None:
-        self._check_params()
         loss = self._loss()  # checks the loss's parameters before any work
         series = self._series(X, fitted=False)
-        self._device = _resolve_device(self.device)
+        self._device = resolve_device(self.device)
         processes = check_devices(self.devices, self.strategy, self._device)
         stacked = np.concatenate(series)
         with np.errstate(over="ignore", invalid="ignore"):

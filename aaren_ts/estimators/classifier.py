@@ -8,12 +8,16 @@ The class probabilities after every prefix of a series come out of one parallel 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 from sktime.classification.base import BaseClassifier
 
 from ._panel_base import PANEL_MTYPES, AarenPanelMixin, PanelStream, panel_arrays
 from ._panel_net import CrossEntropy
+from ._params import FRACTION, InstanceOf, Options, Real
+from ._values import check_labels
 
 
 class ClassifierStream(PanelStream):
@@ -211,38 +215,38 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
     def __sklearn_tags__(self):
         return self._sklearn_tags("classifier")
 
+    # ------------------------------------------------------------------ checks
+    _constraints: ClassVar[dict] = {
+        **AarenPanelMixin._constraints,
+        "label_smoothing": FRACTION,
+        "class_weight": (Options(None, "balanced"), InstanceOf(dict, "a dict of weights")),
+    }
+
     # ------------------------------------------------------------------ training
     def _n_outputs(self) -> int:
         return self.n_classes_
 
     def _class_weights(self, codes: np.ndarray) -> torch.Tensor | None:
-        weight = self.class_weight
+        weight = self.class_weight  # None, "balanced" or a dict (checked with the params)
         if weight is None:
             return None
         if isinstance(weight, str):
-            if weight != "balanced":
-                raise ValueError(f"class_weight must be None, 'balanced' or a dict, got {weight!r}")
             counts = np.bincount(codes, minlength=self.n_classes_).astype(np.float64)
             w = len(codes) / (self.n_classes_ * np.maximum(counts, 1.0))
-        elif isinstance(weight, dict):
-            unknown = [k for k in weight if k not in self._class_dictionary]
-            if unknown:
-                raise ValueError(f"class_weight has labels not seen in y: {unknown}")
-            w = np.array([float(weight.get(c, 1.0)) for c in self.classes_])
-            if not (np.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
-                raise ValueError(f"class_weight must be finite, non-negative weights: {weight}")
-        else:
-            raise TypeError(
-                f"class_weight must be None, 'balanced' or a dict, got {type(weight).__name__}"
+            return torch.tensor(w, dtype=torch.float32)
+        unknown = [k for k in weight if k not in self._class_dictionary]
+        if unknown:
+            raise ValueError(f"class_weight has labels not seen in y: {unknown}")
+        values = [weight.get(c, 1.0) for c in self.classes_]
+        w = np.array([v if Real(0.0).accepts(v) else np.nan for v in values], dtype=np.float64)
+        if not (np.isfinite(w).all() and w.sum() > 0):
+            raise ValueError(
+                f"class_weight must map labels to finite, non-negative numbers, not all 0: {weight}"
             )
         return torch.tensor(w, dtype=torch.float32)
 
     def _loss(self):
-        weight, smoothing = self._weights, float(self.label_smoothing)
-        if not 0.0 <= smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-
-        return CrossEntropy(weight, smoothing)
+        return CrossEntropy(self._weights, float(self.label_smoothing))
 
     def _split(self, n, rng, y):
         """Stratified hold-out: each class gives its share (at least one series if it has
@@ -262,6 +266,9 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         val = np.sort(np.array(val, dtype=int))
         train = rng.permutation(np.setdiff1d(np.arange(n), val))
         return train, val
+
+    def _check_targets(self, y) -> None:
+        check_labels(y)
 
     def _fit(self, X, y):
         codes = np.array([self._class_dictionary[label] for label in y], dtype=np.int64)

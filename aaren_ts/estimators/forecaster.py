@@ -12,7 +12,7 @@ observations, normalised per window, as the Time-Series-Library benchmarks do.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -29,8 +29,27 @@ from ._forecast_net import (
 )
 from ._forecast_training import SeriesData, WindowData, in_row_units, quantile_shifts
 from ._interval_tracking import all_shifts, record, start_tracking
+from ._params import (
+    FRACTION,
+    NETWORK,
+    OPTIONAL_POSITIVE_INT,
+    PLACEMENT,
+    POSITIVE_INT,
+    TRAINING,
+    Bool,
+    Int,
+    InvalidParameterError,
+    Options,
+    Real,
+    check_network_params,
+    resolve_device,
+)
 from ._persistence import PersistenceMixin
 from ._stream_net import StreamNet
+from ._time_index import check_continues, check_kind, check_overlap, panel_grid, tail
+from ._values import check_float32
+
+QUANTILE_LEVEL = Real(0.0, 1.0, open={"low", "high"})
 
 # An epoch reads the training data once, or again until it has made this many optimiser
 # steps: a short series is one chunk (full history) or a few batches of windows, and would
@@ -39,17 +58,6 @@ MIN_STEPS_PER_EPOCH = 50
 # local_window="auto": max(2 * horizon, shortest series // 20), at most this many rows
 # (chosen on validation splits: benchmarks/RESULTS.md)
 LOCAL_WINDOW_MAX = 336
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(device, str):
-        raise TypeError(f"device must be a string such as 'auto', 'cpu' or 'cuda', got {device!r}")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device='cuda' was asked for, but no CUDA device is available")
-    return resolved
 
 
 def _standardisation(frame: pd.DataFrame, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
@@ -339,43 +347,43 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         steps = fh.to_relative(self.cutoff).to_numpy()
         return int(max(1, steps.max()))
 
+    # what each parameter may be (checked at fit, before any state changes)
+    _constraints: ClassVar[dict] = {
+        **NETWORK,
+        **TRAINING,
+        **PLACEMENT,
+        "max_horizon": OPTIONAL_POSITIVE_INT,
+        "context_length": (Options(None), Int(2)),
+        "local_window": (Options("auto", None), Int(2)),
+        "channel_independent": Bool(),
+        "n_lags": POSITIVE_INT,
+        "token_stride": POSITIVE_INT,
+        "max_steps": OPTIONAL_POSITIVE_INT,
+        "windows_per_epoch": OPTIONAL_POSITIVE_INT,
+        "chunk_length": POSITIVE_INT,
+        "calibrate": Bool(),
+        "calibration_rate": FRACTION,
+        "update_steps": Int(0),
+    }
+
     def _check_params(self) -> None:
-        qs = tuple(self.quantiles)
-        if 0.5 not in qs or any(not 0 < q < 1 for q in qs) or list(qs) != sorted(set(qs)):
-            raise ValueError(
-                "quantiles must be increasing levels in (0, 1) that include 0.5, "
-                f"got {self.quantiles!r}"
-            )
-        for name in ("n_lags", "token_stride", "batch_size", "chunk_length"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not 0.0 <= self.validation_size < 1.0:
-            raise ValueError(f"validation_size must be in [0, 1), got {self.validation_size}")
-        per_epoch = self.windows_per_epoch
-        if per_epoch is not None and (not isinstance(per_epoch, int | np.integer) or per_epoch < 1):
-            raise ValueError(f"windows_per_epoch must be None or an int >= 1, got {per_epoch!r}")
-        local = self.local_window
-        if local is not None and local != "auto":
-            if isinstance(local, bool) or not isinstance(local, int | np.integer) or local < 2:
-                raise ValueError(f"local_window must be 'auto', None or an int >= 2, got {local!r}")
-        steps = self.max_steps
-        if steps is not None and (
-            isinstance(steps, bool) or not isinstance(steps, int | np.integer) or steps < 1
+        check_network_params(self, self._constraints)
+        qs = self.quantiles
+        levels = list(qs) if isinstance(qs, (tuple, list)) else None
+        if (
+            levels is None
+            or not all(QUANTILE_LEVEL.accepts(q) for q in levels)
+            or 0.5 not in levels
+            or levels != sorted(set(levels))
         ):
-            raise ValueError(f"max_steps must be None or an int >= 1, got {steps!r}")
-        rate = self.calibration_rate
-        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate < 1:
-            raise ValueError(f"calibration_rate must be a number in [0, 1), got {rate!r}")
-        if not isinstance(self.recency, bool | np.bool_):
-            raise TypeError(f"recency must be a bool, got {self.recency!r}")
-        length = self.context_length
-        if length is not None and (not isinstance(length, (int, np.integer)) or length < 2):
-            raise ValueError(f"context_length must be None or an int >= 2, got {length!r}")
-        if length is None and self.token_stride != 1:
-            raise ValueError(
-                "token_stride applies to the windowed mode (set context_length); the "
-                "full-history mode reads every step"
+            raise InvalidParameterError(
+                "AarenForecaster: quantiles must be a tuple of increasing levels in (0, 1) "
+                f"that includes 0.5, got {self.quantiles!r}"
+            )
+        if self.context_length is None and self.token_stride != 1:
+            raise InvalidParameterError(
+                "AarenForecaster: token_stride applies to the windowed mode (set "
+                "context_length); the full-history mode reads every step"
             )
 
     def _resolved_local_window(self, shortest: int, horizon: int) -> int | None:
@@ -440,6 +448,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
     def _scaled(self, frame: pd.DataFrame, scaling: tuple[np.ndarray, np.ndarray]) -> torch.Tensor:
         mean, std = scaling
         values = (frame.to_numpy(dtype=np.float64) - mean) / std
+        check_float32(values, "y" if list(frame.columns) == self.columns_ else "X")
         return torch.tensor(values, dtype=torch.float32).to(self._device)
 
     def _scaled_rows(self, frames: dict, exog: dict) -> tuple[dict, dict]:
@@ -641,10 +650,13 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
     def _fit(self, y: pd.DataFrame, X=None, fh=None):
         self._check_params()
         self._validate_y(y, self._min_length())
-        self._device = _resolve_device(self.device)
+        self._device = resolve_device(self.device)
         processes = check_devices(self.devices, self.strategy, self._device)
         horizon = self._horizon(fh)
         instances = _split_instances(y)
+        # one regular time grid for every series; a ragged panel's cutoff gets its frequency
+        self.grid_ = panel_grid(instances, getattr(self._cutoff, "freq", None))
+        self._cutoff = self.grid_.with_freq(self._cutoff)
         self.columns_ = list(y.columns)
         self.x_columns_ = None if X is None else list(X.columns)
         exog = self._exogenous(X, instances)
@@ -692,10 +704,20 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 shifts[:, list(self.quantiles).index(0.5)] = 0.0
             self.quantile_shifts_ = shifts.numpy()
         self.streams_ = {
-            key: self._encode(scaled[key], xs[key], None, frame.index[-1])
+            key: {
+                **self._encode(scaled[key], xs[key], None, frame.index[-1]),
+                "tail": tail(None, frame.index, frame.to_numpy(dtype=np.float64)),
+            }
             for key, frame in instances
         }
         return self
+
+    def _set_cutoff_from_y(self, y):
+        # sktime finds no frequency for a panel whose series end at different times
+        super()._set_cutoff_from_y(y)
+        grid = getattr(self, "grid_", None)
+        if grid is not None:
+            self._cutoff = grid.with_freq(self._cutoff)
 
     # Atomic public methods: on any error every attribute is put back as it was, so a
     # failed fit (sktime resets first), update (the cutoff moves first) or predict (a new fh
@@ -761,15 +783,23 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 raise ValueError(
                     f"update's columns {list(frame.columns)} differ from fit's {self.columns_}"
                 )
-            last = self.streams_[key]["last"]
+            where = "" if key is None else f" for series {key!r}"
+            grid = getattr(self, "grid_", None)  # None: saved before the grid was kept
+            if grid is not None:
+                check_kind(grid, frame.index, where)
+            stream = self.streams_[key]
+            last = stream["last"]
             if frame.index[-1] < last:
-                where = "" if key is None else f" for series {key!r}"
                 raise ValueError(
                     f"update data{where} ends at {frame.index[-1]}, before the last observation "
                     f"already absorbed ({last}): updates must move forward in time"
                 )
-            # sktime passes the whole window seen so far: read only what is new
+            # sktime passes the whole window seen so far: read only what is new, after
+            # checking that what it repeats is what was absorbed
+            check_overlap(stream.get("tail"), frame, last, where)
             new_rows = frame.loc[frame.index > last]
+            if grid is not None:
+                check_continues(grid, new_rows.index, last, where)
             if len(new_rows):
                 fresh[key] = new_rows
         exog = self._exogenous(X, list(fresh.items())) if fresh else {}
@@ -779,9 +809,11 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             net = self._fine_tuned(scaled, xs)
         new_streams = dict(self.streams_)
         for key, rows in fresh.items():
-            new_streams[key] = self._encode(
-                scaled[key], xs[key], self.streams_[key], rows.index[-1], net
-            )
+            old = self.streams_[key]
+            new_streams[key] = {
+                **self._encode(scaled[key], xs[key], old, rows.index[-1], net),
+                "tail": tail(old.get("tail"), rows.index, rows.to_numpy(dtype=np.float64)),
+            }
         # assigned only once everything succeeded
         self.network_, self.streams_ = net, new_streams
         return self
@@ -847,24 +879,42 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         return scorers
 
     # ------------------------------------------------------------------ prediction
-    def _steps(self, fh) -> np.ndarray:
-        steps = fh.to_relative(self.cutoff).to_numpy().astype(int)
+    def _series_horizon(self, key, last, fh) -> tuple[np.ndarray, pd.Index]:
+        """The steps ahead of series ``key`` (last observation ``last``) that ``fh`` asks
+        for, and the times they label: sktime's convention for a panel, where each series
+        is forecast from its own end. A relative ``fh`` counts from that end (a series that
+        stopped earlier is labelled at earlier times); an absolute one names times, each
+        read as the step it lies after the series' end. Steps outside 1..horizon are a
+        named error."""
+        cutoff = self.cutoff
+        if last != cutoff[0]:
+            # a ragged panel's cutoff may carry no frequency: the grid's is the series'
+            grid = getattr(self, "grid_", None)
+            freq = getattr(cutoff, "freq", None) or fh.freq or getattr(grid, "freq", None)
+            if isinstance(cutoff, pd.PeriodIndex):
+                cutoff = pd.PeriodIndex([last], freq=freq)
+            elif isinstance(cutoff, pd.DatetimeIndex):
+                cutoff = pd.DatetimeIndex([last], freq=freq)
+            else:
+                cutoff = pd.Index([last])
+        steps = fh.to_relative(cutoff).to_numpy().astype(int)
         horizon = self.network_.horizon
         if steps.min() < 1 or steps.max() > horizon:
+            name = key[0] if isinstance(key, tuple) and len(key) == 1 else key
+            series = "" if key is None else f" of series {name!r} (last observation {last})"
             raise ValueError(
-                f"forecasting horizon steps {steps.tolist()} must lie in 1..{horizon}, the "
-                "maximum fitted (set max_horizon, or pass a longer fh to fit)"
+                f"forecasting horizon steps {steps.tolist()}{series} must lie in 1..{horizon}, "
+                "the maximum fitted (set max_horizon, or pass a longer fh to fit)"
             )
-        return steps
+        return steps, fh.to_absolute_index(cutoff)
 
-    def _future_term(self, key, fh, steps: np.ndarray, x: pd.DataFrame | None) -> np.ndarray:
+    def _future_term(self, key, times, steps: np.ndarray, x: pd.DataFrame | None) -> np.ndarray:
         """The known-future term ``(H, 1 or C, Q)`` from this series' X at the forecast times
         (0 where X does not give them: the network was trained to forecast without them)."""
         horizon = self.network_.horizon
         if self.x_columns_ is None or x is None:
             return np.zeros((horizon, 1, len(self.quantiles)))
         future = np.full((horizon, len(self.x_columns_)), np.nan)
-        times = fh.to_absolute_index(self.cutoff)
         mean, std = self.x_scaling_[key]
         for step, time in zip(steps, times, strict=True):
             if time in x.index:
@@ -875,17 +925,21 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         return term.cpu().numpy().astype(np.float64)
 
     def _quantile_frame(self, fh, levels: list[float], X=None) -> dict[float, pd.DataFrame]:
-        steps = self._steps(fh)
         learned = np.asarray(self.quantiles, dtype=np.float64)
         frames: dict[float, list[pd.DataFrame]] = {q: [] for q in levels}
         x_by_key = {}
         if self.x_columns_ is not None and X is not None:
             self._check_x(X)
             x_by_key = dict(_split_instances(X))
+        # checked for every series before any is read: a failed predict returns nothing
+        horizons = {
+            key: self._series_horizon(key, s["last"], fh) for key, s in self.streams_.items()
+        }
         for key, stream in self.streams_.items():
             mean, std = self.scaling_[key]
+            steps, index = horizons[key]
             forecast = stream["forecast"].numpy().astype(np.float64)  # (H, C, Q)
-            term = self._future_term(key, fh, steps, x_by_key.get(key))
+            term = self._future_term(key, index, steps, x_by_key.get(key))
             if self.context_length is None:  # rows' units, the forecast local ones
                 term = term / stream["scale"][:, None]
             forecast = forecast + term
@@ -894,7 +948,6 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             forecast = np.sort(forecast, axis=-1)
             forecast = forecast * stream["scale"][:, None] + stream["centre"][:, None]
             chosen = forecast[steps - 1]  # (len(fh), C, Q)
-            index = fh.to_absolute_index(self.cutoff)
             if key is not None:
                 keys = key if isinstance(key, tuple) else (key,)
                 index = pd.MultiIndex.from_tuples([(*keys, t) for t in index])

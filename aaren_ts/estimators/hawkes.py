@@ -4,12 +4,15 @@ fitted by maximum likelihood, with the API and log-likelihood definition of
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 from scipy import optimize
 from skbase.base import BaseEstimator
 
 from .._checks import MAX_EVENTS, finite_float, positive_int
 from ..datasets.events import EventSequence, as_event_sequences, simulate_hawkes
+from ._params import OPTIONAL_POSITIVE_INT, Options, Real, Seed, check_params
 from ._persistence import PersistenceMixin
 from .point_process import _check_fitted, _check_marks, _check_normalisation
 
@@ -93,6 +96,13 @@ class HawkesPointProcess(PersistenceMixin, BaseEstimator):
         self.random_state = random_state
         super().__init__()
 
+    # what each parameter may be (checked at fit, before any state changes)
+    _constraints: ClassVar[dict] = {
+        "n_marks": OPTIONAL_POSITIVE_INT,
+        "decay": (Options(None), Real(0.0, open={"low"})),
+        "random_state": Seed(),
+    }
+
     # ------------------------------------------------------------------ fitting
     def _fit_rows(self, seqs, n_marks: int, beta: float) -> tuple[np.ndarray, np.ndarray, float]:
         """MLE of ``(mu, alpha)`` for a fixed ``beta`` (scipy), and the log-likelihood."""
@@ -124,11 +134,8 @@ class HawkesPointProcess(PersistenceMixin, BaseEstimator):
 
     def fit(self, X) -> HawkesPointProcess:
         """Maximum-likelihood fit on event sequences (any format of ``as_event_sequences``)."""
+        check_params(self, self._constraints)
         seqs = as_event_sequences(X)
-        if self.n_marks is not None and (not isinstance(self.n_marks, int) or self.n_marks < 1):
-            raise ValueError(f"n_marks must be a positive int or None, got {self.n_marks!r}")
-        if self.decay is not None and not self.decay > 0:
-            raise ValueError(f"decay must be > 0, got {self.decay!r}")
         n_marks = self.n_marks or 1 + max(int(s.marks.max()) for s in seqs)
         _check_marks(seqs, n_marks)
         observed = sum(s.t_end - s.t_start for s in seqs)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -18,11 +18,20 @@ from sktime.exceptions import NotFittedError
 
 from .._checks import finite_float, positive_int
 from ..datasets.events import EventSequence, as_event_sequences
-from ..nn import BACKBONES
+from ._params import (
+    NETWORK,
+    OPTIONAL_POSITIVE_INT,
+    POSITIVE_INT,
+    TRAINING,
+    Bool,
+    Device,
+    Real,
+    check_network_params,
+    resolve_device,
+)
 from ._persistence import PersistenceMixin
 from ._portable import PortableStateMixin, relink_streams
 from ._tpp_net import Decoded, TPPNet, pad_events
-from .forecaster import _resolve_device
 
 CONVENTIONS = ("window", "easytpp")
 
@@ -227,19 +236,19 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         super().__init__()
 
     # ------------------------------------------------------------------ checks
+    # what each parameter may be (checked at fit, before any state changes)
+    _constraints: ClassVar[dict] = {
+        **NETWORK,
+        **TRAINING,
+        "device": Device(),
+        "n_components": POSITIVE_INT,
+        "n_marks": OPTIONAL_POSITIVE_INT,
+        "min_inter_time": Real(0.0, open={"low"}),
+        "mark_conditional": Bool(),
+    }
+
     def _check_params(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
-        for name in ("d_model", "n_layers", "n_heads", "n_components", "max_epochs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.n_marks is not None and (not isinstance(self.n_marks, int) or self.n_marks < 1):
-            raise ValueError(f"n_marks must be a positive int or None, got {self.n_marks!r}")
-        if not 0.0 <= self.validation_size < 1.0:
-            raise ValueError(f"validation_size must be in [0, 1), got {self.validation_size!r}")
-        if not self.min_inter_time > 0:
-            raise ValueError(f"min_inter_time must be > 0, got {self.min_inter_time!r}")
+        check_network_params(self, self._constraints)
 
     def _sequences(self, X, method: str) -> list[EventSequence]:
         _check_fitted(self, method)
@@ -288,7 +297,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         if val is not None:
             _check_marks(val, n_marks)
             _check_gaps(val)
-        device = _resolve_device(self.device)
+        device = resolve_device(self.device)
         seed = 0 if self.random_state is None else int(self.random_state)
         rng = np.random.default_rng(seed)
         if val is None and self.validation_size > 0 and len(seqs) > 1:

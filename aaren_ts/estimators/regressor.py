@@ -5,11 +5,13 @@ backbone, with ragged panels read natively and a prediction after every time ste
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from sktime.regression.base import BaseRegressor
 
 from ._panel_base import PANEL_MTYPES, AarenPanelMixin, PanelStream
 from ._panel_net import SquaredError
+from ._values import real_values
 from .forecaster import check_standardisable
 
 
@@ -152,6 +154,10 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
 
     def _loss(self):
         return SquaredError()
+
+    def _check_targets(self, y) -> None:
+        values = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else y
+        real_values(values, "y")
 
     def _fit(self, X, y):
         y = np.asarray(y, dtype=np.float64)

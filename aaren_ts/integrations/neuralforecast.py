@@ -17,16 +17,10 @@ from neuralforecast.core import MODEL_FILENAME_DICT
 from neuralforecast.losses.pytorch import MAE
 from torch import nn
 
+from .._checks import positive_int
 from ..nn import Aaren as AarenStack
 
 __all__ = ["Aaren"]
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
 
 
 def patch_tokens(window: torch.Tensor, patch_len: int, stride: int) -> torch.Tensor:
@@ -208,9 +202,9 @@ lr_scheduler, lr_scheduler_kwargs, dataloader_kwargs
             ("patch_len", patch_len),
             ("stride", stride),
         ):
-            _check_positive_int(name, value)
+            positive_int(value, name)
         if d_ff is not None:
-            _check_positive_int("d_ff", d_ff)
+            positive_int(d_ff, "d_ff")
         if d_model % n_heads:
             raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
         if stride > patch_len:

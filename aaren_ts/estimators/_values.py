@@ -1,0 +1,88 @@
+"""Named errors for values the networks cannot read faithfully.
+
+The networks compute in float32 on standardised values. Complex numbers would lose their
+imaginary part and booleans would pass as 0/1 without anyone deciding so; a value that is
+finite in float64 but beyond float32 after standardising (1e39 where fit saw values near 1)
+becomes inf, and then NaN probabilities beside a confident-looking class. Labels must be
+present and of one kind: NaN or None among them, or strings mixed with numbers, would
+otherwise fail inside numpy's sorting or silently become a class of their own.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_real_dtype(dtype: Any, what: str) -> None:
+    """A ``TypeError`` naming ``what`` for complex and boolean dtypes."""
+    if pd.api.types.is_complex_dtype(dtype):
+        raise TypeError(f"{what} holds complex numbers: the model reads real values only")
+    if pd.api.types.is_bool_dtype(dtype):  # numpy's bool and pandas' "boolean"
+        raise TypeError(
+            f"{what} holds booleans: convert them to numbers (e.g. .astype(float)) if 0/1 "
+            "is what they mean"
+        )
+
+
+def real_values(values: Any, what: str) -> np.ndarray:
+    """``values`` as a float64 array, refusing complex and boolean data by name (also
+    inside object arrays) and anything that is not a number."""
+    arr = np.asarray(values)
+    check_real_dtype(arr.dtype, what)
+    if arr.dtype.kind == "O":
+        for item in arr.ravel():
+            if isinstance(item, (bool, np.bool_)):
+                check_real_dtype(np.bool_, what)
+            if isinstance(item, (complex, np.complexfloating)):
+                check_real_dtype(np.complex128, what)
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{what} must hold numeric values: {err}") from None
+
+
+def check_float32(scaled: np.ndarray, what: str) -> None:
+    """A ``ValueError`` when standardised values would overflow float32."""
+    with np.errstate(invalid="ignore"):
+        largest = float(np.max(np.abs(scaled), initial=0.0))
+    if largest > FLOAT32_MAX:
+        raise ValueError(
+            f"{what} holds values {largest:.3g} standard deviations from the fitted mean, "
+            "beyond float32's range (3.4e38): far outside anything fit saw; rescale the data "
+            "or refit on data of this size"
+        )
+
+
+def _label_kind(label: Any) -> str:
+    if isinstance(label, (str, np.str_)):
+        return "str"
+    if isinstance(label, (bool, np.bool_)):
+        return "bool"
+    if isinstance(label, numbers.Number):
+        return "number"
+    return type(label).__name__
+
+
+def check_labels(y: Any, what: str = "y") -> None:
+    """Class labels: none missing (NaN, None, pd.NA) and all of one kind (strings, numbers
+    or booleans)."""
+    values = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else np.asarray(y)
+    flat = values.ravel()
+    missing = np.flatnonzero(pd.isna(flat))
+    if len(missing):
+        raise ValueError(
+            f"{what} has missing labels (NaN or None) at positions {missing[:5].tolist()}: "
+            "every series needs a class label"
+        )
+    kinds = sorted({_label_kind(v) for v in flat})
+    if len(kinds) > 1:
+        raise TypeError(
+            f"{what} mixes label types ({', '.join(kinds)}): use one type for all labels, "
+            "e.g. all strings"
+        )
