@@ -95,6 +95,7 @@ def test_forecasting_quick_scores_both_modes_beside_the_baselines(tmp_path):
         ("throughput.py", "--json"),
         ("scan.py", "--json"),
         ("neuralforecast_peers.py", "--out"),
+        ("streaming.py", "--json"),
     ],
 )
 def test_output_paths_are_checked_before_any_work(tmp_path, script, option):
@@ -113,3 +114,18 @@ def test_output_paths_are_checked_before_any_work(tmp_path, script, option):
         )
         assert done.returncode == 2, done.stderr[-2000:]
         assert message in done.stderr and f"argument {option}" in done.stderr
+
+
+def test_streaming_quick(tmp_path):
+    """``benchmarks/streaming.py`` end to end on small panels (its timings are not checked
+    here: speed belongs to the benchmark, run on a quiet machine)."""
+    out = tmp_path / "streaming.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "streaming.py"), "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    saved = json.loads(out.read_text())
+    assert [row["series"] for row in saved["panel"]] == [10, 50]
+    assert all(np.isfinite(row["tick_ms"]) and row["tick_ms"] > 0 for row in saved["panel"])
+    assert saved["single"]["update_ms"] > 0 and "| series |" in done.stdout

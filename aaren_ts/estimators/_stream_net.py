@@ -248,3 +248,38 @@ class StreamNet(nn.Module):
         rows = torch.cat([state.recent.to(values.dtype), values], 1)
         recent = rows[:, rows.shape[1] - self.memory :]
         return out, local.centre, local.scale, StreamState(recent, backbone_state)
+
+
+def batched_state(states: Sequence[Any]) -> Any:
+    """Several streams' states as one, concatenated along the batch (first) dimension of
+    every tensor; tuples, NamedTuples, lists and dicts are followed, other leaves must be
+    equal. For states whose tensors are all batch-first (``StreamState`` of the Aaren
+    backbone: the recent rows, and per layer the scan state and the last token time)."""
+    first = states[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(list(states))
+    if isinstance(first, tuple) and hasattr(first, "_fields"):
+        return type(first)(*(batched_state(parts) for parts in zip(*states, strict=True)))
+    if isinstance(first, (tuple, list)):
+        return type(first)(batched_state(parts) for parts in zip(*states, strict=True))
+    if isinstance(first, dict):
+        return {key: batched_state([s[key] for s in states]) for key in first}
+    if any(s != first for s in states[1:]):
+        raise ValueError(f"cannot batch states that differ in {first!r}")
+    return first
+
+
+def split_state(state: Any, counts: Sequence[int]) -> list[Any]:
+    """Undo ``batched_state``: one state per stream, of ``counts`` batch rows each."""
+    if isinstance(state, torch.Tensor):
+        return list(state.split(list(counts)))
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        parts = [split_state(part, counts) for part in state]
+        return [type(state)(*row) for row in zip(*parts, strict=True)]
+    if isinstance(state, (tuple, list)):
+        parts = [split_state(part, counts) for part in state]
+        return [type(state)(row) for row in zip(*parts, strict=True)]
+    if isinstance(state, dict):
+        parts = {key: split_state(value, counts) for key, value in state.items()}
+        return [{key: parts[key][i] for key in state} for i in range(len(counts))]
+    return [state] * len(counts)
