@@ -1,5 +1,6 @@
-"""``AarenForecaster.update`` skips sktime's input checks for a plain single series: the
-result must be exactly what sktime's own ``BaseForecaster.update`` path gives."""
+"""``AarenForecaster.update`` skips sktime's input checks for a plain single series or a
+plain panel of the fitted kind: the result must be exactly what sktime's own
+``BaseForecaster.update`` path gives (cutoff, its type and frequency, and forecasts)."""
 
 from __future__ import annotations
 
@@ -59,3 +60,56 @@ def test_anything_else_goes_through_sktimes_checks():
     assert f._plain_rows(y.iloc[-12:], y.iloc[-12:].to_frame()) is None  # X given
     with pytest.raises(ValueError, match="columns"):
         f.update(renamed)
+
+
+def _panel(index: pd.Index, keys=("a", "b", "c"), levels: int = 2) -> pd.DataFrame:
+    parts = {}
+    for i, key in enumerate(keys):
+        values = np.sin(np.arange(len(index)) / (3.0 + i)) + i
+        parts[key if levels == 2 else ("top", key)] = pd.DataFrame({"y": values}, index=index)
+    return pd.concat(parts)
+
+
+PANELS = {
+    "range": _panel(pd.RangeIndex(60)),
+    "daily": _panel(pd.date_range("2021", periods=60, freq="D")),
+    "monthly-period": _panel(pd.period_range("2001-01", periods=60, freq="M")),
+    "three-levels": _panel(pd.RangeIndex(60), levels=3),
+}
+
+
+def _rows(y: pd.DataFrame, start: int, stop: int, keys=None) -> pd.DataFrame:
+    time = y.index.get_level_values(-1)
+    grid = time.unique()
+    keep = time.isin(grid[start:stop])
+    if keys is not None:
+        keep &= y.index.get_level_values(-2).isin(keys)
+    return y[keep]
+
+
+@pytest.mark.parametrize("name", list(PANELS))
+def test_plain_panel_update_equals_sktimes_checked_path(name):
+    y = PANELS[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fast = AarenForecaster(max_horizon=3, max_epochs=1, d_model=8, random_state=0)
+        fast.fit(_rows(y, 0, 48))
+        checked = fast.clone().fit(_rows(y, 0, 48))
+        ticks = [
+            _rows(y, 48, 49),  # one row per series
+            _rows(y, 49, 52),  # three
+            _rows(y, 0, 53),  # everything so far (sktime's habit)
+            _rows(y, 53, 55, keys=["a"]),  # only one series: the panel becomes ragged
+            _rows(y, 53, 54, keys=["b", "c"]),  # the others, not yet up to "a"
+        ]
+        used = 0
+        for i, rows in enumerate(ticks):
+            used += fast._plain_rows(rows, None) is not None
+            fast.update(rows, update_params=i == 1)
+            BaseForecaster.update(checked, rows, update_params=i == 1)
+            assert type(fast.cutoff) is type(checked.cutoff), i
+            assert fast.cutoff.equals(checked.cutoff), (i, fast.cutoff, checked.cutoff)
+            assert getattr(fast.cutoff, "freq", None) == getattr(checked.cutoff, "freq", None)
+            a, b = fast.predict(fh=[1, 2, 3]), checked.predict(fh=[1, 2, 3])
+            pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert used == len(ticks)  # every call took the plain path

@@ -19,6 +19,7 @@ Pure torch: no sktime here.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -30,16 +31,25 @@ MOST_TRACKED_STEPS = 16
 def tracked_steps(horizon: int) -> torch.Tensor:
     """Horizon steps (1-based) whose coverage is tracked: every step up to
     ``MOST_TRACKED_STEPS``, else that many spread geometrically from 1 to ``horizon``.
+    A new tensor each call (callers may move or change it); the steps are computed once
+    per horizon.
 
     >>> tracked_steps(4).tolist()
     [1, 2, 3, 4]
     >>> tracked_steps(96).tolist()
     [1, 2, 3, 5, 6, 8, 11, 15, 21, 28, 39, 52, 71, 96]
     """
+    return torch.tensor(_tracked_steps(int(horizon)))
+
+
+@functools.lru_cache(maxsize=64)
+def _tracked_steps(horizon: int) -> tuple[int, ...]:
+    # every streamed row asks for them: geomspace and unique cost more than the rest of
+    # a 1-row record
     if horizon <= MOST_TRACKED_STEPS:
-        return torch.arange(1, horizon + 1)
+        return tuple(range(1, horizon + 1))
     spread = np.unique(np.round(np.geomspace(1, horizon, MOST_TRACKED_STEPS)).astype(int))
-    return torch.from_numpy(spread)
+    return tuple(int(s) for s in spread)
 
 
 class IntervalTracker(NamedTuple):

@@ -817,7 +817,10 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             return None
         if self.get_config()["remember_data"]:  # sktime must append y to self._y
             return None
-        if isinstance(y, pd.Series):
+        panel = None not in self.streams_  # fitted on a panel: keys are tuples
+        if panel and getattr(self, "grid_", None) is None:  # saved before grids were kept
+            return None
+        if isinstance(y, pd.Series) and not panel:
             if [0 if y.name is None else y.name] != self.columns_:
                 return None
             frame = y.to_frame(name=self.columns_[0])
@@ -826,11 +829,27 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         else:
             return None
         cutoff = self.cutoff
+        if panel:  # the same levels as fit, the time level of the cutoff's kind
+            key = next(iter(self.streams_))
+            if not isinstance(frame.index, pd.MultiIndex):
+                return None
+            if frame.index.nlevels != len(key) + 1 or frame.index.has_duplicates:
+                return None
+            time = frame.index.levels[-1]
+            same_kind = type(time) is type(cutoff) or (
+                not isinstance(cutoff, (pd.DatetimeIndex, pd.PeriodIndex))
+                and not isinstance(time, (pd.DatetimeIndex, pd.PeriodIndex))
+            )
+            index_ok = same_kind and time.dtype == cutoff.dtype
+        else:
+            index_ok = (
+                type(frame.index) is type(cutoff)
+                and frame.index.dtype == cutoff.dtype
+                and getattr(frame.index, "freq", None) == getattr(cutoff, "freq", None)
+            )
         plain = (
             len(frame) > 0
-            and type(frame.index) is type(cutoff)
-            and frame.index.dtype == cutoff.dtype
-            and getattr(frame.index, "freq", None) == getattr(cutoff, "freq", None)
+            and index_ok
             and all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes)
             and not any(pd.api.types.is_bool_dtype(t) for t in frame.dtypes)
         )
@@ -842,7 +861,14 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         if frame is None:
             return BaseForecaster.update(self, y, X, update_params=update_params)
         self._update(frame, None, update_params=update_params)
-        self._set_cutoff(frame.index[-1:])
+        if isinstance(frame.index, pd.MultiIndex):  # a panel's cutoff: its latest time
+            times = frame.index.get_level_values(-1)
+            latest = times[[int(times.argmax())]]
+            if isinstance(latest, pd.RangeIndex):  # sktime's cutoff is a plain Index here
+                latest = pd.Index(latest.to_numpy())
+            self._set_cutoff(self.grid_.with_freq(latest))
+        else:
+            self._set_cutoff(frame.index[-1:])
         return self
 
     _update_plain_or_checked.__doc__ = BaseForecaster.update.__doc__
