@@ -198,3 +198,19 @@ def test_a_container_shared_by_two_attributes_stays_shared_after_a_restore():
             raise ValueError("bad input")
     assert box.first is box.second and box.first == {"seen": [1]}
     assert pickle.dumps(box) == before
+
+
+def test_pandas_caches_filled_by_a_failed_call_are_put_back():
+    """pandas fills an index's caches on first read and pickles them: a failed call that
+    only read sktime's cutoff must not change the pickled bytes."""
+    from aaren_ts.estimators._atomic import restored_on_error
+
+    box = _Box()
+    box.cutoff = pd.PeriodIndex([pd.Period("2020-01", "M")])[[0]]  # nothing read yet
+    box.times = pd.date_range("2020", periods=3, freq="D")[[1, 2]]
+    before = pickle.dumps(box)
+    with pytest.raises(ValueError):
+        with restored_on_error(box):
+            _ = box.cutoff.dtype, box.times._data._creso, box.times.is_unique
+            raise ValueError("bad input")
+    assert pickle.dumps(box) == before

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pandas as pd
+
 
 @contextmanager
 def restored_on_error(obj: Any) -> Iterator[None]:
@@ -56,12 +58,35 @@ def restored_on_error(obj: Any) -> Iterator[None]:
     """
     memo: dict[int, Any] = {}  # a container met twice is copied once: sharing is kept
     snapshot = {name: _skeleton(value, memo) for name, value in obj.__dict__.items()}
+    caches = _lazy_caches(obj.__dict__.values())
     try:
         yield
     except BaseException:
         obj.__dict__.clear()
         obj.__dict__.update(snapshot)
+        for holder, cache in caches:
+            if cache is None:  # none before the call
+                holder.__dict__.pop("_cache", None)
+            else:
+                holder.__dict__["_cache"] = cache
         raise
+
+
+def _lazy_caches(values) -> list[tuple[Any, dict | None]]:
+    """The lazily filled ``_cache`` dicts of the pandas indexes among ``values`` (and of
+    their arrays), copied. pandas fills them on first read (an index's dtype, a datetime
+    array's resolution) and pickles them: a failed call that only read an index (sktime's
+    cutoff) would otherwise change the estimator's pickled bytes, though not its state."""
+    found = []
+    for value in values:
+        if not isinstance(value, pd.Index):
+            continue
+        for holder in (value, getattr(value, "_data", None)):
+            attributes = getattr(holder, "__dict__", None)
+            if isinstance(attributes, dict):
+                cache = attributes.get("_cache")
+                found.append((holder, dict(cache) if isinstance(cache, dict) else None))
+    return found
 
 
 def _skeleton(value: Any, memo: dict[int, Any], depth: int = 8) -> Any:
