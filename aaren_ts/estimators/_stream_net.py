@@ -256,6 +256,8 @@ def batched_state(states: Sequence[Any]) -> Any:
     equal. For states whose tensors are all batch-first (``StreamState`` of the Aaren
     backbone: the recent rows, and per layer the scan state and the last token time)."""
     first = states[0]
+    if len(states) == 1:  # nothing to join (and no copy)
+        return first
     if isinstance(first, torch.Tensor):
         return torch.cat(list(states))
     if isinstance(first, tuple) and hasattr(first, "_fields"):
@@ -271,6 +273,8 @@ def batched_state(states: Sequence[Any]) -> Any:
 
 def split_state(state: Any, counts: Sequence[int]) -> list[Any]:
     """Undo ``batched_state``: one state per stream, of ``counts`` batch rows each."""
+    if len(counts) == 1:  # one stream: its state as it is (any backbone's layout)
+        return [state]
     if isinstance(state, torch.Tensor):
         return list(state.split(list(counts)))
     if isinstance(state, tuple) and hasattr(state, "_fields"):

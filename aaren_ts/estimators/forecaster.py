@@ -90,6 +90,23 @@ def _interp_level(values: np.ndarray, learned: np.ndarray, level: float) -> np.n
     return slope * (level - learned[j]) + values[..., j]
 
 
+def _joined(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """``torch.cat`` along the batch, without a copy for a single tensor (a long history
+    read in fit)."""
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+
+def _stream(kept: dict, forecast: torch.Tensor, centre, scale, last) -> dict:
+    """A stream's stored record after reading rows up to ``last``."""
+    return {
+        **kept,
+        "forecast": forecast.cpu(),  # (H, C, Q), network units
+        "centre": centre,  # network units -> scaled units: * scale + centre
+        "scale": scale,
+        "last": last,
+    }
+
+
 def _split_instances(y: pd.DataFrame) -> list[tuple[Any, pd.DataFrame]]:
     """``[(instance key, single-series frame)]``; the key is None for a plain series."""
     if not isinstance(y.index, pd.MultiIndex):
@@ -522,7 +539,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         net = self.network_ if net is None else net
         with torch.no_grad():
             if self.context_length is None:
-                kept, forecast, centre, scale = self._read_rows(net, values, x, stream)
+                [(kept, forecast, centre, scale)] = self._read_rows(net, [(values, x, stream)])
             else:
                 if stream is not None:
                     values = torch.cat([stream["window"], values])
@@ -541,61 +558,32 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 forecast = forecast[0]
                 centre = centre[0, 0].double().cpu().numpy()
                 scale = scale[0, 0].double().cpu().numpy()
-        return {
-            **kept,
-            "forecast": forecast.cpu(),  # (H, C, Q), network units
-            "centre": centre,  # network units -> scaled units: * scale + centre
-            "scale": scale,
-            "last": last,
-        }
+        return _stream(kept, forecast, centre, scale, last)
 
-    def _read_rows(self, net, values, x, stream: dict | None):
-        """Full history: the new rows through the network from the stream's state, in chunks
-        (a long history's forecasts at every row would not fit in memory), the intervals'
-        record advanced with them (``_interval_tracking``; the rows read in fit only fill it,
-        later rows also move its shifts). Returns the kept state and the last row's forecast
+    def _read_rows(self, net, items: list) -> list:
+        """Full history: new rows through the network from each stream's state, in chunks
+        (a long history's forecasts at every row would not fit in memory), each stream's
+        interval record advanced with them (``_interval_tracking``; the rows read in fit
+        only fill it, later rows also move its shifts).
+
+        ``items`` = ``[(values, x, stream or None)]``, every one with the same number of
+        rows: the network reads them in one batched call per chunk (the backbone's rows are
+        independent along the batch; several streams only with a batch-first state, see
+        ``_advance``), and each record is advanced with its own slice (a record pools over
+        its own series only). Returns per item the kept state and the last row's forecast
         ``(H, C, Q)``, centre and scale ``(C,)``."""
-        sequences, exog = self._layout(values, x)
-        state = None if stream is None else stream["state"]
-        if stream is None:
-            tracker = start_tracking(
-                self.quantile_shifts_, sequences.shape[0], sequences.shape[2], sequences.device
-            )
-        else:
-            tracker = stream["tracker"]
-        rate = float(self.calibration_rate)
-        step = max(int(self.chunk_length), 1024)
-        for start in range(0, sequences.shape[1], step):
-            part = slice(start, start + step)
-            out, centre, scale, state = net(
-                sequences[:, part], state, None if exog is None else exog[:, part]
-            )
-            tracker = record(
-                tracker,
-                out,
-                centre,
-                scale,
-                sequences[:, part],
-                net.quantiles,
-                rate,
-                adapt=stream is not None and rate > 0,
-            )
-        kept = {"state": state, "tracker": tracker}
-        last = self._last_forecast(out[:, -1])
-        return kept, last, self._last_units(centre[:, -1]), self._last_units(scale[:, -1])
-
-    def _read_rows_together(self, net, items: list) -> list:
-        """``_read_rows`` for several streams that each receive the same number of new
-        rows, ``items`` = ``[(values, x, stream)]``: the network reads all of them in one
-        batched call per chunk (the backbone's rows are independent along the batch), and
-        each stream's interval record is advanced with its own slice (a record pools over
-        its own series only). Equal to one ``_read_rows`` per stream."""
         layouts = [self._layout(values, x) for values, x, _ in items]
         counts = [sequences.shape[0] for sequences, _ in layouts]
-        sequences = torch.cat([sequences for sequences, _ in layouts])
-        exog = None if layouts[0][1] is None else torch.cat([e for _, e in layouts])
-        state = batched_state([stream["state"] for _, _, stream in items])
-        trackers = [stream["tracker"] for _, _, stream in items]
+        sequences = _joined([sequences for sequences, _ in layouts])
+        exog = None if layouts[0][1] is None else _joined([e for _, e in layouts])
+        streams = [stream for _, _, stream in items]
+        state = batched_state([None if s is None else s["state"] for s in streams])
+        trackers = [
+            start_tracking(self.quantile_shifts_, n, sequences.shape[2], sequences.device)
+            if s is None
+            else s["tracker"]
+            for s, n in zip(streams, counts, strict=True)
+        ]
         rate = float(self.calibration_rate)
         step = max(int(self.chunk_length), 1024)
         for start in range(0, sequences.shape[1], step):
@@ -604,6 +592,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 sequences[:, part], state, None if exog is None else exog[:, part]
             )
             pieces = zip(
+                streams,
                 trackers,
                 out.split(counts),
                 centre.split(counts),
@@ -612,18 +601,26 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 strict=True,
             )
             trackers = [
-                record(t, o, c, s, v, net.quantiles, rate, adapt=rate > 0)
-                for t, o, c, s, v in pieces
+                record(t, o, c, sc, v, net.quantiles, rate, adapt=s is not None and rate > 0)
+                for s, t, o, c, sc, v in pieces
             ]
-        states = split_state(state, counts)
-        results = []
-        for i, (o, c, s) in enumerate(
-            zip(out.split(counts), centre.split(counts), scale.split(counts), strict=True)
-        ):
-            kept = {"state": states[i], "tracker": trackers[i]}
-            last = self._last_forecast(o[:, -1])
-            results.append((kept, last, self._last_units(c[:, -1]), self._last_units(s[:, -1])))
-        return results
+        outputs = zip(
+            split_state(state, counts),
+            trackers,
+            out.split(counts),
+            centre.split(counts),
+            scale.split(counts),
+            strict=True,
+        )
+        return [
+            (
+                {"state": st, "tracker": t},
+                self._last_forecast(o[:, -1]),
+                self._last_units(c[:, -1]),
+                self._last_units(sc[:, -1]),
+            )
+            for st, t, o, c, sc in outputs
+        ]
 
     def _advance(self, net, fresh: dict, scaled: dict, xs: dict) -> dict:
         """Every series in ``fresh`` advanced by its new rows: full history on the Aaren
@@ -642,15 +639,9 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         for group in together.values():
             items = [(scaled[k], xs[k], self.streams_[k]) for k in group]
             with torch.no_grad():
-                read = self._read_rows_together(net, items)
-            for key, (kept, forecast, centre, scale) in zip(group, read, strict=True):
-                out[key] = {
-                    **kept,
-                    "forecast": forecast.cpu(),
-                    "centre": centre,
-                    "scale": scale,
-                    "last": fresh[key].index[-1],
-                }
+                read = self._read_rows(net, items)
+            for key, parts in zip(group, read, strict=True):
+                out[key] = _stream(*parts, fresh[key].index[-1])
         return out
 
     def _progress(self):
