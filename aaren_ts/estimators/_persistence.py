@@ -86,11 +86,16 @@ def _remove_stale_temporaries(target: Path) -> None:
             candidate.unlink(missing_ok=True)
 
 
-def _zip_bytes(members: dict[str, bytes]) -> bytes:
-    handle = io.BytesIO()
+def _write_zip(handle, members: dict[str, bytes]) -> None:
+    """The archive of ``members`` written to the open binary file ``handle``."""
     with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, data in members.items():
             archive.writestr(name, data)
+
+
+def _zip_bytes(members: dict[str, bytes]) -> bytes:
+    handle = io.BytesIO()
+    _write_zip(handle, members)
     return handle.getvalue()
 
 
@@ -108,9 +113,7 @@ def write_atomic(target: Path, members: dict[str, bytes]) -> None:
     temporary = target.with_name(f".{target.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
     try:
         with open(temporary, "wb") as handle:
-            with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                for name, data in members.items():
-                    archive.writestr(name, data)
+            _write_zip(handle, members)  # straight into the file: no copy of it in memory
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, target)
