@@ -96,6 +96,7 @@ def test_forecasting_quick_scores_both_modes_beside_the_baselines(tmp_path):
         ("scan.py", "--json"),
         ("neuralforecast_peers.py", "--out"),
         ("streaming.py", "--json"),
+        ("short_sequences.py", "--json"),
     ],
 )
 def test_output_paths_are_checked_before_any_work(tmp_path, script, option):
@@ -129,3 +130,20 @@ def test_streaming_quick(tmp_path):
     assert [row["series"] for row in saved["panel"]] == [10, 50]
     assert all(np.isfinite(row["tick_ms"]) and row["tick_ms"] > 0 for row in saved["panel"])
     assert saved["single"]["update_ms"] > 0 and "| series |" in done.stdout
+
+
+def test_short_sequences_quick(tmp_path):
+    """``benchmarks/short_sequences.py`` end to end on a tiny grid: both scan forms and both
+    blocks are timed, and the table names the form "auto" picks."""
+    out = tmp_path / "short.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "short_sequences.py"), "--quick", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    saved = json.loads(out.read_text())
+    grid = [(r["rows"], r["n"], r["auto"]) for r in saved["scan"]]
+    assert grid == [(8, 4, "dense"), (8, 12, "dense")]
+    assert all(r["dense_fwdbwd_ms"] > 0 and r["chunked_fwdbwd_ms"] > 0 for r in saved["scan"])
+    assert [b["n"] for b in saved["blocks"]] == [12] and saved["blocks"][0]["ratio"] > 0
+    assert "| rows | N | auto |" in done.stdout and "Aaren / Transformer" in done.stdout

@@ -13,7 +13,7 @@ from helpers import numpy_reference, rel_err
 from aaren_ts.scan import aaren_attention, init_state
 from aaren_ts.scan.chunked_grad import chunked_attention
 
-FAST_BACKENDS = ["chunked", "recurrent"]
+FAST_BACKENDS = ["chunked", "dense", "recurrent"]
 
 
 def random_inputs(rng, shape, d, scale, dtype=torch.float64, offset=0.0):

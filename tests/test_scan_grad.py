@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers import rel_err
 
-from aaren_ts.scan import ScanState, aaren_attention, init_state, state_output
+from aaren_ts.scan import ScanState, aaren_attention, init_state, select_backend, state_output
 from aaren_ts.scan.chunked_grad import chunked_attention
 
 
@@ -20,7 +20,7 @@ def grads(backend, scores, values, upstream, state=None):
     return ds, dv
 
 
-@pytest.mark.parametrize("backend", ["chunked", "recurrent"])
+@pytest.mark.parametrize("backend", ["chunked", "dense", "recurrent"])
 @pytest.mark.parametrize("n", [1, 2, 65, 300])
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
 def test_gradients_match_naive_float64(rng, backend, n, scale):
@@ -91,13 +91,43 @@ def test_gradcheck_fallback_path(rng):
     )
 
 
-def test_gradcheck_recurrent_and_naive(rng):
+def test_gradcheck_recurrent_naive_and_dense(rng):
     scores = torch.randn(2, 9, generator=rng, dtype=torch.float64).requires_grad_()
     values = torch.randn(2, 9, 3, generator=rng, dtype=torch.float64).requires_grad_()
-    for backend in ("recurrent", "naive"):
+    for backend in ("recurrent", "naive", "dense"):
         assert torch.autograd.gradcheck(
             lambda s, v, b=backend: aaren_attention(s, v, backend=b), (scores, values)
         )
+
+
+def test_dense_state_gradients_and_second_order_match_the_token_loop(rng):
+    """The dense form's carried prefix (u0, w0, and the level m0 a recency shift moves) gets
+    the token loop's gradients, and it is autograd all the way: gradients of gradients too."""
+    scores = torch.randn(2, 6, generator=rng, dtype=torch.float64).requires_grad_()
+    values = torch.randn(2, 6, 3, generator=rng, dtype=torch.float64).requires_grad_()
+    m0 = torch.randn(2, dtype=torch.float64).requires_grad_()
+    u0 = (torch.rand(2, generator=rng, dtype=torch.float64) + 0.5).requires_grad_()
+    w0 = torch.randn(2, 3, generator=rng, dtype=torch.float64).requires_grad_()
+
+    def run(backend, *args):
+        s, v, m, u, w = args
+        out, final = aaren_attention(
+            s, v, ScanState(m, u, w), return_state=True, backend=backend
+        )
+        return out.square().sum() + (final.w / final.u.unsqueeze(-1)).sum()
+
+    inputs = (scores, values, m0, u0, w0)
+    ref = torch.autograd.grad(run("recurrent", *inputs), inputs)
+    got = torch.autograd.grad(run("dense", *inputs), inputs)
+    for g, r in zip(got, ref, strict=True):
+        assert rel_err(g, r) <= 1e-10
+    assert torch.autograd.gradgradcheck(lambda *a: run("dense", *a), inputs)
+
+
+def test_auto_picks_dense_for_small_inputs_and_chunked_for_large(rng):
+    assert select_backend(torch.zeros(8, 12), torch.zeros(8, 12, 4)) == "dense"
+    assert select_backend(torch.zeros(4096, 12), torch.zeros(4096, 12, 4)) == "chunked"
+    assert select_backend(torch.zeros(1, 2048), torch.zeros(1, 2048, 4)) == "chunked"
 
 
 def test_chunked_uses_the_suffix_scan_backward(rng):
@@ -146,6 +176,7 @@ def test_gradients_with_masked_tokens_are_finite_and_exact(rng):
 def test_double_backward_is_refused_not_wrong(rng):
     s = torch.randn(2, 30, generator=rng, dtype=torch.float64).requires_grad_()
     v = torch.randn(2, 30, 3, generator=rng, dtype=torch.float64).requires_grad_()
-    (ds,) = torch.autograd.grad(aaren_attention(s, v).sum(), s, create_graph=True)
+    out = aaren_attention(s, v, backend="chunked")
+    (ds,) = torch.autograd.grad(out.sum(), s, create_graph=True)
     with pytest.raises(RuntimeError):
         ds.sum().backward()

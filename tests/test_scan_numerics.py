@@ -60,7 +60,7 @@ def test_minus_inf_scores_are_masked_tokens(rng):
     masked = scores.clone()
     masked[:, 10:20] = -math.inf
     masked[:, 70:] = -math.inf
-    for backend in ("chunked", "recurrent", "naive"):
+    for backend in ("chunked", "dense", "recurrent", "naive"):
         out = aaren_attention(masked, values, backend=backend)
         keep = torch.ones(100, dtype=torch.bool)
         keep[10:20] = False
@@ -71,7 +71,7 @@ def test_minus_inf_scores_are_masked_tokens(rng):
             assert rel_err(out[:, k], expected[:, 0]) <= 1e-10, (backend, k)
 
 
-@pytest.mark.parametrize("backend", ["chunked", "recurrent", "naive"])
+@pytest.mark.parametrize("backend", ["chunked", "dense", "recurrent", "naive"])
 def test_prefix_of_only_minus_inf_outputs_zero(backend):
     scores = torch.full((1, 80), -math.inf)
     scores[0, 70] = 0.0
@@ -81,7 +81,7 @@ def test_prefix_of_only_minus_inf_outputs_zero(backend):
     assert torch.equal(out[0, 70:], torch.ones(10, 2))
 
 
-@pytest.mark.parametrize("backend", ["chunked", "recurrent"])
+@pytest.mark.parametrize("backend", ["chunked", "dense", "recurrent"])
 @pytest.mark.parametrize("where", ["score", "value"])
 def test_nan_propagates_causally(rng, backend, where):
     n, bad = 200, 90

@@ -12,7 +12,7 @@ from helpers import numpy_reference, rel_err
 from aaren_ts.scan import ScanState, aaren_attention, aaren_step, init_state, state_output
 
 
-@pytest.mark.parametrize("backend", ["chunked", "recurrent", "naive"])
+@pytest.mark.parametrize("backend", ["chunked", "dense", "recurrent", "naive"])
 @pytest.mark.parametrize("splits", [[1], [63, 1], [64, 64], [7, 100, 3, 200], [300]])
 def test_split_scan_equals_one_call(rng, backend, splits):
     n = sum(splits) + 10

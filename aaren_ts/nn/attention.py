@@ -19,6 +19,7 @@ import math
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..scan import ScanState, aaren_attention, aaren_step, init_state
@@ -102,6 +103,26 @@ class AarenAttention(nn.Module):
         # (n_heads, d_head), with the 1/sqrt(d_head) scale folded in.
         return self.q_proj(self.query).view(self.n_heads, self.d_head) / math.sqrt(self.d_head)
 
+    def _score_projection(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Key projection and query folded into one ``d_model -> n_heads`` map.
+
+        With one query per head the keys are only ever read through ``<q_h, k_i>``, so
+        ``s_i = (q_h^T W_k,h) x_i + q_h^T b_k,h``: a ``(n_heads, d_model)`` weight built from
+        the parameters each call (gradients reach ``W_k``, ``b_k`` and the query through it),
+        and the ``d_model x d_model`` key matmul is never done, forward or backward.
+        """
+        q = self._head_query()
+        weight = self.k_proj.weight.view(self.n_heads, self.d_head, self.d_model)
+        weight = torch.einsum("hd,hdi->hi", q, weight)
+        bias = self.k_proj.bias
+        bias = None if bias is None else (bias.view(self.n_heads, self.d_head) * q).sum(-1)
+        return weight, bias
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Query-key scores ``(..., n_heads)`` of tokens ``x`` ``(..., d_model)``, scale
+        included, before any recency term."""
+        return F.linear(x, *self._score_projection())
+
     def _relevel(self, scan: ScanState, shift: torch.Tensor) -> ScanState:
         """Add ``shift`` ``(batch, n_heads)`` to every score of the carried prefix."""
         return ScanState(scan.m + shift.to(scan.m.dtype), scan.u, scan.w)
@@ -119,15 +140,17 @@ class AarenAttention(nn.Module):
         batch, n, _ = x.shape
         if state is None:
             state = self.init_state(batch, x.device)
-        keys = self.k_proj(x).view(batch, n, self.n_heads, self.d_head)
         values = self.v_proj(x).view(batch, n, self.n_heads, self.d_head).transpose(1, 2)
-        scores = torch.einsum("bnhd,hd->bhn", keys, self._head_query())
+        scores = self.scores(x).transpose(1, 2)  # (batch, n_heads, n)
         scan, time = state
-        if times is None:
-            times = time.unsqueeze(-1) + torch.arange(1, n + 1, device=x.device, dtype=time.dtype)
-        else:
+        if times is not None:
             times = times.to(device=x.device, dtype=time.dtype)
-        new_time = times[:, -1] if n else time
+            new_time = times[:, -1] if n else time
+        else:
+            new_time = time + n  # positions: one per token
+            if self.recency_rate is not None:  # only the recency term reads every position
+                steps = torch.arange(1, n + 1, device=x.device, dtype=time.dtype)
+                times = time.unsqueeze(-1) + steps
         if self.recency_rate is not None and n:
             rate = self.recency_rate.unsqueeze(0)  # (1, n_heads)
             # Relative to the newest token: t_i - t_end <= 0, small, exact in float64.
@@ -150,9 +173,8 @@ class AarenAttention(nn.Module):
         batch = x_t.shape[0]
         if state is None:
             state = self.init_state(batch, x_t.device)
-        key = self.k_proj(x_t).view(batch, self.n_heads, self.d_head)
         value = self.v_proj(x_t).view(batch, self.n_heads, self.d_head)
-        score = (key * self._head_query()).sum(-1)  # (batch, n_heads)
+        score = self.scores(x_t)  # (batch, n_heads)
         scan, old_time = state
         new_time = old_time + 1 if time is None else time.to(old_time)
         if self.recency_rate is not None:

@@ -62,8 +62,7 @@ def _aaren_scores(layer: AarenAttention, args: tuple, kwargs: dict) -> torch.Ten
             "one call, from an empty state"
         )
     batch, n, _ = x.shape
-    keys = layer.k_proj(x).view(batch, n, layer.n_heads, layer.d_head)
-    scores = torch.einsum("bnhd,hd->bhn", keys, layer._head_query())
+    scores = layer.scores(x).transpose(1, 2)  # (batch, n_heads, n), as the layer computes them
     if layer.recency_rate is not None and n:
         # as AarenAttention.forward: lambda_h * (t_i - t_last), positions when no times
         if times is None:

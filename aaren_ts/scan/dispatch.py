@@ -21,6 +21,7 @@ import torch
 
 from .checks import check_inputs, prepare_state
 from .chunked_grad import chunked_attention
+from .dense import DENSE_MAX_WEIGHTS, dense_attention
 from .naive import naive_attention
 from .recurrent import recurrent_attention
 from .state import ScanState, accumulation_dtype
@@ -77,6 +78,21 @@ register_backend(
     "naive", naive_attention, _never, "masked softmax, O(N^2) time and memory: the oracle"
 )
 register_backend("recurrent", recurrent_attention, _never, "token loop, the paper's RNN cell")
+
+
+def _dense_applies(scores: torch.Tensor, values: torch.Tensor) -> bool:
+    # Small problems only: the (rows, N, N) weights stay cache-sized, and a few kernels beat
+    # the chunked scan's few dozen (benchmarks/short_sequences.py measures the crossover).
+    n = scores.shape[-1]
+    return scores.numel() * n <= DENSE_MAX_WEIGHTS
+
+
+register_backend(
+    "dense",
+    dense_attention,
+    _dense_applies,
+    "masked (N, N) softmax block per row, autograd: the fastest exact form for small inputs",
+)
 register_backend(
     "chunked", chunked_attention, _always, "chunked parallel scan in PyTorch, any device"
 )
@@ -155,11 +171,12 @@ def aaren_attention(
         ``init_state``). ``None`` means an empty prefix.
     return_state : bool, default False
         Also return the state after the last token, to continue the stream later.
-    backend : {"auto", "triton", "chunked", "recurrent", "naive"} or a registered name
+    backend : {"auto", "triton", "dense", "chunked", "recurrent", "naive"} or a registered name
         ``"auto"`` picks the fastest exact implementation for the inputs' device: the fused
-        Triton kernels on CUDA (when Triton is installed), else the chunked PyTorch path. The
-        chunked
-        path has a hand-written first-order backward; for gradients of gradients use
+        Triton kernels on CUDA (when Triton is installed), else the dense masked-softmax block
+        for small inputs (``rows x N^2`` up to ``DENSE_MAX_WEIGHTS``: a few short sequences,
+        a streamed update of a few rows), else the chunked PyTorch path. The chunked path has
+        a hand-written first-order backward; for gradients of gradients use ``"dense"``,
         ``"recurrent"`` or ``"naive"`` (autograd all the way).
 
     Returns

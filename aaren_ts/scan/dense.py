@@ -1,0 +1,103 @@
+"""The dense form for short sequences: every prefix's softmax as one masked ``(N, N)`` block.
+
+For a dozen tokens (patch tokens, a short window) the chunked scan's fixed cost, a few dozen
+small kernels forward and as many backward, outweighs its ``O(N)`` arithmetic. Here the
+prefix weights are one lower-triangular matrix per row, ``E_ki = exp(s_i - M_k)`` for
+``i <= k`` with ``M_k`` the prefix max, and the outputs one batched product ``E @ v``: a
+handful of kernels, ``O(N^2)`` work, exact, and differentiated by autograd (every input to an
+``exp`` is clamped to at most 0, so neither direction overflows). It is not cheaper everywhere: on a
+CPU the batched ``(N, N) @ (N, D)`` products are slow once the weights outgrow the cache, and
+the chunked scan's fixed cost is amortised over many rows. ``"auto"`` uses it while the
+weights ``rows x N x N`` stay within ``DENSE_MAX_WEIGHTS`` elements.
+
+Two cases. From an empty state with no row starting empty (training's usual call) the
+weights need no prior term and every denominator is at least 1. Otherwise the carried
+prefix enters the numerator and denominator directly as ``exp(m0 - M_k) * (w0, u0)``
+(unlike ``naive.py``, the oracle it is tested against, it is no token: an empty prefix costs
+no ``log(0)`` and its gradient stays finite), and the last row's numerator and denominator,
+at level ``M_N``, are the final state.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .chunked_grad import chunked_attention
+from .state import ScanState, safe_denominator, safe_reference
+
+# "auto" takes the dense form while rows x N x N is at most this (512 KiB of float32 weights).
+# Measured with benchmarks/short_sequences.py (fwd+bwd, one thread): it wins up to about here,
+# e.g. 128 rows x 32 tokens or 1,024 rows x 8 tokens, and loses 2-7x at 1,024 rows x 32-128.
+DENSE_MAX_WEIGHTS = 131072
+
+
+def dense_attention(
+    scores: torch.Tensor, values: torch.Tensor, state: ScanState
+) -> tuple[torch.Tensor, ScanState]:
+    """Masked-softmax attention of every prefix of ``scores`` ``(R, N)``, ``values``
+    ``(R, N, D)`` after ``state``, all in the accumulation dtype."""
+    n = scores.shape[-1]
+    if n == 0:
+        return values.clone(), state
+    if not bool(torch.isfinite(values).all()):
+        # A masked weight is an exact 0, but 0 * NaN (or inf) is NaN: in the product a bad
+        # value would reach the rows before it. The chunked scan keeps NaN causal.
+        return chunked_attention(scores, values, state)
+    # Training's usual case: no carried prefix and no row that starts empty (an empty
+    # prefix needs its first score to be -inf): fewer kernels, no prior term.
+    # (torch.softmax over the masked logits is exact too, but 10x slower here on a CPU.)
+    if not bool(state.u.any()) and bool((scores[:, 0] > -math.inf).all()):
+        return _fresh(scores, values)
+    return _after_prefix(scores, values, state)
+
+
+# exp below about -87 (float32) gives subnormal numbers, which CPUs compute 10-30x slower;
+# weights under exp(-80) are under 1e-34 of the row max's own weight 1: they are dropped.
+_FLOOR = {torch.float32: -80.0, torch.float64: -700.0}
+
+
+def _weights(relative: torch.Tensor) -> torch.Tensor:
+    """``exp`` of ``relative`` ``(R, N, N)`` (scores minus their row's level) on and below the
+    diagonal, exactly 0 above it.
+
+    Weights below ``exp(floor)`` are exactly 0 (a -inf score is a masked token, and the rest
+    would be subnormal; NaN is kept). The exponent is clamped to ``[floor, 0]``: on and below
+    the diagonal that changes nothing kept (every row level is at least its scores); above
+    it, it keeps a later, larger score from overflowing, since an infinite weight would make
+    the masked gradient ``0 * inf``.
+    """
+    n = relative.shape[-1]
+    floor = _FLOOR[relative.dtype]
+    kept = torch.ones(n, n, dtype=torch.bool, device=relative.device).tril() & ~(relative < floor)
+    return torch.where(kept, relative.clamp(floor, 0.0).exp(), 0.0)
+
+
+def _fresh(scores: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, ScanState]:
+    with torch.no_grad():  # every row's max is a finite score here (or NaN, which stays NaN)
+        level = scores.cummax(dim=-1).values
+    weights = _weights(scores.unsqueeze(-2) - level.unsqueeze(-1))
+    denom = weights.sum(-1)  # at least 1: the max's own weight
+    numer = torch.bmm(weights, values)
+    # A reciprocal and a product: cheaper to differentiate than a broadcast division.
+    outputs = numer * denom.reciprocal().unsqueeze(-1)
+    return outputs, ScanState(level[:, -1], denom[:, -1], numer[:, -1])
+
+
+def _after_prefix(
+    scores: torch.Tensor, values: torch.Tensor, state: ScanState
+) -> tuple[torch.Tensor, ScanState]:
+    m0, u0, w0 = state
+    # Levels carry no gradient: the outputs do not depend on them (state.combine's argument).
+    with torch.no_grad():
+        level = torch.maximum(scores.cummax(dim=-1).values, m0.unsqueeze(-1))  # (R, N)
+        level = safe_reference(level)
+    # (R, N, N), row k: tokens 1..k relative to M_k
+    weights = _weights(scores.unsqueeze(-2) - level.unsqueeze(-1))
+    prior = torch.exp(m0.unsqueeze(-1) - level)  # (R, N); 0 for an empty prefix
+    denom = weights.sum(-1) + prior * u0.unsqueeze(-1)
+    numer = torch.baddbmm(prior.unsqueeze(-1) * w0.unsqueeze(-2), weights, values)
+    outputs = numer / safe_denominator(denom).unsqueeze(-1)
+    final = ScanState(level[:, -1], denom[:, -1], numer[:, -1])
+    return outputs, final

@@ -1,0 +1,154 @@
+"""Short sequences: which exact scan form is cheapest, and an Aaren block against a Transformer's.
+
+Two tables, one thread by default:
+
+1. **Scan forms.** ``aaren_attention`` forward and forward + backward with ``backend="dense"``
+   (one masked ``(N, N)`` softmax block per row) and ``"chunked"`` (the chunked scan), for
+   rows x tokens on a grid, with what ``"auto"`` picks. The crossover it shows is where
+   ``aaren_ts.scan.dense.DENSE_MAX_WEIGHTS`` comes from.
+2. **Blocks.** One ``AarenBlock`` and one ``TransformerBlock`` (d_model 128, 4 heads, the
+   feed-forward included) forward + backward at 12, 96, 512 and 2,048 tokens, the same number
+   of tokens per call (the batch shrinks as the sequence grows), and their ratio.
+
+Medians of ``--repeats`` timed calls after two warm-up calls. Only torch and ``aaren_ts.nn``
+are needed.
+
+Running it
+----------
+::
+
+    python benchmarks/short_sequences.py --threads 1
+    python benchmarks/short_sequences.py --quick      # tiny: checks that the script works
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from aaren_ts._checks import json_option, positive_int  # noqa: E402
+from aaren_ts.nn.aaren import AarenBlock  # noqa: E402
+from aaren_ts.nn.transformer import KVCache, TransformerBlock  # noqa: E402
+from aaren_ts.scan import aaren_attention, select_backend  # noqa: E402
+
+D_HEAD, D_MODEL, N_HEADS = 32, 128, 4
+
+
+def median_ms(call: Callable[[], None], repeats: int) -> float:
+    call()
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+def scan_row(rows: int, n: int, repeats: int) -> dict:
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(rows, n, generator=gen).requires_grad_()
+    values = torch.randn(rows, n, D_HEAD, generator=gen).requires_grad_()
+    upstream = torch.randn(rows, n, D_HEAD, generator=gen)
+    row = {"rows": rows, "n": n, "auto": select_backend(scores, values)}
+    for backend in ("dense", "chunked"):
+
+        def forward(b: str = backend) -> None:
+            with torch.no_grad():
+                aaren_attention(scores, values, backend=b)
+
+        def both(b: str = backend) -> None:
+            aaren_attention(scores, values, backend=b).backward(upstream)
+
+        row[f"{backend}_fwd_ms"] = median_ms(forward, repeats)
+        row[f"{backend}_fwdbwd_ms"] = median_ms(both, repeats)
+    row["dense_over_chunked"] = row["dense_fwdbwd_ms"] / row["chunked_fwdbwd_ms"]
+    return row
+
+
+def block_row(n: int, tokens: int, repeats: int) -> dict:
+    torch.manual_seed(0)
+    batch = max(1, tokens // n)
+    x = torch.randn(batch, n, D_MODEL, requires_grad=True)
+    aaren = AarenBlock(D_MODEL, N_HEADS)
+    transformer = TransformerBlock(D_MODEL, N_HEADS, None, 0.0)
+    empty = torch.zeros(batch, N_HEADS, 0, D_MODEL // N_HEADS)
+    cache = KVCache(empty, empty)
+
+    def run_aaren() -> None:
+        aaren(x)[0].sum().backward()
+
+    def run_transformer() -> None:
+        transformer(x, cache)[0].sum().backward()
+
+    a, t = median_ms(run_aaren, repeats), median_ms(run_transformer, repeats)
+    return {"n": n, "batch": batch, "aaren_ms": a, "transformer_ms": t, "ratio": a / t}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=positive_int_arg, default=1)
+    parser.add_argument("--repeats", type=positive_int_arg, default=7)
+    parser.add_argument("--rows", type=int, nargs="+", default=[128, 1024, 8192])
+    parser.add_argument("--n", type=int, nargs="+", default=[4, 12, 32, 64, 128])
+    parser.add_argument("--block-n", type=int, nargs="+", default=[12, 96, 512, 2048])
+    parser.add_argument("--block-tokens", type=positive_int_arg, default=16384)
+    parser.add_argument("--quick", action="store_true", help="a tiny grid, 2 repeats")
+    parser.add_argument("--json", type=json_option("--json"), default=None)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rows, args.n, args.block_n, args.block_tokens, args.repeats = [8], [4, 12], [12], 96, 2
+    torch.set_num_threads(args.threads)
+
+    scans = [scan_row(r, n, args.repeats) for r in args.rows for n in args.n]
+    print("| rows | N | auto | dense fwd ms | chunked fwd ms | dense fwd+bwd ms | "
+          "chunked fwd+bwd ms | dense / chunked (fwd+bwd) |")  # fmt: skip
+    print("|---:|---:|---|---:|---:|---:|---:|---:|")
+    for r in scans:
+        print(
+            f"| {r['rows']} | {r['n']} | {r['auto']} | {r['dense_fwd_ms']:.2f} | "
+            f"{r['chunked_fwd_ms']:.2f} | {r['dense_fwdbwd_ms']:.2f} | "
+            f"{r['chunked_fwdbwd_ms']:.2f} | {r['dense_over_chunked']:.2f} |"
+        )
+    blocks = [block_row(n, args.block_tokens, args.repeats) for n in args.block_n]
+    print(f"\nBlocks, forward + backward, {args.block_tokens} tokens per call:\n")
+    print("| tokens | batch | Aaren block ms | Transformer block ms | Aaren / Transformer |")
+    print("|---:|---:|---:|---:|---:|")
+    for b in blocks:
+        print(
+            f"| {b['n']} | {b['batch']} | {b['aaren_ms']:.1f} | {b['transformer_ms']:.1f} | "
+            f"{b['ratio']:.2f} |"
+        )
+    result = {
+        "command": "python benchmarks/short_sequences.py " + shlex.join(argv or sys.argv[1:]),
+        "date": datetime.date.today().isoformat(),
+        "machine": platform.processor() or platform.machine(),
+        "threads": args.threads,
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "scan": scans,
+        "blocks": blocks,
+    }
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def positive_int_arg(text: str) -> int:
+    return positive_int(int(text), "value")
+
+
+if __name__ == "__main__":
+    main()
