@@ -111,9 +111,7 @@ def test_dense_state_gradients_and_second_order_match_the_token_loop(rng):
 
     def run(backend, *args):
         s, v, m, u, w = args
-        out, final = aaren_attention(
-            s, v, ScanState(m, u, w), return_state=True, backend=backend
-        )
+        out, final = aaren_attention(s, v, ScanState(m, u, w), return_state=True, backend=backend)
         return out.square().sum() + (final.w / final.u.unsqueeze(-1)).sum()
 
     inputs = (scores, values, m0, u0, w0)

@@ -17,8 +17,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from estimator_inputs import TINY
+from sktime.forecasting.base import ForecastingHorizon
 
 from aaren_ts.estimators import AarenForecaster
+from aaren_ts.estimators._time_index import horizon_labels, relative_steps
 
 N = 40
 
@@ -211,3 +213,42 @@ def test_a_tz_aware_series_updates_across_a_daylight_saving_change():
     assert list(model.predict(fh=[1]).index) == [index[-1] + pd.Timedelta(hours=1)]
     naive = y[N:].tz_localize(None).set_axis(y.index[N:].tz_localize(None) + pd.Timedelta("2h"))
     _unchanged(model, lambda: model.update(naive), TypeError, r"tz-naive")
+
+
+CUTOFFS = [
+    pd.Index([399]),
+    pd.Index([-5]),
+    pd.DatetimeIndex(["2020-01-01 10:00"], freq="h"),
+    pd.DatetimeIndex(["2020-01-31"], freq="ME"),
+    pd.DatetimeIndex(["2020-03-29 00:00"], freq="h", tz="Europe/Berlin"),  # across DST
+    pd.DatetimeIndex(["2020-01-06"], freq="W-MON"),
+    pd.DatetimeIndex(["2020-01-03"], freq="B"),
+    pd.DatetimeIndex(["2020-01-01"], freq="D").as_unit("s"),
+    pd.PeriodIndex(["2020-01"], freq="M"),
+    pd.PeriodIndex(["2020Q1"], freq="Q"),
+]
+
+
+@pytest.mark.parametrize("cutoff", CUTOFFS, ids=lambda c: f"{type(c).__name__}-{c.dtype}")
+@pytest.mark.parametrize("steps", [np.arange(1, 25), np.array([3, 4, 5]), np.array([1, 3])])
+def test_horizon_labels_are_sktimes_or_none(cutoff, steps):
+    """The labels built directly equal sktime's ``to_absolute_index`` (values, dtype,
+    frequency); where they might not (gaps in the steps, a non-ns unit) None hands the
+    case back to sktime."""
+    fh = ForecastingHorizon(steps, is_relative=True)
+    np.testing.assert_array_equal(relative_steps(fh), steps)
+    got = horizon_labels(cutoff, steps)
+    expected = fh.to_absolute_index(cutoff)
+    if got is None:
+        assert not (np.diff(steps) == 1).all() or getattr(cutoff, "unit", "ns") != "ns"
+        assert type(cutoff) is not pd.Index  # integers are always built directly
+        return
+    pd.testing.assert_index_equal(got, expected, exact=True)
+    assert getattr(got, "freq", None) == getattr(expected, "freq", None)
+
+
+def test_relative_steps_only_for_integer_relative_horizons():
+    assert relative_steps(ForecastingHorizon([1, 2], is_relative=True)).tolist() == [1, 2]
+    absolute = ForecastingHorizon(pd.Index([5, 6]), is_relative=False)
+    assert relative_steps(absolute) is None
+    assert relative_steps(ForecastingHorizon(pd.to_timedelta([1, 2], unit="D"))) is None

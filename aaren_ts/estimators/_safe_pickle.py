@@ -44,6 +44,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "pandas.api.typing": frozenset({"FrozenList"}),  # MultiIndex names
     "pandas.core.indexes.frozen": frozenset({"FrozenList"}),
     "pandas.core.indexes.base": frozenset({"_new_Index"}),
+    "pandas.core.indexes.range": frozenset({"RangeIndex"}),  # as _new_Index's argument
     "pandas.core.indexes.datetimes": frozenset({"_new_DatetimeIndex"}),
     "pandas.core.indexes.period": frozenset({"_new_PeriodIndex"}),
     "pandas.core.indexes.interval": frozenset({"_new_IntervalIndex"}),

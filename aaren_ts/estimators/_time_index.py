@@ -225,3 +225,37 @@ def check_overlap(kept: tuple | None, frame: pd.DataFrame, last, where: str = ""
             f"({new[at].tolist()} vs {values[position[at]].tolist()}): absorbed rows cannot "
             "be changed (refit to correct history)"
         )
+
+
+def relative_steps(fh) -> np.ndarray | None:
+    """The integer steps of a relative ``ForecastingHorizon`` (None for absolute or timedelta
+    ones): what ``fh.to_relative(cutoff)`` returns for it, without its conversions."""
+    values = fh.to_pandas()
+    if not fh.is_relative or not pd.api.types.is_integer_dtype(values.dtype):
+        return None
+    return values.to_numpy().astype(int)
+
+
+def horizon_labels(cutoff: pd.Index, steps: np.ndarray) -> pd.Index | None:
+    """The times ``steps`` (1, 2, ... periods) after ``cutoff``, as sktime's
+    ``ForecastingHorizon.to_absolute_index`` labels them, built directly; None where that is
+    not one of the cases below (the caller then asks sktime).
+
+    sktime's conversion checks and coerces its inputs on every call: about 0.15 ms for
+    integers and 1.2 ms for a DatetimeIndex, against a few microseconds here. Equality with
+    sktime's labels, frequency included, is tested for each case.
+    """
+    if len(cutoff) != 1 or len(steps) == 0:
+        return None
+    if type(cutoff) is pd.Index and cutoff.dtype == np.int64:
+        return pd.Index(cutoff[0] + steps.astype(np.int64))
+    contiguous = bool((np.diff(steps) == 1).all())
+    freq = getattr(cutoff, "freq", None)
+    if not contiguous or freq is None:
+        return None
+    start = cutoff[0] + int(steps[0]) * freq
+    if isinstance(cutoff, pd.PeriodIndex):
+        return pd.period_range(start, periods=len(steps), freq=freq)
+    if isinstance(cutoff, pd.DatetimeIndex) and cutoff.unit == "ns":  # sktime's labels: ns
+        return pd.date_range(start, periods=len(steps), freq=freq)
+    return None
