@@ -97,6 +97,7 @@ def test_forecasting_quick_scores_both_modes_beside_the_baselines(tmp_path):
         ("neuralforecast_peers.py", "--out"),
         ("streaming.py", "--json"),
         ("short_sequences.py", "--json"),
+        ("streaming_peers.py", "--json"),
     ],
 )
 def test_output_paths_are_checked_before_any_work(tmp_path, script, option):
@@ -147,3 +148,25 @@ def test_short_sequences_quick(tmp_path):
     assert all(r["dense_fwdbwd_ms"] > 0 and r["chunked_fwdbwd_ms"] > 0 for r in saved["scan"])
     assert [b["n"] for b in saved["blocks"]] == [12] and saved["blocks"][0]["ratio"] > 0
     assert "| rows | N | auto |" in done.stdout and "Aaren / Transformer" in done.stdout
+
+
+@needs_data
+def test_streaming_peers_quick(tmp_path):
+    """``benchmarks/streaming_peers.py`` on a short ETTh1 stream: Aaren and the baselines
+    scored on the same forecasts, and the saved files merge into one table."""
+    out = tmp_path / "peers.json"
+    command = [sys.executable, str(BENCH / "streaming_peers.py"), "--quick", "--models",
+               "aaren", "seasonal_naive", "naive", "mean", "--json", str(out)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    saved = json.loads(out.read_text())
+    rows = {row["model"]: row for row in saved["rows"]}
+    assert set(rows) == {"aaren", "seasonal_naive", "naive", "mean"}
+    assert all(row["n"] == 60 - 24 and np.isfinite(row["mse"]) for row in rows.values())
+    assert rows["aaren"]["tick_ms_median"] > 0 and rows["aaren"]["fit_s"] > 0
+    assert rows["naive"]["mse"] != rows["seasonal_naive"]["mse"]
+    report = subprocess.run(
+        [sys.executable, str(BENCH / "streaming_peers.py"), "--report", str(out)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert report.returncode == 0 and "| aaren | 1 |" in report.stdout

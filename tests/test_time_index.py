@@ -215,33 +215,54 @@ def test_a_tz_aware_series_updates_across_a_daylight_saving_change():
     _unchanged(model, lambda: model.update(naive), TypeError, r"tz-naive")
 
 
+def _datetime_cutoffs() -> list[pd.DatetimeIndex]:
+    cutoffs = []
+    for unit in ("s", "ms", "us", "ns"):
+        for tz in (None, "UTC", "Europe/Berlin"):
+            for start, freq in [
+                ("2020-03-29 00:00", "h"),  # across Berlin's DST change
+                ("2020-01-31", "D"),
+                ("2020-01-31", "ME"),
+                ("2020-01-03", "B"),
+                ("2020-01-06", "W-MON"),
+                ("2020-01-01 00:15", "15min"),
+            ]:
+                stamp = pd.DatetimeIndex([start], tz=tz).as_unit(unit)
+                cutoffs.append(pd.DatetimeIndex(stamp, freq=freq))
+    return cutoffs
+
+
 CUTOFFS = [
     pd.Index([399]),
     pd.Index([-5]),
-    pd.DatetimeIndex(["2020-01-01 10:00"], freq="h"),
-    pd.DatetimeIndex(["2020-01-31"], freq="ME"),
-    pd.DatetimeIndex(["2020-03-29 00:00"], freq="h", tz="Europe/Berlin"),  # across DST
-    pd.DatetimeIndex(["2020-01-06"], freq="W-MON"),
-    pd.DatetimeIndex(["2020-01-03"], freq="B"),
-    pd.DatetimeIndex(["2020-01-01"], freq="D").as_unit("s"),
+    *_datetime_cutoffs(),
     pd.PeriodIndex(["2020-01"], freq="M"),
     pd.PeriodIndex(["2020Q1"], freq="Q"),
+    pd.PeriodIndex(["2020-01-01 10:00"], freq="h"),
 ]
 
 
-@pytest.mark.parametrize("cutoff", CUTOFFS, ids=lambda c: f"{type(c).__name__}-{c.dtype}")
+def _label(c: pd.Index) -> str:
+    return f"{type(c).__name__}-{c.dtype}-{getattr(c, 'freqstr', None)}"
+
+
+@pytest.mark.parametrize("cutoff", CUTOFFS, ids=_label)
 @pytest.mark.parametrize("steps", [np.arange(1, 25), np.array([3, 4, 5]), np.array([1, 3])])
 def test_horizon_labels_are_sktimes_or_none(cutoff, steps):
-    """The labels built directly equal sktime's ``to_absolute_index`` (values, dtype,
-    frequency); where they might not (gaps in the steps, a non-ns unit) None hands the
-    case back to sktime."""
+    """The labels built directly equal sktime's ``to_absolute_index`` (values, dtype and
+    unit, frequency); where they might not (gaps in the steps, a time zone with a calendar
+    frequency) None hands the case back to sktime."""
     fh = ForecastingHorizon(steps, is_relative=True)
     np.testing.assert_array_equal(relative_steps(fh), steps)
     got = horizon_labels(cutoff, steps)
     expected = fh.to_absolute_index(cutoff)
+    contiguous = bool((np.diff(steps) == 1).all())
+    calendar_with_zone = getattr(cutoff, "tz", None) is not None and not isinstance(
+        cutoff.freq, pd.offsets.Tick
+    )
     if got is None:
-        assert not (np.diff(steps) == 1).all() or getattr(cutoff, "unit", "ns") != "ns"
         assert type(cutoff) is not pd.Index  # integers are always built directly
+        assert not contiguous or calendar_with_zone
         return
     pd.testing.assert_index_equal(got, expected, exact=True)
     assert getattr(got, "freq", None) == getattr(expected, "freq", None)

@@ -256,6 +256,10 @@ def horizon_labels(cutoff: pd.Index, steps: np.ndarray) -> pd.Index | None:
     start = cutoff[0] + int(steps[0]) * freq
     if isinstance(cutoff, pd.PeriodIndex):
         return pd.period_range(start, periods=len(steps), freq=freq)
-    if isinstance(cutoff, pd.DatetimeIndex) and cutoff.unit == "ns":  # sktime's labels: ns
-        return pd.date_range(start, periods=len(steps), freq=freq)
+    if isinstance(cutoff, pd.DatetimeIndex):
+        # sktime's labels keep the cutoff's unit; with a time zone they lose a calendar
+        # frequency (days, months, business days), a case left to sktime
+        if cutoff.tz is not None and not isinstance(freq, pd.offsets.Tick):
+            return None
+        return pd.date_range(start, periods=len(steps), freq=freq, unit=cutoff.unit)
     return None
