@@ -100,9 +100,10 @@ def test_gradcheck_recurrent_naive_and_dense(rng):
         )
 
 
-def test_dense_state_gradients_and_second_order_match_the_token_loop(rng):
-    """The dense form's carried prefix (u0, w0, and the level m0 a recency shift moves) gets
-    the token loop's gradients, and it is autograd all the way: gradients of gradients too."""
+@pytest.mark.parametrize("backend", ["dense", "chunked"])
+def test_state_gradients_match_the_token_loop(rng, backend):
+    """The carried prefix (u0, w0, and the level m0 a recency shift moves) gets the token
+    loop's gradients; the dense form is autograd all the way: gradients of gradients too."""
     scores = torch.randn(2, 6, generator=rng, dtype=torch.float64).requires_grad_()
     values = torch.randn(2, 6, 3, generator=rng, dtype=torch.float64).requires_grad_()
     m0 = torch.randn(2, dtype=torch.float64).requires_grad_()
@@ -116,10 +117,33 @@ def test_dense_state_gradients_and_second_order_match_the_token_loop(rng):
 
     inputs = (scores, values, m0, u0, w0)
     ref = torch.autograd.grad(run("recurrent", *inputs), inputs)
-    got = torch.autograd.grad(run("dense", *inputs), inputs)
+    got = torch.autograd.grad(run(backend, *inputs), inputs)
     for g, r in zip(got, ref, strict=True):
         assert rel_err(g, r) <= 1e-10
-    assert torch.autograd.gradgradcheck(lambda *a: run("dense", *a), inputs)
+    if backend == "dense":
+        assert torch.autograd.gradgradcheck(lambda *a: run("dense", *a), inputs)
+
+
+def test_recency_rate_gradient_reaches_through_a_carried_state(rng):
+    """Training across chunks: the recency term moves the carried prefix's level, so the
+    rate's gradient must flow through it; every backend agrees with the token loop."""
+    from aaren_ts.nn import AarenAttention
+
+    torch.manual_seed(0)
+    layer = AarenAttention(8, 2, recency=True).double()
+    with torch.no_grad():
+        layer.recency_rate.fill_(0.3)
+    x = torch.randn(3, 40, 8, generator=rng, dtype=torch.float64)
+    grads = {}
+    for backend in ("recurrent", "chunked", "dense"):
+        layer.scan_backend = backend
+        _, state = layer(x[:, :25])  # a first chunk; its state carried, as in training
+        state = type(state)(type(state.scan)(*(t.detach() for t in state.scan)), state.time)
+        out, _ = layer(x[:, 25:], state)
+        (grads[backend],) = torch.autograd.grad(out.square().sum(), layer.recency_rate)
+    assert grads["recurrent"].abs().min() > 0
+    for backend in ("chunked", "dense"):
+        assert rel_err(grads[backend], grads["recurrent"]) <= 1e-10, backend
 
 
 def test_auto_picks_dense_for_small_inputs_and_chunked_for_large(rng):

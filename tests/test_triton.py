@@ -65,21 +65,23 @@ def _prior(gen, rows, d, scale=1.0, offset=0.0):
 
 
 def _run(s64, v64, prior, dtype, backend, upstream, segments=None, device=DEVICE, split=None):
-    """Outputs and gradients w.r.t. scores, values and the prior's u and w, through the
-    outputs and the final state."""
+    """Outputs and gradients w.r.t. scores, values and the prior's m, u and w, through the
+    outputs and the final state (m: the level a recency shift moves)."""
     s = s64.to(device, dtype).requires_grad_()
     v = v64.to(device, dtype).requires_grad_()
     acc = torch.float64 if dtype == torch.float64 else torch.float32
     u0 = prior.u.to(device, acc).requires_grad_()
     w0 = prior.w.to(device, acc).requires_grad_()
-    state = ScanState(prior.m.to(device, acc), u0, w0)
+    m0 = prior.m.to(device, acc).requires_grad_()
+    state = ScanState(m0, u0, w0)
     if backend == "triton-split":
         out, final = triton_scan.triton_attention(s, v, state, segments=segments, split=split)
     else:
         out, final = aaren_attention(s, v, state, return_state=True, backend=backend)
     d_out, d_u, d_w = (t.to(device, out.dtype if t.dim() == 3 else acc) for t in upstream)
     loss = (out * d_out).sum() + (final.u * d_u).sum() + (final.w * d_w).sum()
-    grads = torch.autograd.grad(loss, (s, v, u0, w0))
+    grads = torch.autograd.grad(loss, (s, v, m0, u0, w0), allow_unused=True)
+    grads = tuple(torch.zeros_like(m0) if g is None else g for g in grads)
     return out.detach(), final, grads
 
 
@@ -99,7 +101,8 @@ def _check(got, ref, seed, out_tol, grad_tol):
     assert rel_err(final.w / final.u.unsqueeze(-1), ref_final.w / ref_final.u.unsqueeze(-1)) <= (
         out_tol
     ), msg
-    for name, g, r in zip(("scores", "values", "u0", "w0"), grads, ref_grads, strict=True):
+    names = ("scores", "values", "m0", "u0", "w0")
+    for name, g, r in zip(names, grads, ref_grads, strict=True):
         assert not torch.isnan(g).any(), f"NaN gradient of {name} ({msg})"
         # Score gradients can be all but zero where the softmax saturates: measure them on
         # the natural scale of the values (1), as the chunked backend's tests do.
@@ -340,7 +343,8 @@ def test_cpu_tensors_need_the_interpreter(monkeypatch):
 def test_auto_never_sends_cpu_tensors_to_triton():
     from aaren_ts.scan import select_backend
 
-    assert select_backend(torch.randn(2, 5), torch.randn(2, 5, 4)) == "chunked"
+    assert select_backend(torch.randn(2, 5), torch.randn(2, 5, 4)) == "dense"  # small
+    assert select_backend(torch.randn(64, 512), torch.randn(64, 512, 4)) == "chunked"
 
 
 @pytest.mark.gpu

@@ -15,9 +15,9 @@ carry over. The reversed scores are float64, so ``L ~ 1e4`` keeps full precision
 
 Compared with autograd through the chunked graph this stores only the output and ``L`` and
 replaces a dozen full-size backward passes (flips of cumulative sums, broadcast products) by
-two scans and a few element-wise products. The state (``u``, ``w`` of the carried prefix in
-and of the final prefix out) is differentiated too, so training across chunks of a stream
-with a carried state works.
+two scans and a few element-wise products. The state (``m``, ``u``, ``w`` of the carried
+prefix in, ``u``, ``w`` of the final prefix out) is differentiated too, so training across
+chunks of a stream with a carried state works, including a level the recency term moves.
 """
 
 from __future__ import annotations
@@ -57,17 +57,32 @@ def _suffix_sums(
     return out, lam.flip(-1), total, out_rev
 
 
-class ChunkedAttention(torch.autograd.Function):
-    """``(scores, values, u0, w0) -> (outputs, u_N, w_N)`` with the suffix-scan backward.
+def level_gradient(m0, u0, w0, d_u0, d_w0) -> torch.Tensor:
+    """The gradient of a carried state's level ``m0`` from those of ``u0`` and ``w0``.
 
-    ``m0`` (the carried reference level) is a constant, and so is the returned ``m_N``: the
-    prefix a state stands for does not depend on its reference level.
+    A state stands for the prefix sums ``exp(m0) u0`` and ``exp(m0) w0``, and everything
+    downstream depends on it only through them, so ``dL/dm0 = u0 dL/du0 + <w0, dL/dw0>``.
+    The level is more than a stabiliser when something moves it: the recency term shifts a
+    carried prefix by ``lambda_h * (t_old - t_new)``, and this is the rate's gradient through
+    every earlier token of the stream (0 for an empty prefix).
+    """
+    grad = d_u0.to(torch.float64) * u0.to(torch.float64)
+    grad = grad + (d_w0.to(torch.float64) * w0.to(torch.float64)).sum(-1)
+    return torch.where(m0 > -math.inf, grad, 0.0).to(m0.dtype)
+
+
+class ChunkedAttention(torch.autograd.Function):
+    """``(scores, values, m0, u0, w0) -> (outputs, m_N, u_N, w_N)`` with the suffix-scan
+    backward.
+
+    The returned ``m_N`` is a constant: the final state's reference level, which the
+    outputs do not depend on. ``m0`` gets its gradient from ``level_gradient``.
     """
 
     @staticmethod
     def forward(ctx, scores, values, m0, u0, w0, chunk_size):
         out, final, lse = chunked_scan(scores, values, ScanState(m0, u0, w0), chunk_size)
-        ctx.save_for_backward(scores, values, out, lse, m0, final.m)
+        ctx.save_for_backward(scores, values, out, lse, m0, final.m, u0, w0)
         ctx.chunk_size = chunk_size
         ctx.mark_non_differentiable(final.m)
         return out, final.m, final.u, final.w
@@ -75,7 +90,7 @@ class ChunkedAttention(torch.autograd.Function):
     @staticmethod
     @once_differentiable  # the backward is itself no graph: double backward raises, clearly
     def backward(ctx, d_out, _d_m, d_u, d_w):
-        scores, values, out, lse, m0, m_n = ctx.saved_tensors
+        scores, values, out, lse, m0, m_n, u0, w0 = ctx.saved_tensors
         chunk = ctx.chunk_size
         dtype = values.dtype
         s64 = scores.to(torch.float64)
@@ -96,7 +111,7 @@ class ChunkedAttention(torch.autograd.Function):
 
         # The carried prior enters every output as exp(m0 - L_k) (w0 - u0 o_k), and the final
         # state as exp(m0 - m_N) (u0, w0).
-        m0 = m0.to(torch.float64)
+        m0_in, m0 = m0, m0.to(torch.float64)
         prior_weight = torch.exp(m0 + total.m + torch.log(total.u))  # sum_k exp(m0 - L_k)
         to_final_prior = torch.exp(m0 - m_n)
         d_w0 = prior_weight.unsqueeze(-1).to(dtype) * state_output(total).to(dtype)
@@ -106,7 +121,7 @@ class ChunkedAttention(torch.autograd.Function):
         return (
             d_scores.to(scores.dtype),
             d_values,
-            None,
+            level_gradient(m0_in, u0, w0, d_u0, d_w0),
             d_u0.to(d_u.dtype),
             d_w0.to(d_w.dtype),
             None,
@@ -120,14 +135,12 @@ def chunked_attention(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> tuple[torch.Tensor, ScanState]:
     """The chunked backend: ``chunked_scan`` forward, suffix-scan backward when differentiated."""
-    needs_grad = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (scores, values, state.u, state.w)
-    )
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (scores, values, *state))
     if not needs_grad:
         with torch.no_grad():
             out, final, _ = chunked_scan(scores, values, state, chunk_size)
         return out, final
     out, m_n, u_n, w_n = ChunkedAttention.apply(
-        scores, values, state.m.detach(), state.u, state.w, chunk_size
+        scores, values, state.m, state.u, state.w, chunk_size
     )
     return out, ScanState(m_n, u_n, w_n)

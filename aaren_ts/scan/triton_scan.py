@@ -23,6 +23,7 @@ import os
 import torch
 from torch.autograd.function import once_differentiable
 
+from .chunked_grad import level_gradient
 from .state import ScanState
 
 MAX_D = 256
@@ -314,10 +315,10 @@ def _suffix_buffers(count: int, d: int, device: torch.device, fill: bool = False
 
 
 class TritonAttention(torch.autograd.Function):
-    """``(scores, values, u0, w0) -> (outputs, m_N, u_N, w_N)`` with the fused backward.
+    """``(scores, values, m0, u0, w0) -> (outputs, m_N, u_N, w_N)`` with the fused backward.
 
-    ``m0`` and the returned ``m_N`` are reference levels: constants, as in the chunked
-    backend.
+    The returned ``m_N`` is a reference level, a constant; ``m0`` gets its gradient from
+    ``level_gradient``, as in the chunked backend.
     """
 
     @staticmethod
@@ -325,7 +326,7 @@ class TritonAttention(torch.autograd.Function):
         out, lm, ll, final, out32 = forward(
             scores, values, ScanState(m0, u0, w0), segments, save_f32=True, split=split
         )
-        ctx.save_for_backward(scores, values, out32, lm, ll, m0, final.m)
+        ctx.save_for_backward(scores, values, out32, lm, ll, m0, final.m, u0, w0)
         ctx.segments = segments
         ctx.mark_non_differentiable(final.m)
         return out, final.m, final.u, final.w
@@ -333,7 +334,7 @@ class TritonAttention(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, d_out, _d_m, d_u, d_w):
-        scores, values, out, lm, ll, m0, m_n = ctx.saved_tensors
+        scores, values, out, lm, ll, m0, m_n, u0, w0 = ctx.saved_tensors
         if d_out is None:
             d_out = torch.zeros_like(out)
         d_scores, d_values, (r, g, gh) = backward(
@@ -345,7 +346,8 @@ class TritonAttention(torch.autograd.Function):
         )
         d_w0 = to_prior.unsqueeze(-1).double() * g
         d_u0 = -to_prior.double() * gh
-        return d_scores, d_values, None, d_u0.to(m0.dtype), d_w0.to(m0.dtype), None, None
+        d_m0 = level_gradient(m0, u0, w0, d_u0, d_w0)
+        return d_scores, d_values, d_m0, d_u0.to(m0.dtype), d_w0.to(m0.dtype), None, None
 
 
 def triton_attention(
@@ -361,11 +363,13 @@ def triton_attention(
     check_supported(scores, values)
     scores = scores.contiguous()  # values may be strided; the kernels take their strides
     m0, u0, w0 = (t.float() for t in state)
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (scores, values, u0, w0))
+    needs_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (scores, values, m0, u0, w0)
+    )
     if not needs_grad:
         out, _, _, final, _ = forward(scores, values, ScanState(m0, u0, w0), segments, split=split)
         return out, final
-    out, m_n, u_n, w_n = TritonAttention.apply(scores, values, m0.detach(), u0, w0, segments, split)
+    out, m_n, u_n, w_n = TritonAttention.apply(scores, values, m0, u0, w0, segments, split)
     return out, ScanState(m_n, u_n, w_n)
 
 
