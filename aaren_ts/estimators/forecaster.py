@@ -843,9 +843,9 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 return None
             time = frame.index.levels[-1]
             index_ok = same_kind(time) and time.dtype == cutoff.dtype
-        else:
+        else:  # the cutoff's own type: sktime keeps a RangeIndex cutoff as one (pandas 3)
             index_ok = (
-                same_kind(frame.index)
+                type(frame.index) is type(cutoff)
                 and frame.index.dtype == cutoff.dtype
                 and getattr(frame.index, "freq", None) == getattr(cutoff, "freq", None)
             )
@@ -870,10 +870,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 latest = pd.Index(latest.to_numpy())
             self._set_cutoff(self.grid_.with_freq(latest))
         else:
-            latest = frame.index[-1:]
-            if isinstance(latest, pd.RangeIndex):  # as sktime's cutoff: a plain Index
-                latest = pd.Index(latest.to_numpy())
-            self._set_cutoff(latest)
+            self._set_cutoff(frame.index[-1:])
         return self
 
     _update_plain_or_checked.__doc__ = BaseForecaster.update.__doc__
