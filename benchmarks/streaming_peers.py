@@ -309,7 +309,7 @@ def summary(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _fmt(value, digits: int = 3) -> str:
+def _fmt(value, digits: int = 4) -> str:
     if value is None:
         return "-"
     mean, spread = value

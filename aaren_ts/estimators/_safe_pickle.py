@@ -55,6 +55,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "pandas._libs.tslibs.nattype": frozenset({"_nat_unpickle"}),
     "pandas._libs.tslibs.timestamps": frozenset({"_unpickle_timestamp"}),
     "pandas._libs.tslibs.timedeltas": frozenset({"_timedelta_unpickle"}),
+    "pandas._libs.tslibs.period": frozenset({"Period"}),  # pandas 2's name for it
+    # pandas 2's time zones: pytz rebuilds a zone from its name and offsets (no code runs)
+    "pytz": frozenset({"_p", "_UTC"}),
     "pyarrow.lib": frozenset({"_restore_array", "py_buffer", "type_for_alias"}),  # pandas str
     "sktime.forecasting.base._fh": frozenset({"ForecastingHorizon"}),
     "sktime.datatypes._dtypekind": frozenset({"DtypeKind"}),
@@ -65,6 +68,7 @@ _DTYPE_MODULES = ("pandas",)  # pandas.<X>Dtype: extension dtypes
 _ARRAY_MODULES = ("pandas.arrays",)  # extension arrays
 _OFFSET_MODULES = ("pandas._libs.tslibs.offsets",)  # date offsets (frequencies)
 _OWN_PACKAGES = ("aaren_ts.estimators.", "aaren_ts.nn.", "aaren_ts.scan.")
+_PANDAS_CORE = "pandas.core."  # pandas.core.<package>.<module>: data types by family
 # bound class methods pickle as getattr(cls, name): only these pairs
 _GETATTR = {("zoneinfo", "ZoneInfo", "_unpickle")}
 
@@ -88,6 +92,17 @@ def _allowed_by_family(module: str, name: str) -> Any | None:
     if module.startswith(_OWN_PACKAGES):
         obj = _resolve(module, name)
         return obj if isinstance(obj, type) and obj.__module__ == module else None
+    if module.startswith(_PANDAS_CORE) and module.count(".") == 3:
+        # pandas 2 names its data types by their defining module (pandas.core.indexes.base
+        # .Index, ...); pandas 3 by "pandas". Only pandas' own containers and arrays.
+        import pandas as pd
+        from pandas.api.extensions import ExtensionArray, ExtensionDtype
+
+        obj = getattr(importlib.import_module(module), name, None)
+        kinds = (pd.Index, pd.Series, pd.DataFrame, ExtensionArray, ExtensionDtype)
+        if isinstance(obj, type) and issubclass(obj, kinds) and obj.__module__ == module:
+            return obj
+        return None
     if module in _DTYPE_MODULES + _ARRAY_MODULES + _OFFSET_MODULES:
         import pandas as pd
         from pandas.api.extensions import ExtensionArray, ExtensionDtype
