@@ -150,6 +150,7 @@ def test_auto_picks_dense_for_small_inputs_and_chunked_for_large(rng):
     assert select_backend(torch.zeros(8, 12), torch.zeros(8, 12, 4)) == "dense"
     assert select_backend(torch.zeros(4096, 12), torch.zeros(4096, 12, 4)) == "chunked"
     assert select_backend(torch.zeros(1, 2048), torch.zeros(1, 2048, 4)) == "chunked"
+    assert select_backend(torch.zeros(2, 32), torch.zeros(2, 32, 4)) == "chunked"  # > 16 tokens
 
 
 def test_chunked_uses_the_suffix_scan_backward(rng):
