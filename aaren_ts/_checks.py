@@ -149,6 +149,19 @@ def json_option(what: str = "file", kind: type = Path) -> Callable[[str], Any]:
     return argparse_type(lambda text: kind(output_path(text, {".json"}, what)))
 
 
+def positive_int_option(what: str = "value") -> Callable[[str], int]:
+    """The argparse ``type=`` of a count option: an integer >= 1, named in the error."""
+
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"{what} must be an integer, got {text!r}") from None
+        return positive_int(value, what)
+
+    return argparse_type(check)
+
+
 def plot_option(what: str = "file") -> Callable[[str], Path]:
     """The argparse ``type=`` of a script's figure output option."""
     return argparse_type(lambda text: plot_path(text, what))

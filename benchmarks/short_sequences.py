@@ -39,7 +39,7 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from aaren_ts._checks import json_option, positive_int  # noqa: E402
+from aaren_ts._checks import json_option, positive_int_option  # noqa: E402
 from aaren_ts.nn.aaren import AarenBlock  # noqa: E402
 from aaren_ts.nn.transformer import KVCache, TransformerBlock  # noqa: E402
 from aaren_ts.scan import aaren_attention, select_backend  # noqa: E402
@@ -100,12 +100,12 @@ def block_row(n: int, tokens: int, repeats: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=positive_int_arg, default=1)
-    parser.add_argument("--repeats", type=positive_int_arg, default=7)
+    parser.add_argument("--threads", type=positive_int_option(), default=1)
+    parser.add_argument("--repeats", type=positive_int_option(), default=7)
     parser.add_argument("--rows", type=int, nargs="+", default=[128, 1024, 8192])
     parser.add_argument("--n", type=int, nargs="+", default=[4, 12, 32, 64, 128])
     parser.add_argument("--block-n", type=int, nargs="+", default=[12, 96, 512, 2048])
-    parser.add_argument("--block-tokens", type=positive_int_arg, default=16384)
+    parser.add_argument("--block-tokens", type=positive_int_option(), default=16384)
     parser.add_argument("--quick", action="store_true", help="a tiny grid, 2 repeats")
     parser.add_argument("--json", type=json_option("--json"), default=None)
     args = parser.parse_args(argv)
@@ -144,10 +144,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1))
     return result
-
-
-def positive_int_arg(text: str) -> int:
-    return positive_int(int(text), "value")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 import sktime  # noqa: E402
 
-from aaren_ts._checks import json_option, positive_int  # noqa: E402
+from aaren_ts._checks import json_option, positive_int_option  # noqa: E402
 from aaren_ts.estimators import AarenForecaster  # noqa: E402
 
 N_FIT, HORIZON = 64, 24
@@ -105,9 +105,9 @@ def single_series_ms(ticks: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
-    parser.add_argument("--ticks", type=positive_int_arg, default=5)
-    parser.add_argument("--single-ticks", type=positive_int_arg, default=200)
-    parser.add_argument("--threads", type=positive_int_arg, default=1)
+    parser.add_argument("--ticks", type=positive_int_option(), default=5)
+    parser.add_argument("--single-ticks", type=positive_int_option(), default=200)
+    parser.add_argument("--threads", type=positive_int_option(), default=1)
     parser.add_argument("--quick", action="store_true", help="sizes 10 and 50, 2 ticks")
     parser.add_argument("--json", type=json_option("--json"), default=None)
     args = parser.parse_args(argv)
@@ -147,10 +147,6 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1))
     return result
-
-
-def positive_int_arg(text: str) -> int:
-    return positive_int(int(text), "value")
 
 
 if __name__ == "__main__":

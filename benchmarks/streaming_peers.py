@@ -62,7 +62,7 @@ import pandas as pd
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from aaren_ts._checks import json_option, positive_int  # noqa: E402
+from aaren_ts._checks import json_option, positive_int_option  # noqa: E402
 
 HORIZON, SEASON, COLUMN = 24, 24, "OT"
 MODELS = (
@@ -309,6 +309,24 @@ def summary(rows: list[dict]) -> list[dict]:
     return out
 
 
+def merged_rows(records: list[dict]) -> list[dict]:
+    """The rows of several runs; a model that more than one run scored keeps one row per
+    run, labelled with that run's file order and pandas version (never pooled across
+    environments or code versions)."""
+    runs_of: dict[str, int] = {}
+    for record in records:
+        for name in {row["model"] for row in record["rows"]}:
+            runs_of[name] = runs_of.get(name, 0) + 1
+    rows = []
+    for i, record in enumerate(records, 1):
+        pandas = record["versions"].get("pandas", "?")
+        for row in record["rows"]:
+            if runs_of[row["model"]] > 1:
+                row = {**row, "model": f"{row['model']} (run {i}, pandas {pandas})"}
+            rows.append(row)
+    return rows
+
+
 def _fmt(value, digits: int = 4) -> str:
     if value is None:
         return "-"
@@ -349,9 +367,9 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=MODELS, default=["aaren", "seasonal_naive"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--threads", type=positive_int_arg, default=1)
-    parser.add_argument("--patchtst-steps", type=positive_int_arg, default=1000)
-    parser.add_argument("--latency-ticks", type=positive_int_arg, default=100)
+    parser.add_argument("--threads", type=positive_int_option(), default=1)
+    parser.add_argument("--patchtst-steps", type=positive_int_option(), default=1000)
+    parser.add_argument("--latency-ticks", type=positive_int_option(), default=100)
     parser.add_argument("--quick", action="store_true", help="600 history rows, 60 ticks")
     parser.add_argument("--json", type=json_option("--json"), default=None)
     parser.add_argument("--report", nargs="+", type=Path, default=None)
@@ -360,7 +378,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         records = [json.loads(path.read_text()) for path in args.report]
         for record in records:
             print(f"# {record['command']}\n# {record['date']}, versions {record['versions']}")
-        print(table([row for record in records for row in record["rows"]]))
+        print(table(merged_rows(records)))
         return None
     import torch
 
@@ -386,10 +404,6 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.json is not None:
         args.json.write_text(json.dumps(record, indent=1))
     return record
-
-
-def positive_int_arg(text: str) -> int:
-    return positive_int(int(text), "value")
 
 
 if __name__ == "__main__":
