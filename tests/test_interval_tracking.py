@@ -12,6 +12,8 @@ from aaren_ts.estimators import AarenForecaster
 from aaren_ts.estimators._interval_tracking import (
     all_shifts,
     record,
+    record_many,
+    stacked_shifts,
     start_tracking,
     tracked_steps,
 )
@@ -119,3 +121,51 @@ def test_forecaster_intervals_follow_the_stream_and_equal_updates_in_one_call():
         together.predict_interval(fh=[1, 2], coverage=0.8),
         tracked.predict_interval(fh=[1, 2], coverage=0.8),
     )
+
+
+def _streams(g, n: int, rows: int, batch: int = 2, horizon: int = 20):
+    forecast = torch.randn(n * batch, rows, horizon, 3, 3, generator=g).sort(-1).values
+    centre = torch.randn(n * batch, rows, 3, generator=g)
+    scale = torch.rand(n * batch, rows, 3, generator=g) + 0.5
+    values = torch.randn(n * batch, rows, 3, generator=g)
+    return forecast, centre, scale, values
+
+
+def test_many_streams_at_once_equal_one_record_each():
+    """A panel's records advance together (one set of tensor operations) and each still
+    pools over its own stream: equal to one record per stream, adapting or only filling,
+    whether the streams have recorded the same number of rows (batched) or not (a loop)."""
+    g = torch.Generator().manual_seed(3)
+    n, batch = 4, 2
+    trackers = [start_tracking(np.full((20, 3), 0.1 * i), batch, 3) for i in range(n)]
+    # fill: 30 rows through every stream (30 >= the ring of 20: the shortcut path)
+    fill = _streams(g, n, 30)
+    together = record_many(trackers, *fill, LEVELS, 0.1, adapt=False)
+    one_by_one = [
+        record(t, *(x[i * batch : (i + 1) * batch] for x in fill), LEVELS, 0.1, adapt=False)
+        for i, t in enumerate(trackers)
+    ]
+    # then adapt with 5 rows, twice
+    for _ in range(2):
+        rows = _streams(g, n, 5)
+        together = record_many(together, *rows, LEVELS, 0.1, adapt=True)
+        one_by_one = [
+            record(t, *(x[i * batch : (i + 1) * batch] for x in rows), LEVELS, 0.1)
+            for i, t in enumerate(one_by_one)
+        ]
+    for a, b in zip(together, one_by_one, strict=True):
+        torch.testing.assert_close(a.shifts, b.shifts, rtol=0, atol=1e-12)
+        assert torch.equal(a.forecasts, b.forecasts) and int(a.count) == int(b.count) == 40
+    assert len({float(t.shifts.abs().sum()) for t in together}) == n  # each its own shifts
+    np.testing.assert_allclose(
+        stacked_shifts(together, 20), np.stack([all_shifts(t, 20) for t in together]),
+        rtol=0, atol=1e-12,
+    )  # fmt: skip
+    # streams that recorded different numbers of rows go one at a time, with the same result
+    ragged = [together[0], record(together[1], *(x[:batch] for x in _streams(g, 1, 3)),
+                                  LEVELS, 0.1)]  # fmt: skip
+    rows = _streams(g, 2, 4)
+    mixed = record_many(ragged, *rows, LEVELS, 0.1)
+    for i, t in enumerate(ragged):
+        single = record(t, *(x[i * batch : (i + 1) * batch] for x in rows), LEVELS, 0.1)
+        assert torch.equal(mixed[i].shifts, single.shifts)

@@ -85,12 +85,27 @@ def start_tracking(
     )
 
 
+@functools.lru_cache(maxsize=64)
+def _interpolation(horizon: int) -> np.ndarray:
+    """``(H, S)``: the weights that interpolate every step's shift linearly between the
+    tracked steps (``np.interp`` is linear in the values it interpolates)."""
+    steps = np.asarray(_tracked_steps(horizon), dtype=np.float64)
+    every = np.arange(1, horizon + 1, dtype=np.float64)
+    unit = np.eye(len(steps))
+    weights = np.stack([np.interp(every, steps, unit[k]) for k in range(len(steps))], 1)
+    weights.setflags(write=False)
+    return weights
+
+
 def all_shifts(tracker: IntervalTracker, horizon: int) -> np.ndarray:
     """The shifts ``(H, Q)`` of every step, interpolated linearly between tracked steps."""
-    steps = tracked_steps(horizon).numpy()
-    tracked = tracker.shifts.double().cpu().numpy()
-    every = np.arange(1, horizon + 1)
-    return np.stack([np.interp(every, steps, tracked[:, k]) for k in range(tracked.shape[1])], 1)
+    return _interpolation(int(horizon)) @ tracker.shifts.double().cpu().numpy()
+
+
+def stacked_shifts(trackers: list[IntervalTracker], horizon: int) -> np.ndarray:
+    """``all_shifts`` of several streams at once: ``(P, H, Q)``."""
+    tracked = torch.stack([t.shifts for t in trackers]).double().cpu().numpy()  # (P, S, Q)
+    return np.einsum("hs,psq->phq", _interpolation(int(horizon)), tracked)
 
 
 def record(
@@ -111,45 +126,131 @@ def record(
     ``(B, T, C)`` (values in the rows' units). ``history``: when given, the shifts in force
     after each row (those its forecast is read with) are appended to it.
     """
-    steps = tracked_steps(forecast.shape[2]).to(forecast.device)
+    series = IntervalTracker(
+        tracker.forecasts.unsqueeze(1),
+        tracker.centre.unsqueeze(1),
+        tracker.scale.unsqueeze(1),
+        tracker.count,
+        tracker.shifts.unsqueeze(0),
+    )
+    seen = None if history is None else []
+    out = _record(
+        series,
+        forecast.unsqueeze(0),
+        centre.unsqueeze(0),
+        scale.unsqueeze(0),
+        values.unsqueeze(0),
+        quantiles,
+        rate,
+        adapt,
+        seen,
+    )
+    if history is not None:
+        history.extend(shifts[0] for shifts in seen)
+    return IntervalTracker(out.forecasts[:, 0], out.centre[:, 0], out.scale[:, 0], out.count,
+                           out.shifts[0])  # fmt: skip
+
+
+def record_many(
+    trackers: list[IntervalTracker],
+    forecast: torch.Tensor,
+    centre: torch.Tensor,
+    scale: torch.Tensor,
+    values: torch.Tensor,
+    quantiles: torch.Tensor,
+    rate: float,
+    adapt: bool = True,
+) -> list[IntervalTracker]:
+    """``record`` for several streams at once: ``forecast``, ``centre``, ``scale`` and
+    ``values`` hold the streams one after another along the batch (each tracker's own batch
+    size). Each record still pools over its own stream only. Streams with the same batch
+    size and the same number of rows recorded (a panel's usual tick) are advanced in one
+    set of tensor operations; otherwise one ``record`` each. Equal to one ``record`` per
+    stream (to float rounding of the pooled means)."""
+    sizes = [t.forecasts.shape[1] for t in trackers]
+    alike = len({(t.forecasts.shape, int(t.count)) for t in trackers}) == 1
+    if len(trackers) == 1 or not alike:
+        parts = zip(trackers, forecast.split(sizes), centre.split(sizes), scale.split(sizes),
+                    values.split(sizes), strict=True)  # fmt: skip
+        return [record(t, f, c, sc, v, quantiles, rate, adapt) for t, f, c, sc, v in parts]
+    n, batch = len(trackers), sizes[0]
+    stacked = IntervalTracker(
+        torch.stack([t.forecasts for t in trackers], 1),
+        torch.stack([t.centre for t in trackers], 1),
+        torch.stack([t.scale for t in trackers], 1),
+        trackers[0].count,
+        torch.stack([t.shifts for t in trackers]),
+    )
+    out = _record(
+        stacked,
+        *(t.unflatten(0, (n, batch)) for t in (forecast, centre, scale, values)),
+        quantiles,
+        rate,
+        adapt,
+    )
+    return [
+        IntervalTracker(
+            out.forecasts[:, i], out.centre[:, i], out.scale[:, i], out.count, out.shifts[i]
+        )
+        for i in range(n)
+    ]
+
+
+def _record(
+    tracker: IntervalTracker,
+    forecast: torch.Tensor,
+    centre: torch.Tensor,
+    scale: torch.Tensor,
+    values: torch.Tensor,
+    quantiles: torch.Tensor,
+    rate: float,
+    adapt: bool,
+    history: list[torch.Tensor] | None = None,
+) -> IntervalTracker:
+    """``record`` with a leading series dimension ``P``: ``forecast`` ``(P, B, T, H, C, Q)``,
+    ``centre``, ``scale``, ``values`` ``(P, B, T, C)``; the tracker's ``forecasts``
+    ``(K, P, B, S, C, Q)``, ``centre``, ``scale`` ``(K, P, B, C)``, ``shifts`` ``(P, S, Q)``
+    and one ``count`` for all."""
+    steps = tracked_steps(forecast.shape[3]).to(forecast.device)
     ring = tracker.forecasts.shape[0]
+    rows = forecast.shape[2]
     levels = quantiles.to(torch.float64)
     # the median is the network's point forecast: its shift stays as fitted
     moves = (levels != 0.5).to(torch.float64)
-    at_steps = forecast[:, :, steps - 1]  # (B, T, S, C, Q)
+    at_steps = forecast[:, :, :, steps - 1]  # (P, B, T, S, C, Q)
     forecasts, centres, scales = tracker.forecasts, tracker.centre, tracker.scale
     count, shifts = int(tracker.count), tracker.shifts
-    if not adapt and history is None and forecast.shape[1] >= ring:
+    if not adapt and history is None and rows >= ring:
         # nothing to settle: only the last K rows stay in the ring
-        keep = slice(forecast.shape[1] - ring, None)
-        order = (count + torch.arange(forecast.shape[1] - ring, forecast.shape[1])) % ring
+        keep = slice(rows - ring, None)
+        order = (count + torch.arange(rows - ring, rows)) % ring
         forecasts, centres, scales = forecasts.clone(), centres.clone(), scales.clone()
-        forecasts[order] = at_steps[:, keep].transpose(0, 1)
-        centres[order] = centre[:, keep].transpose(0, 1)
-        scales[order] = scale[:, keep].transpose(0, 1)
-        total = torch.tensor(count + forecast.shape[1])
-        return IntervalTracker(forecasts, centres, scales, total, shifts)
+        forecasts[order] = at_steps[:, :, keep].permute(2, 0, 1, 3, 4, 5)
+        centres[order] = centre[:, :, keep].permute(2, 0, 1, 3)
+        scales[order] = scale[:, :, keep].permute(2, 0, 1, 3)
+        return IntervalTracker(forecasts, centres, scales, torch.tensor(count + rows), shifts)
     forecasts, centres, scales = forecasts.clone(), centres.clone(), scales.clone()
-    for t in range(forecast.shape[1]):
+    for t in range(rows):
         if adapt:
             # forecasts made s rows ago for step s: origins count - s, if recorded
             settled = steps <= min(count, ring)
             if settled.any():
                 s = steps[settled]
                 slots = (count - s) % ring
-                made = forecasts[slots, :, settled.nonzero()[:, 0]]  # (S', B, C, Q)
-                local = (values[:, t] - centres[slots]) / scales[slots]  # (S', B, C)
-                bound = made.double() + shifts[settled][:, None, None, :]
-                covered = (local.double().unsqueeze(-1) <= bound).double().mean((1, 2))
+                tracked = settled.nonzero()[:, 0]
+                made = forecasts[slots, :, :, tracked]  # (S', P, B, C, Q)
+                local = (values[:, :, t] - centres[slots]) / scales[slots]  # (S', P, B, C)
+                bound = made.double() + shifts[:, tracked].transpose(0, 1)[:, :, None, None, :]
+                covered = (local.double().unsqueeze(-1) <= bound).double().mean((2, 3))
                 # the step is a share of the shifted outer interval (the forecast's own units)
                 outer = bound[..., -1] - bound[..., 0]
-                width = outer.mean((1, 2)).clamp(min=1e-3)
-                step = rate * width.unsqueeze(-1) * (levels - covered) * moves
-                shifts = shifts.index_add(0, settled.nonzero()[:, 0], step)
+                width = outer.mean((2, 3)).clamp(min=1e-3)  # (S', P)
+                step = rate * width.unsqueeze(-1) * (levels - covered) * moves  # (S', P, Q)
+                shifts = shifts.index_add(1, tracked, step.transpose(0, 1))
         slot = count % ring
-        forecasts[slot] = at_steps[:, t]
-        centres[slot] = centre[:, t]
-        scales[slot] = scale[:, t]
+        forecasts[slot] = at_steps[:, :, t]
+        centres[slot] = centre[:, :, t]
+        scales[slot] = scale[:, :, t]
         count += 1
         if history is not None:
             history.append(shifts)

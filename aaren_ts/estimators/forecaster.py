@@ -28,7 +28,7 @@ from ._forecast_net import (
     window_forecast,
 )
 from ._forecast_training import SeriesData, WindowData, in_row_units, quantile_shifts
-from ._interval_tracking import all_shifts, record, start_tracking
+from ._interval_tracking import record_many, stacked_shifts, start_tracking
 from ._params import (
     FRACTION,
     NETWORK,
@@ -599,19 +599,12 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             out, centre, scale, state = net(
                 sequences[:, part], state, None if exog is None else exog[:, part]
             )
-            pieces = zip(
-                streams,
-                trackers,
-                out.split(counts),
-                centre.split(counts),
-                scale.split(counts),
-                sequences[:, part].split(counts),
-                strict=True,
-            )
-            trackers = [
-                record(t, o, c, sc, v, net.quantiles, rate, adapt=s is not None and rate > 0)
-                for s, t, o, c, sc, v in pieces
-            ]
+            # the rows read in fit only fill the records; later rows also move the shifts
+            # (a call reads either fit's new streams or stored ones, never both)
+            trackers = record_many(
+                trackers, out, centre, scale, sequences[:, part], net.quantiles, rate,
+                adapt=streams[0] is not None and rate > 0,
+            )  # fmt: skip
         outputs = zip(
             split_state(state, counts),
             trackers,
@@ -1115,7 +1108,14 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             if self.context_length is None:  # rows' units, the forecast local ones
                 terms = terms / scale[:, None, :, None]
             forecast = forecast + terms
-        shifts = np.stack([self._shifts(s) for s in streams])  # (S, H, Q)
+        # the quantile shifts (S, H, Q): the fitted ones, or, in full-history mode, where
+        # each stream's online tracking has moved them
+        if self.context_length is None:
+            shifts = stacked_shifts([s["tracker"] for s in streams], self.network_.horizon)
+        else:
+            shifts = np.broadcast_to(
+                self.quantile_shifts_, (len(streams), *self.quantile_shifts_.shape)
+            )
         # sorting makes the quantiles monotone before interpolating between them
         forecast = np.sort(forecast + shifts[:, :, None, :], axis=-1)
         forecast = forecast * scale[:, None, :, None] + centre[:, None, :, None]
@@ -1163,13 +1163,6 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 f"(quantiles={tuple(self.quantiles)}); a coverage c needs levels "
                 "(1 - c) / 2 and (1 + c) / 2: refit with quantiles that include them"
             )
-
-    def _shifts(self, stream: dict) -> np.ndarray:
-        """The quantile shifts ``(H, Q)`` a stream's forecast is read with: the fitted ones,
-        or, in full-history mode, where its online tracking has moved them."""
-        if self.context_length is None:
-            return all_shifts(stream["tracker"], self.network_.horizon)
-        return self.quantile_shifts_
 
     def _predict(self, fh, X=None):
         return self._quantile_frame(fh, [0.5], X)[0.5]
