@@ -126,29 +126,12 @@ def record(
     ``(B, T, C)`` (values in the rows' units). ``history``: when given, the shifts in force
     after each row (those its forecast is read with) are appended to it.
     """
-    series = IntervalTracker(
-        tracker.forecasts.unsqueeze(1),
-        tracker.centre.unsqueeze(1),
-        tracker.scale.unsqueeze(1),
-        tracker.count,
-        tracker.shifts.unsqueeze(0),
-    )
     seen = None if history is None else []
-    out = _record(
-        series,
-        forecast.unsqueeze(0),
-        centre.unsqueeze(0),
-        scale.unsqueeze(0),
-        values.unsqueeze(0),
-        quantiles,
-        rate,
-        adapt,
-        seen,
-    )
+    rows = (t.unsqueeze(0) for t in (forecast, centre, scale, values))
+    out = _record(_stacked([tracker]), *rows, quantiles, rate, adapt, seen)
     if history is not None:
         history.extend(shifts[0] for shifts in seen)
-    return IntervalTracker(out.forecasts[:, 0], out.centre[:, 0], out.scale[:, 0], out.count,
-                           out.shifts[0])  # fmt: skip
+    return _unstacked(out, 1)[0]
 
 
 def record_many(
@@ -174,26 +157,24 @@ def record_many(
                     values.split(sizes), strict=True)  # fmt: skip
         return [record(t, f, c, sc, v, quantiles, rate, adapt) for t, f, c, sc, v in parts]
     n, batch = len(trackers), sizes[0]
-    stacked = IntervalTracker(
-        torch.stack([t.forecasts for t in trackers], 1),
-        torch.stack([t.centre for t in trackers], 1),
-        torch.stack([t.scale for t in trackers], 1),
-        trackers[0].count,
-        torch.stack([t.shifts for t in trackers]),
-    )
-    out = _record(
-        stacked,
-        *(t.unflatten(0, (n, batch)) for t in (forecast, centre, scale, values)),
-        quantiles,
-        rate,
-        adapt,
-    )
-    return [
-        IntervalTracker(
-            out.forecasts[:, i], out.centre[:, i], out.scale[:, i], out.count, out.shifts[i]
-        )
-        for i in range(n)
-    ]
+    rows = (t.unflatten(0, (n, batch)) for t in (forecast, centre, scale, values))
+    return _unstacked(_record(_stacked(trackers), *rows, quantiles, rate, adapt), n)
+
+
+def _stacked(trackers: list[IntervalTracker]) -> IntervalTracker:
+    """Several streams' records as one with a series dimension (``_record``'s layout); all
+    have recorded the same number of rows."""
+    forecasts, centre, scale, _, shifts = zip(*trackers, strict=True)
+    stack = torch.stack
+    count = trackers[0].count
+    return IntervalTracker(stack(forecasts, 1), stack(centre, 1), stack(scale, 1), count,
+                           stack(shifts))  # fmt: skip
+
+
+def _unstacked(tracker: IntervalTracker, n: int) -> list[IntervalTracker]:
+    """Undo ``_stacked``: one record per stream."""
+    f, c, sc, count, shifts = tracker
+    return [IntervalTracker(f[:, i], c[:, i], sc[:, i], count, shifts[i]) for i in range(n)]
 
 
 def _record(

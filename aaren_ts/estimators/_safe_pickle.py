@@ -84,6 +84,27 @@ def _resolve(module: str, name: str) -> Any:
     return obj
 
 
+def _pandas_family(module: str) -> tuple[type, ...]:
+    """The base classes a name in this pandas module must derive from; () for modules
+    outside the allowed pandas families."""
+    if not module.startswith("pandas"):
+        return ()
+    import pandas as pd
+    from pandas.api.extensions import ExtensionArray, ExtensionDtype
+
+    if module in _DTYPE_MODULES:
+        return (ExtensionDtype,)
+    if module in _ARRAY_MODULES:
+        return (ExtensionArray,)
+    if module in _OFFSET_MODULES:
+        return (pd.offsets.BaseOffset,)
+    if module.startswith(_PANDAS_CORE) and module.count(".") == 3:
+        # pandas 2 names its data types by their defining module (pandas.core.indexes.base
+        # .Index, ...); pandas 3 by "pandas". Only pandas' own containers and arrays.
+        return (pd.Index, pd.Series, pd.DataFrame, ExtensionArray, ExtensionDtype)
+    return ()
+
+
 def _allowed_by_family(module: str, name: str) -> Any | None:
     """The object ``module.name`` when it belongs to an allowed family, else None. Only
     modules of trusted packages are imported to find out."""
@@ -92,31 +113,13 @@ def _allowed_by_family(module: str, name: str) -> Any | None:
     if module.startswith(_OWN_PACKAGES):
         obj = _resolve(module, name)
         return obj if isinstance(obj, type) and obj.__module__ == module else None
-    if module.startswith(_PANDAS_CORE) and module.count(".") == 3:
-        # pandas 2 names its data types by their defining module (pandas.core.indexes.base
-        # .Index, ...); pandas 3 by "pandas". Only pandas' own containers and arrays.
-        import pandas as pd
-        from pandas.api.extensions import ExtensionArray, ExtensionDtype
-
+    kinds = _pandas_family(module)
+    if kinds:
         obj = getattr(importlib.import_module(module), name, None)
-        kinds = (pd.Index, pd.Series, pd.DataFrame, ExtensionArray, ExtensionDtype)
-        if isinstance(obj, type) and issubclass(obj, kinds) and obj.__module__ == module:
-            return obj
-        return None
-    if module in _DTYPE_MODULES + _ARRAY_MODULES + _OFFSET_MODULES:
-        import pandas as pd
-        from pandas.api.extensions import ExtensionArray, ExtensionDtype
-
-        obj = getattr(importlib.import_module(module), name, None)
-        if not isinstance(obj, type):
+        if not isinstance(obj, type) or not issubclass(obj, kinds):
             return None
-        if module in _DTYPE_MODULES and issubclass(obj, ExtensionDtype):
-            return obj
-        if module in _ARRAY_MODULES and issubclass(obj, ExtensionArray):
-            return obj
-        if module in _OFFSET_MODULES and issubclass(obj, pd.offsets.BaseOffset):
-            return obj
-        return None
+        # pandas.core.<package>.<module>: the type must be defined there, not imported
+        return obj if not module.startswith(_PANDAS_CORE) or obj.__module__ == module else None
     if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
         return getattr(torch, name)
     return None

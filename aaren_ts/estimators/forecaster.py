@@ -821,13 +821,6 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         else:
             return None
         cutoff = self.cutoff
-
-        def same_kind(time: pd.Index) -> bool:  # a RangeIndex and an integer Index alike
-            dated = (pd.DatetimeIndex, pd.PeriodIndex)
-            return type(time) is type(cutoff) or (
-                not isinstance(cutoff, dated) and not isinstance(time, dated)
-            )
-
         if panel:  # the same levels as fit, the time level of the cutoff's kind
             key = next(iter(self.streams_))
             if not isinstance(frame.index, pd.MultiIndex):
@@ -835,8 +828,12 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             if frame.index.nlevels != len(key) + 1 or frame.index.has_duplicates:
                 return None
             time = frame.index.levels[-1]
-            index_ok = same_kind(time) and time.dtype == cutoff.dtype
-        else:  # the cutoff's own type: sktime keeps a RangeIndex cutoff as one (pandas 3)
+            same_kind = type(time) is type(cutoff) or (
+                not isinstance(cutoff, (pd.DatetimeIndex, pd.PeriodIndex))
+                and not isinstance(time, (pd.DatetimeIndex, pd.PeriodIndex))
+            )
+            index_ok = same_kind and time.dtype == cutoff.dtype
+        else:
             index_ok = (
                 type(frame.index) is type(cutoff)
                 and frame.index.dtype == cutoff.dtype
@@ -880,7 +877,8 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         if X is not None or self.x_columns_ is not None or self._is_vectorized:
             return None
         stored = self._fh
-        if stored is None or not stored.is_relative:
+        steps = None if stored is None else relative_steps(stored)
+        if steps is None or steps.min() < 1:  # none, absolute, or in-sample: sktime's path
             return None
         if fh is not None and fh is not stored:
             if not isinstance(fh, (list, tuple, range, np.ndarray)):
@@ -888,11 +886,8 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             values = np.asarray(fh)
             if values.ndim != 1 or values.dtype.kind not in "iu":
                 return None
-            if not np.array_equal(values, stored.to_pandas().to_numpy()):
+            if not np.array_equal(values, steps):
                 return None
-        steps = relative_steps(stored)
-        if steps is None or steps.min() < 1:  # in-sample: sktime's own error
-            return None
         return stored
 
     def _predict_plain_or_checked(self, fh=None, X=None):
@@ -1046,9 +1041,8 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 cutoff = pd.DatetimeIndex([last], freq=freq)
             else:
                 cutoff = pd.Index([last])
-        steps = relative_steps(fh)
-        if steps is None:
-            steps = fh.to_relative(cutoff).to_numpy().astype(int)
+        relative = relative_steps(fh)
+        steps = fh.to_relative(cutoff).to_numpy().astype(int) if relative is None else relative
         horizon = self.network_.horizon
         if steps.min() < 1 or steps.max() > horizon:
             name = key[0] if isinstance(key, tuple) and len(key) == 1 else key
@@ -1057,7 +1051,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 f"forecasting horizon steps {steps.tolist()}{series} must lie in 1..{horizon}, "
                 "the maximum fitted (set max_horizon, or pass a longer fh to fit)"
             )
-        labels = horizon_labels(cutoff, steps) if fh.is_relative else None
+        labels = None if relative is None else horizon_labels(cutoff, steps)
         return steps, fh.to_absolute_index(cutoff) if labels is None else labels
 
     def _future_term(self, key, times, steps: np.ndarray, x: pd.DataFrame | None) -> np.ndarray:

@@ -50,11 +50,26 @@ def dense_attention(
         # value would reach the rows before it. The chunked scan keeps NaN causal.
         return chunked_attention(scores, values, state)
     # Training's usual case: no carried prefix and no row that starts empty (an empty
-    # prefix needs its first score to be -inf): fewer kernels, no prior term.
+    # prefix needs its first score to be -inf): no prior term, and no denominator below 1.
     # (torch.softmax over the masked logits is exact too, but 10x slower here on a CPU.)
-    if not bool(state.u.any()) and bool((scores[:, 0] > -math.inf).all()):
-        return _fresh(scores, values)
-    return _after_prefix(scores, values, state)
+    fresh = not bool(state.u.any()) and bool((scores[:, 0] > -math.inf).all())
+    m0, u0, w0 = state
+    # Levels carry no gradient: the outputs do not depend on them (state.combine's argument).
+    with torch.no_grad():
+        level = scores.cummax(dim=-1).values  # (R, N)
+        if not fresh:
+            level = safe_reference(torch.maximum(level, m0.unsqueeze(-1)))
+    # (R, N, N), row k: tokens 1..k relative to M_k
+    weights = _weights(scores.unsqueeze(-2) - level.unsqueeze(-1))
+    denom = weights.sum(-1)
+    numer = torch.bmm(weights, values)
+    if not fresh:
+        prior = torch.exp(m0.unsqueeze(-1) - level)  # (R, N); 0 for an empty prefix
+        denom = denom + prior * u0.unsqueeze(-1)
+        numer = numer + prior.unsqueeze(-1) * w0.unsqueeze(-2)
+    # A reciprocal and a product: cheaper to differentiate than a broadcast division.
+    outputs = numer * (denom if fresh else safe_denominator(denom)).reciprocal().unsqueeze(-1)
+    return outputs, ScanState(level[:, -1], denom[:, -1], numer[:, -1])
 
 
 # exp below about -87 (float32) gives subnormal numbers, which CPUs compute 10-30x slower;
@@ -76,32 +91,3 @@ def _weights(relative: torch.Tensor) -> torch.Tensor:
     floor = _FLOOR[relative.dtype]
     kept = torch.ones(n, n, dtype=torch.bool, device=relative.device).tril() & ~(relative < floor)
     return torch.where(kept, relative.clamp(floor, 0.0).exp(), 0.0)
-
-
-def _fresh(scores: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, ScanState]:
-    with torch.no_grad():  # every row's max is a finite score here (or NaN, which stays NaN)
-        level = scores.cummax(dim=-1).values
-    weights = _weights(scores.unsqueeze(-2) - level.unsqueeze(-1))
-    denom = weights.sum(-1)  # at least 1: the max's own weight
-    numer = torch.bmm(weights, values)
-    # A reciprocal and a product: cheaper to differentiate than a broadcast division.
-    outputs = numer * denom.reciprocal().unsqueeze(-1)
-    return outputs, ScanState(level[:, -1], denom[:, -1], numer[:, -1])
-
-
-def _after_prefix(
-    scores: torch.Tensor, values: torch.Tensor, state: ScanState
-) -> tuple[torch.Tensor, ScanState]:
-    m0, u0, w0 = state
-    # Levels carry no gradient: the outputs do not depend on them (state.combine's argument).
-    with torch.no_grad():
-        level = torch.maximum(scores.cummax(dim=-1).values, m0.unsqueeze(-1))  # (R, N)
-        level = safe_reference(level)
-    # (R, N, N), row k: tokens 1..k relative to M_k
-    weights = _weights(scores.unsqueeze(-2) - level.unsqueeze(-1))
-    prior = torch.exp(m0.unsqueeze(-1) - level)  # (R, N); 0 for an empty prefix
-    denom = weights.sum(-1) + prior * u0.unsqueeze(-1)
-    numer = torch.baddbmm(prior.unsqueeze(-1) * w0.unsqueeze(-2), weights, values)
-    outputs = numer / safe_denominator(denom).unsqueeze(-1)
-    final = ScanState(level[:, -1], denom[:, -1], numer[:, -1])
-    return outputs, final
