@@ -24,10 +24,7 @@ Running it
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -43,6 +40,7 @@ from aaren_ts._checks import json_option, positive_int_option  # noqa: E402
 from aaren_ts.nn.aaren import AarenBlock  # noqa: E402
 from aaren_ts.nn.transformer import KVCache, TransformerBlock  # noqa: E402
 from aaren_ts.scan import aaren_attention, select_backend  # noqa: E402
+from benchmarks._run_record import run_header  # noqa: E402
 
 D_HEAD, D_MODEL, N_HEADS = 32, 128, 4
 
@@ -133,11 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{b['ratio']:.2f} |"
         )
     result = {
-        "command": "python benchmarks/short_sequences.py " + shlex.join(argv or sys.argv[1:]),
-        "date": datetime.date.today().isoformat(),
-        "machine": platform.processor() or platform.machine(),
-        "threads": args.threads,
-        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        **run_header("short_sequences.py", argv, args.threads, ["torch"]),
         "scan": scans,
         "blocks": blocks,
     }

@@ -22,10 +22,7 @@ Running it
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
-import shlex
 import sys
 import time
 import warnings
@@ -38,10 +35,10 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-import sktime  # noqa: E402
 
 from aaren_ts._checks import json_option, positive_int_option  # noqa: E402
 from aaren_ts.estimators import AarenForecaster  # noqa: E402
+from benchmarks._run_record import run_header  # noqa: E402
 
 N_FIT, HORIZON = 64, 24
 
@@ -135,12 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"{single['predict_ms']:.3f} ms (median of {args.single_ticks} ticks)"
     )
     result = {
-        "command": "python benchmarks/streaming.py " + shlex.join(argv or sys.argv[1:]),
-        "date": datetime.date.today().isoformat(),
-        "machine": platform.processor() or platform.machine(),
-        "threads": args.threads,
-        "versions": {"torch": torch.__version__, "pandas": pd.__version__,
-                     "sktime": sktime.__version__, "python": platform.python_version()},
+        **run_header("streaming.py", argv, args.threads, ["torch", "pandas", "sktime"]),
         "panel": rows,
         "single": single,
     }  # fmt: skip

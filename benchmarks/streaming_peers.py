@@ -45,10 +45,7 @@ Running it
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -63,6 +60,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from aaren_ts._checks import json_option, positive_int_option  # noqa: E402
+from benchmarks._run_record import run_header  # noqa: E402
 
 HORIZON, SEASON, COLUMN = 24, 24, "OT"
 MODELS = (
@@ -77,6 +75,7 @@ MODELS = (
     "mean",
 )
 SEEDED = {"aaren", "patchtst"}
+PACKAGES = ["torch", "pandas", "numpy", "sktime", "river", "statsforecast", "neuralforecast"]
 
 
 def stream_data(quick: bool) -> tuple[pd.Series, pd.Series]:
@@ -350,19 +349,6 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _versions() -> dict:
-    import importlib.metadata as md
-
-    found = {"python": platform.python_version()}
-    for package in ("torch", "pandas", "numpy", "sktime", "river", "statsforecast",
-                    "neuralforecast"):  # fmt: skip
-        try:
-            found[package] = md.version(package)
-        except md.PackageNotFoundError:
-            pass
-    return found
-
-
 def main(argv: list[str] | None = None) -> dict | None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=MODELS, default=["aaren", "seasonal_naive"])
@@ -392,11 +378,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         rows.append(row)
     print(table(rows))
     record = {
-        "command": "python benchmarks/streaming_peers.py " + shlex.join(argv or sys.argv[1:]),
-        "date": datetime.date.today().isoformat(),
-        "machine": platform.processor() or platform.machine(),
-        "threads": args.threads,
-        "versions": _versions(),
+        **run_header("streaming_peers.py", argv, args.threads, PACKAGES),
         "history_rows": len(history),
         "ticks": len(test),
         "rows": rows,

@@ -122,32 +122,24 @@ def test_streaming_quick(tmp_path):
     """``benchmarks/streaming.py`` end to end on small panels (its timings are not checked
     here: speed belongs to the benchmark, run on a quiet machine)."""
     out = tmp_path / "streaming.json"
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "streaming.py"), "--quick", "--json", str(out)],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    stdout = "\n".join(_run("streaming.py", "--quick", "--json", str(out)))
     saved = json.loads(out.read_text())
     assert [row["series"] for row in saved["panel"]] == [10, 50]
     assert all(np.isfinite(row["tick_ms"]) and row["tick_ms"] > 0 for row in saved["panel"])
-    assert saved["single"]["update_ms"] > 0 and "| series |" in done.stdout
+    assert saved["single"]["update_ms"] > 0 and "| series |" in stdout
 
 
 def test_short_sequences_quick(tmp_path):
     """``benchmarks/short_sequences.py`` end to end on a tiny grid: both scan forms and both
     blocks are timed, and the table names the form "auto" picks."""
     out = tmp_path / "short.json"
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "short_sequences.py"), "--quick", "--json", str(out)],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr[-2000:]
+    stdout = "\n".join(_run("short_sequences.py", "--quick", "--json", str(out)))
     saved = json.loads(out.read_text())
     grid = [(r["rows"], r["n"], r["auto"]) for r in saved["scan"]]
     assert grid == [(8, 4, "dense"), (8, 12, "dense")]
     assert all(r["dense_fwdbwd_ms"] > 0 and r["chunked_fwdbwd_ms"] > 0 for r in saved["scan"])
     assert [b["n"] for b in saved["blocks"]] == [12] and saved["blocks"][0]["ratio"] > 0
-    assert "| rows | N | auto |" in done.stdout and "Aaren / Transformer" in done.stdout
+    assert "| rows | N | auto |" in stdout and "Aaren / Transformer" in stdout
 
 
 @needs_data
@@ -155,18 +147,12 @@ def test_streaming_peers_quick(tmp_path):
     """``benchmarks/streaming_peers.py`` on a short ETTh1 stream: Aaren and the baselines
     scored on the same forecasts, and the saved files merge into one table."""
     out = tmp_path / "peers.json"
-    command = [sys.executable, str(BENCH / "streaming_peers.py"), "--quick", "--models",
-               "aaren", "seasonal_naive", "naive", "mean", "--json", str(out)]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-2000:]
+    models = ["aaren", "seasonal_naive", "naive", "mean"]
+    _run("streaming_peers.py", "--quick", "--models", *models, "--json", str(out))
     saved = json.loads(out.read_text())
     rows = {row["model"]: row for row in saved["rows"]}
     assert set(rows) == {"aaren", "seasonal_naive", "naive", "mean"}
     assert all(row["n"] == 60 - 24 and np.isfinite(row["mse"]) for row in rows.values())
     assert rows["aaren"]["tick_ms_median"] > 0 and rows["aaren"]["fit_s"] > 0
     assert rows["naive"]["mse"] != rows["seasonal_naive"]["mse"]
-    report = subprocess.run(
-        [sys.executable, str(BENCH / "streaming_peers.py"), "--report", str(out)],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert report.returncode == 0 and "| aaren | 1 |" in report.stdout
+    assert "| aaren | 1 |" in "\n".join(_run("streaming_peers.py", "--report", str(out)))
