@@ -158,7 +158,8 @@ def test_many_streams_at_once_equal_one_record_each():
         assert torch.equal(a.forecasts, b.forecasts) and int(a.count) == int(b.count) == 40
     assert len({float(t.shifts.abs().sum()) for t in together}) == n  # each its own shifts
     np.testing.assert_allclose(
-        stacked_shifts(together, 20), np.stack([all_shifts(t, 20) for t in together]),
+        stacked_shifts(torch.stack([t.shifts for t in together]), 20),
+        np.stack([all_shifts(t, 20) for t in together]),
         rtol=0, atol=1e-12,
     )  # fmt: skip
     # streams that recorded different numbers of rows go one at a time, with the same result

@@ -34,6 +34,7 @@ from aaren_ts.estimators import (
     AarenRegressor,
 )
 from aaren_ts.estimators._portable import DeviceTensor, PortableModule
+from aaren_ts.estimators._stream_table import StreamTable
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 1, "random_state": 0}
@@ -309,7 +310,11 @@ def _as_if_trained_on_cuda(state: dict) -> dict:
     dicts, its device settings CUDA, and the stream tensors that lived on the GPU marked
     to go back to the loading device (``forecast`` is kept on the CPU by the forecaster)."""
     state = dict(state, device="cuda", _device=torch.device("cuda"))
-    if "streams_" in state and isinstance(state["streams_"], dict):
+    if isinstance(state.get("streams_"), StreamTable):  # states and records on the GPU
+        state["streams_"] = state["streams_"].with_tensors(
+            lambda v: DeviceTensor(v) if isinstance(v, torch.Tensor) else v
+        )
+    elif "streams_" in state and isinstance(state["streams_"], dict):
         state["streams_"] = {
             key: {
                 k: DeviceTensor(v) if isinstance(v, torch.Tensor) and k != "forecast" else v

@@ -102,9 +102,10 @@ def all_shifts(tracker: IntervalTracker, horizon: int) -> np.ndarray:
     return _interpolation(int(horizon)) @ tracker.shifts.double().cpu().numpy()
 
 
-def stacked_shifts(trackers: list[IntervalTracker], horizon: int) -> np.ndarray:
-    """``all_shifts`` of several streams at once: ``(P, H, Q)``."""
-    tracked = torch.stack([t.shifts for t in trackers]).double().cpu().numpy()  # (P, S, Q)
+def stacked_shifts(shifts: torch.Tensor, horizon: int) -> np.ndarray:
+    """``all_shifts`` of several streams at once, from their tracked shifts stacked
+    ``(P, S, Q)``: ``(P, H, Q)``."""
+    tracked = shifts.double().cpu().numpy()
     return np.einsum("hs,psq->phq", _interpolation(int(horizon)), tracked)
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from ._forecast_net import ForecastNet
 from ._panel_net import PanelNet
 from ._stream_net import StreamNet
+from ._stream_table import StreamTable
 from ._tpp_net import TPPNet
 
 NETWORKS = (ForecastNet, StreamNet, PanelNet, TPPNet)  # what PortableModule rebuilds
@@ -204,6 +205,8 @@ def to_portable(value: Any) -> Any:
         return portable(value)
     if isinstance(value, torch.Tensor):
         return value if value.device.type == "cpu" else DeviceTensor(value.detach().cpu())
+    if isinstance(value, StreamTable):
+        return value.with_tensors(to_portable)
     if isinstance(value, dict):
         return {k: to_portable(v) for k, v in value.items()}
     if isinstance(value, tuple) and hasattr(value, "_fields"):  # NamedTuple
@@ -219,6 +222,8 @@ def from_portable(value: Any, device: torch.device) -> Any:
         return value.build(device)
     if isinstance(value, DeviceTensor):
         return value.tensor.to(device)
+    if isinstance(value, StreamTable):
+        return value.with_tensors(lambda v: from_portable(v, device))
     if isinstance(value, dict):
         return {k: from_portable(v, device) for k, v in value.items()}
     if isinstance(value, tuple) and hasattr(value, "_fields"):

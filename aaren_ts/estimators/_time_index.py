@@ -43,6 +43,81 @@ class Grid:
         return index
 
 
+@dataclass(frozen=True)
+class GridClock:
+    """Times on a grid as int64 numbers, for array work on many series at once: integers
+    as they are, periods as their ordinals, timestamps as counts of the grid's ``unit``
+    since the epoch (UTC instants). ``times`` maps numbers back to an index of the grid's
+    type (and time zone)."""
+
+    grid: Grid
+    unit: str | None = None  # a DatetimeIndex's resolution ("ns", "us", ...)
+
+    @classmethod
+    def of(cls, grid: Grid, index: pd.Index) -> GridClock:
+        """The clock of ``grid``, in the resolution of ``index`` (a fitted series' times)."""
+        return cls(grid, index.unit if isinstance(index, pd.DatetimeIndex) else None)
+
+    def values(self, times) -> np.ndarray:
+        """``times`` (an index, or a list of scalars of the grid's type) -> int64 numbers."""
+        kind = self.grid.kind
+        if kind is pd.DatetimeIndex:
+            return pd.DatetimeIndex(times).as_unit(self.unit).asi8.copy()
+        if kind is pd.PeriodIndex:
+            return pd.PeriodIndex(times, freq=self.grid.freq).asi8.copy()
+        return np.asarray(times, dtype=np.int64).copy()
+
+    def index_values(self, index: pd.Index) -> np.ndarray | None:
+        """``index``'s numbers when it is exactly of this clock (the grid's type, and for
+        timestamps its resolution and time zone); None otherwise, for the caller's general
+        path to check and convert."""
+        kind = self.grid.kind
+        if kind is pd.DatetimeIndex:
+            same = (
+                isinstance(index, pd.DatetimeIndex)
+                and index.unit == self.unit
+                and str(index.tz) == str(self.grid.tz)
+            )
+            return index.asi8 if same else None
+        if kind is pd.PeriodIndex:
+            same = isinstance(index, pd.PeriodIndex) and index.freq == self.grid.freq
+            return index.asi8 if same else None
+        if isinstance(index, (pd.DatetimeIndex, pd.PeriodIndex)):
+            return None
+        if not pd.api.types.is_integer_dtype(index.dtype):
+            return None
+        return np.asarray(index, dtype=np.int64)
+
+    def times(self, values: np.ndarray) -> pd.Index:
+        """Numbers -> an index of the grid's type."""
+        kind = self.grid.kind
+        values = np.asarray(values, dtype=np.int64)
+        if kind is pd.DatetimeIndex:
+            index = pd.DatetimeIndex(values.view(f"M8[{self.unit}]"))
+            return index if self.grid.tz is None else index.tz_localize("UTC").tz_convert(
+                self.grid.tz
+            )
+        if kind is pd.PeriodIndex:
+            return pd.PeriodIndex.from_ordinals(values, freq=self.grid.freq)
+        return pd.Index(values)
+
+    def after(self, values: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        """The numbers of the times ``steps`` grid steps after ``values`` (elementwise)."""
+        steps = np.asarray(steps, dtype=np.int64)
+        freq = self.grid.freq
+        if self.grid.kind is not pd.DatetimeIndex:
+            return values + steps
+        if isinstance(freq, pd.offsets.Tick):  # a fixed length: plain arithmetic
+            return values + steps * (pd.Timedelta(freq) // pd.Timedelta(1, unit=self.unit))
+        # calendar offsets (days across a DST change, months, business days): pandas
+        out = np.empty_like(values)
+        start = self.times(values)
+        for k in np.unique(steps):
+            at = steps == k
+            out[at] = (start[at] + int(k) * freq).as_unit(self.unit).asi8
+        return out
+
+
 def _kind(index: pd.Index) -> type:
     if isinstance(index, pd.DatetimeIndex):
         return pd.DatetimeIndex
@@ -247,7 +322,7 @@ def horizon_labels(cutoff: pd.Index, steps: np.ndarray) -> pd.Index | None:
     """
     if len(cutoff) != 1 or len(steps) == 0:
         return None
-    if type(cutoff) is pd.Index and cutoff.dtype == np.int64:
+    if type(cutoff) in (pd.Index, pd.RangeIndex) and cutoff.dtype == np.int64:
         return pd.Index(cutoff[0] + steps.astype(np.int64))
     contiguous = bool((np.diff(steps) == 1).all())
     freq = getattr(cutoff, "freq", None)

@@ -46,7 +46,10 @@ from ._params import (
 )
 from ._persistence import PersistenceMixin
 from ._stream_net import StreamNet, batched_state, split_state
+from ._stream_table import StreamTable
+from ._table_update import plain_table_update
 from ._time_index import (
+    GridClock,
     check_continues,
     check_kind,
     check_overlap,
@@ -593,7 +596,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             for s, n in zip(streams, counts, strict=True)
         ]
         rate = float(self.calibration_rate)
-        step = max(int(self.chunk_length), 1024)
+        step = self._read_chunk()
         for start in range(0, sequences.shape[1], step):
             part = slice(start, start + step)
             out, centre, scale, state = net(
@@ -622,6 +625,11 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             )
             for st, t, o, c, sc in outputs
         ]
+
+    def _read_chunk(self) -> int:
+        """Rows read per network call when streaming (the forecasts at every row of a long
+        history would not fit in memory; chunks shorter than this only add calls)."""
+        return max(int(self.chunk_length), 1024)
 
     def _advance(self, net, fresh: dict, scaled: dict, xs: dict) -> dict:
         """Every series in ``fresh`` advanced by its new rows: full history on the Aaren
@@ -775,14 +783,28 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 # network's (a median shift learned on the tail is a drift that need not last)
                 shifts[:, list(self.quantiles).index(0.5)] = 0.0
             self.quantile_shifts_ = shifts.numpy()
-        self.streams_ = {
+        streams = {
             key: {
                 **self._encode(scaled[key], xs[key], None, frame.index[-1]),
                 "tail": tail(None, frame.index, frame.to_numpy(dtype=np.float64)),
             }
             for key, frame in instances
         }
+        self.streams_ = self._tabled(streams, GridClock.of(self.grid_, instances[0][1].index))
         return self
+
+    def _tabled(self, streams: dict, clock: GridClock | None = None):
+        """Full history on the Aaren backbone: the streams as one ``StreamTable`` (its
+        state is batch-first: every series advances in one batched step). Other settings,
+        and streams saved before tables, stay one dict per series."""
+        grid = getattr(self, "grid_", None)
+        if self.context_length is not None or self.backbone != "aaren" or grid is None:
+            return streams
+        if not all("tail" in s and "tracker" in s for s in streams.values()):
+            return streams
+        if clock is None:  # the resolution of the absorbed times
+            clock = GridClock.of(grid, next(iter(streams.values()))["tail"][0])
+        return StreamTable.from_streams(streams, clock, self.scaling_, self.constant_columns_)
 
     def _set_cutoff_from_y(self, y):
         # sktime finds no frequency for a panel whose series end at different times
@@ -797,10 +819,11 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
     # at a time per forecaster: sktime reads the stored fh back during predict_interval.
     fit = atomic(BaseForecaster.fit)
 
-    def _plain_rows(self, y, X) -> pd.DataFrame | None:
-        """``y`` as the frame sktime's checks would hand to ``_update``, when it is a plain
-        single series of the kind seen in fit (numeric, same columns and index type, no X);
-        None for anything else, which then goes through sktime's checks and conversions.
+    def _plain_rows(self, y, X) -> pd.DataFrame | pd.Series | None:
+        """``y`` when it is a plain series or panel of the kind seen in fit (numeric, same
+        columns and index type, no X): what sktime's checks would hand to ``_update`` (as a
+        frame); None for anything else, which then goes through sktime's checks and
+        conversions.
 
         Those checks cost about 2 ms per call, twice the O(1) step itself: a live stream
         of single observations would spend most of its time re-checking the input's type.
@@ -815,11 +838,12 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         if isinstance(y, pd.Series) and not panel:
             if [0 if y.name is None else y.name] != self.columns_:
                 return None
-            frame = y.to_frame(name=self.columns_[0])
+            dtypes = [y.dtype]
         elif isinstance(y, pd.DataFrame) and list(y.columns) == self.columns_:
-            frame = y
+            dtypes = list(y.dtypes)
         else:
             return None
+        frame = y
         cutoff = self.cutoff
         if panel:  # the same levels as fit, the time level of the cutoff's kind
             key = next(iter(self.streams_))
@@ -842,25 +866,41 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         plain = (
             len(frame) > 0
             and index_ok
-            and all(pd.api.types.is_numeric_dtype(t) for t in frame.dtypes)
-            and not any(pd.api.types.is_bool_dtype(t) for t in frame.dtypes)
+            and all(pd.api.types.is_numeric_dtype(t) for t in dtypes)
+            and not any(pd.api.types.is_bool_dtype(t) for t in dtypes)
         )
-        return frame if plain else None
+        return y if plain else None
 
     def _update_plain_or_checked(self, y, X=None, update_params=True):
         # see _plain_rows; the result is the same as BaseForecaster.update's
-        frame = self._plain_rows(y, X) if self.is_fitted else None
-        if frame is None:
+        rows = self._plain_rows(y, X) if self.is_fitted else None
+        if rows is None:
             return BaseForecaster.update(self, y, X, update_params=update_params)
-        self._update(frame, None, update_params=update_params)
-        if isinstance(frame.index, pd.MultiIndex):  # a panel's cutoff: its latest time
-            times = frame.index.get_level_values(-1)
+        table = None
+        if isinstance(self.streams_, StreamTable) and not (update_params and self.update_steps):
+            # every row new and on the grid: read in array operations (_table_update)
+            table = plain_table_update(
+                self.streams_,
+                rows.index,
+                rows.to_numpy(dtype=np.float64).reshape(len(rows), -1),
+                self.network_,
+                channel_independent=self.channel_independent,
+                rate=float(self.calibration_rate),
+                chunk=self._read_chunk(),
+            )
+        if table is None:
+            frame = rows.to_frame(name=self.columns_[0]) if isinstance(rows, pd.Series) else rows
+            self._update(frame, None, update_params=update_params)
+        else:
+            self.streams_ = table
+        if isinstance(rows.index, pd.MultiIndex):  # a panel's cutoff: its latest time
+            times = rows.index.get_level_values(-1)
             latest = times[[int(times.argmax())]]
             if isinstance(latest, pd.RangeIndex):  # sktime's cutoff is a plain Index here
                 latest = pd.Index(latest.to_numpy())
             self._set_cutoff(self.grid_.with_freq(latest))
         else:
-            self._set_cutoff(frame.index[-1:])
+            self._set_cutoff(rows.index[-1:])
         return self
 
     _update_plain_or_checked.__doc__ = BaseForecaster.update.__doc__
@@ -958,6 +998,8 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 **advanced[key],
                 "tail": tail(old.get("tail"), rows.index, rows.to_numpy(dtype=np.float64)),
             }
+        if isinstance(self.streams_, StreamTable):
+            new_streams = self._tabled(new_streams, self.streams_.clock)
         # assigned only once everything succeeded
         self.network_, self.streams_ = net, new_streams
         return self
@@ -1076,27 +1118,25 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         asked steps and levels in array operations, and one frame is built (a loop over
         series, pandas frames per series, cost about 3 ms per series)."""
         learned = np.asarray(self.quantiles, dtype=np.float64)
-        keys = list(self.streams_)
-        streams = [self.streams_[key] for key in keys]
+        stored = self._stored_forecasts()
+        keys = stored["keys"]
         # steps and labels once per distinct last time (a panel's series mostly end
         # together); checked for every series before any is read
-        by_last: dict[Any, list] = {}
-        for key, stream in zip(keys, streams, strict=True):
-            by_last.setdefault(stream["last"], []).append(key)
-        horizons = {}
-        for last, group in by_last.items():
-            steps, index = self._series_horizon(group[0], last, fh)
-            horizons.update({key: (steps, index) for key in group})
-        forecast = np.stack([s["forecast"].numpy() for s in streams]).astype(np.float64)
-        scale = np.stack([np.asarray(s["scale"], dtype=np.float64) for s in streams])  # (S, C)
-        centre = np.stack([np.asarray(s["centre"], dtype=np.float64) for s in streams])
+        distinct, which = np.unique(stored["last"], return_inverse=True)
+        first = np.zeros(len(distinct), dtype=np.int64)
+        first[which[::-1]] = np.arange(len(keys))[::-1]  # a series ending at each time
+        lasts = stored["times"]
+        found = [self._series_horizon(keys[i], lasts[i], fh) for i in first]
+        steps = np.stack([found[g][0] for g in which.ravel()])  # (S, L)
+        labels = [found[g][1] for g in which.ravel()]
+        forecast, scale, centre = stored["forecast"], stored["scale"], stored["centre"]
         if self.x_columns_ is not None and X is not None:
             self._check_x(X)
             x_by_key = dict(_split_instances(X))
             terms = np.stack(
                 [
-                    self._future_term(key, horizons[key][1], horizons[key][0], x_by_key.get(key))
-                    for key in keys
+                    self._future_term(key, labels[i], steps[i], x_by_key.get(key))
+                    for i, key in enumerate(keys)
                 ]
             )  # (S, H, 1 or C, Q)
             if self.context_length is None:  # rows' units, the forecast local ones
@@ -1105,21 +1145,18 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         # the quantile shifts (S, H, Q): the fitted ones, or, in full-history mode, where
         # each stream's online tracking has moved them
         if self.context_length is None:
-            shifts = stacked_shifts([s["tracker"] for s in streams], self.network_.horizon)
+            shifts = stacked_shifts(stored["shifts"], self.network_.horizon)
         else:
             shifts = np.broadcast_to(
-                self.quantile_shifts_, (len(streams), *self.quantile_shifts_.shape)
+                self.quantile_shifts_, (len(keys), *self.quantile_shifts_.shape)
             )
         # sorting makes the quantiles monotone before interpolating between them
         forecast = np.sort(forecast + shifts[:, :, None, :], axis=-1)
         forecast = forecast * scale[:, None, :, None] + centre[:, None, :, None]
-        steps = np.stack([horizons[key][0] for key in keys])  # (S, L)
         chosen = forecast[np.arange(len(keys))[:, None], steps - 1]  # (S, L, C, Q)
-        mean = np.stack([self.scaling_[key][0] for key in keys])  # (S, C)
-        std = np.stack([self.scaling_[key][1] for key in keys])
-        constant = np.stack([self.constant_columns_[key] for key in keys])
-        out_scale = np.where(constant, 0.0, std)[:, None, :]
-        index = self._forecast_index(keys, [horizons[key][1] for key in keys])
+        mean, std = stored["mean"], stored["std"]
+        out_scale = np.where(stored["constant"], 0.0, std)[:, None, :]
+        index = self._forecast_index(keys, labels)
         frames = {}
         for q in levels:
             values = _interp_level(chosen, learned, q) * out_scale + mean[:, None, :]
@@ -1127,6 +1164,45 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
                 values.reshape(-1, values.shape[-1]), index=index, columns=self.columns_
             )
         return frames
+
+    def _stored_forecasts(self) -> dict:
+        """Every series' stored forecast as arrays, series along the first axis: ``keys``,
+        ``last`` (comparable numbers) and ``times`` (index scalars) of the last absorbed
+        rows, ``forecast`` ``(S, H, C, Q)``, ``centre``, ``scale``, ``mean``, ``std``,
+        ``constant`` ``(S, C)``, and the tracked quantile ``shifts`` (full history)."""
+        streams = self.streams_
+        if isinstance(streams, StreamTable):  # stacked already
+            return {
+                "keys": streams.keys_,
+                "last": streams.last,
+                "times": streams.clock.times(streams.last),
+                "forecast": streams.forecast.numpy().astype(np.float64),
+                "centre": streams.centre,
+                "scale": streams.scale,
+                "mean": streams.mean,
+                "std": streams.std,
+                "constant": streams.constant,
+                "shifts": streams.tracker.shifts,
+            }
+        keys = list(streams)
+        parts = [streams[key] for key in keys]
+        times = [s["last"] for s in parts]
+        return {
+            "keys": keys,
+            "last": pd.Index(times).factorize()[0],  # equal times, equal numbers
+            "times": times,
+            "forecast": np.stack([s["forecast"].numpy() for s in parts]).astype(np.float64),
+            "centre": np.stack([np.asarray(s["centre"], dtype=np.float64) for s in parts]),
+            "scale": np.stack([np.asarray(s["scale"], dtype=np.float64) for s in parts]),
+            "mean": np.stack([self.scaling_[key][0] for key in keys]),
+            "std": np.stack([self.scaling_[key][1] for key in keys]),
+            "constant": np.stack([self.constant_columns_[key] for key in keys]),
+            "shifts": (
+                torch.stack([s["tracker"].shifts for s in parts])
+                if self.context_length is None
+                else None
+            ),
+        }
 
     @staticmethod
     def _forecast_index(keys: list, labels: list[pd.Index]) -> pd.Index:
