@@ -224,3 +224,19 @@ def test_the_table_view_round_trips():
         assert torch.equal(a, b)
     for a, b in zip(again.tracker[:3], table.tracker[:3], strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("levels", [1, 2])
+def test_a_panel_forecast_index_is_the_one_from_arrays_builds(levels):
+    """The table's forecast index reuses the series levels factorised once; it must be the
+    index ``pd.MultiIndex.from_arrays`` gives for (series key..., time), level for level."""
+    model = AarenForecaster(max_horizon=3, **TINY)
+    model.fit(_panel("hourly_tz", dict.fromkeys(KEYS, N_FIT), levels=levels))
+    got = model.predict(fh=[1, 2, 3]).index
+    labels = _times("hourly_tz", N_FIT, N_FIT + 3)
+    keys = [k for k in model.streams_ for _ in range(3)]
+    arrays = [np.array(level, dtype=object) for level in zip(*keys, strict=True)]
+    expected = pd.MultiIndex.from_arrays([*arrays, labels[np.tile(np.arange(3), len(KEYS))]])
+    pd.testing.assert_index_equal(got, expected, exact=True)
+    for i in range(got.nlevels):
+        pd.testing.assert_index_equal(got.levels[i], expected.levels[i], exact=True)

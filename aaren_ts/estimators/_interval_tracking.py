@@ -106,7 +106,7 @@ def stacked_shifts(shifts: torch.Tensor, horizon: int) -> np.ndarray:
     """``all_shifts`` of several streams at once, from their tracked shifts stacked
     ``(P, S, Q)``: ``(P, H, Q)``."""
     tracked = shifts.double().cpu().numpy()
-    return np.einsum("hs,psq->phq", _interpolation(int(horizon)), tracked)
+    return np.matmul(_interpolation(int(horizon)), tracked)  # (H, S) @ (P, S, Q)
 
 
 def record(

@@ -232,15 +232,18 @@ class StreamTable(Mapping):
         rows ``sequences`` ``(P * B, T, n_targets)`` from their stored state: returns the
         state after them, the advanced records, and the last row's forecasts
         ``(P * B, H, n_targets, Q)``, centres and scales ``(P * B, n_targets)``."""
-        device = sequences.device
-        rows = self.batch_rows(series)
-        index = torch.as_tensor(series, device=device)
-        state = map_tensors(lambda t: t.index_select(0, rows), self.state)
         f, c, sc, _, shifts = self.tracker
-        tracker = IntervalTracker(
-            f.index_select(1, index), c.index_select(1, index), sc.index_select(1, index),
-            torch.tensor(int(self.counts[series[0]])), shifts.index_select(0, index),
-        )  # fmt: skip
+        count = torch.tensor(int(self.counts[series[0]]))
+        if self._all(series):  # every series, in order (a panel's usual tick): no gather
+            state, tracker = self.state, IntervalTracker(f, c, sc, count, shifts)
+        else:
+            rows = self.batch_rows(series)
+            index = torch.as_tensor(series, device=sequences.device)
+            state = map_tensors(lambda t: t.index_select(0, rows), self.state)
+            tracker = IntervalTracker(
+                f.index_select(1, index), c.index_select(1, index), sc.index_select(1, index),
+                count, shifts.index_select(0, index),
+            )  # fmt: skip
         n, batch = len(series), self.rows_per_series
         for start in range(0, sequences.shape[1], chunk):
             part = sequences[:, start : start + chunk]
@@ -265,6 +268,10 @@ class StreamTable(Mapping):
         state, (f, c, sc, zero, shifts) = self.state, self.tracker
         forecast, centre, scale = self.forecast, self.centre.copy(), self.scale.copy()
         for series, new_state, new_tracker, new_forecast, new_centre, new_scale in groups:
+            if self._all(series):  # every series, in order: the new arrays as they are
+                state, (f, c, sc, _, shifts) = new_state, new_tracker
+                forecast, centre[:], scale[:] = new_forecast, new_centre, new_scale
+                continue
             index = torch.as_tensor(series, device=self.device)
             state = _put_rows(state, self.batch_rows(series), new_state)
             f = f.index_copy(1, index, new_tracker.forecasts)
@@ -284,7 +291,7 @@ class StreamTable(Mapping):
             else:
                 tail[series] = np.concatenate([tail[series, n:], values], 1)
             tail_length[series] = np.minimum(tail_length[series] + n, TAIL)
-        return StreamTable(
+        new = StreamTable(
             self.keys_,
             state,
             IntervalTracker(f, c, sc, zero, shifts),
@@ -301,6 +308,15 @@ class StreamTable(Mapping):
             self.constant,
             self.position,
         )
+        new.__dict__.update(self._caches())  # same keys: same lookups
+        return new
+
+    def _caches(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k in ("_lookup", "_levels")}
+
+    def _all(self, series: np.ndarray) -> bool:
+        """Whether ``series`` is every row of the table, in order."""
+        return len(series) == len(self.keys_) and bool((series == np.arange(len(series))).all())
 
     def with_tensors(self, fn: Callable[[Any], Any]) -> StreamTable:
         """The table with ``fn`` applied to each of its tensors (pickling moves them to and
@@ -339,9 +355,17 @@ class StreamTable(Mapping):
             self.__dict__["_lookup"] = found
         return found
 
+    def key_levels(self) -> pd.MultiIndex:
+        """The series keys as the levels of a panel's index (``from_arrays`` of the keys,
+        one entry per series), built on first use and not pickled."""
+        found = self.__dict__.get("_levels")
+        if found is None:
+            arrays = [np.array(level, dtype=object) for level in zip(*self.keys_, strict=True)]
+            found = self.__dict__["_levels"] = pd.MultiIndex.from_arrays(arrays)
+        return found
+
     def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state.pop("_lookup", None)
+        state = {k: v for k, v in self.__dict__.items() if k not in self._caches()}
         state.pop("position", None)  # rebuilt from the keys
         return state
 

@@ -1204,19 +1204,26 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             ),
         }
 
-    @staticmethod
-    def _forecast_index(keys: list, labels: list[pd.Index]) -> pd.Index:
+    def _forecast_index(self, keys: list, labels: list[pd.Index]) -> pd.Index:
         """The rows of a forecast: the labels of a plain series, or (series key..., time)
         for a panel, series after series."""
         if keys == [None]:
             return labels[0]
         n = len(labels[0])
+        first = labels[0]
+        shared = all(i is first for i in labels)  # one set of labels for every series
+        if shared and isinstance(self.streams_, StreamTable) and first.is_monotonic_increasing:
+            # the series levels factorised once per table, repeated: the index
+            # from_arrays builds below, without factorising series x steps entries
+            series = self.streams_.key_levels()
+            return pd.MultiIndex(
+                levels=[*series.levels, first],
+                codes=[*(np.repeat(c, n) for c in series.codes), np.tile(np.arange(n), len(keys))],
+                verify_integrity=False,
+            )
         parts = [key if isinstance(key, tuple) else (key,) for key in keys]
         levels = [np.repeat(np.array(level, dtype=object), n) for level in zip(*parts, strict=True)]
-        first = labels[0]
-        times = first.append(labels[1:]) if any(i is not first for i in labels) else None
-        if times is None:  # one set of labels for every series
-            times = first[np.tile(np.arange(n), len(keys))]
+        times = first[np.tile(np.arange(n), len(keys))] if shared else first.append(labels[1:])
         return pd.MultiIndex.from_arrays([*levels, times])
 
     def _check_levels(self, levels: list[float]) -> None:
