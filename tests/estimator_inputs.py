@@ -1,11 +1,13 @@
 """Small valid inputs for the four estimators, shared by the reliability tests (bad input,
 atomicity): a cheap configuration, sine frames with a range index, a random panel, labels
-and targets for it, and a short simulated two-mark Hawkes panel of events."""
+and targets for it, a short simulated two-mark Hawkes panel of events; and the tensors of a
+nested stream state, to compare states leaf by leaf."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import torch
 
 from aaren_ts.datasets import make_hawkes
 
@@ -41,3 +43,12 @@ def events():
     """Four event sequences of a two-mark Hawkes process on [0, 20]."""
     return make_hawkes(n_sequences=4, t_end=20.0, baseline=(0.3, 0.3),
                        adjacency=((0.3, 0.1), (0.1, 0.3)), random_state=0)  # fmt: skip
+
+
+def tensor_leaves(state) -> list[torch.Tensor]:
+    """The tensors of a (nested tuple / NamedTuple) stream state, in order."""
+    if isinstance(state, torch.Tensor):
+        return [state]
+    if isinstance(state, (tuple, list)):
+        return [leaf for part in state for leaf in tensor_leaves(part)]
+    return []

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from estimator_inputs import TINY
+from estimator_inputs import TINY, tensor_leaves
 
 from aaren_ts.estimators import AarenForecaster
 from aaren_ts.estimators._stream_net import batched_state, split_state
@@ -83,8 +83,8 @@ def test_a_batched_update_equals_updating_each_series_alone(case):
                 rtol=0,
             )
         assert together.streams_[key]["last"] == alone.streams_[key]["last"]
-        for a, b in zip(_leaves(together.streams_[key]["state"]),
-                        _leaves(alone.streams_[key]["state"]), strict=True):  # fmt: skip
+        for a, b in zip(tensor_leaves(together.streams_[key]["state"]),
+                        tensor_leaves(alone.streams_[key]["state"]), strict=True):  # fmt: skip
             np.testing.assert_allclose(a.double(), b.double(), atol=1e-5, rtol=1e-5)
         # the interval records stay per series (a record pools only over its own series)
         np.testing.assert_allclose(
@@ -99,15 +99,7 @@ def test_batched_state_round_trips():
     rows = [int(s.recent.shape[0]) for s in states]
     back = split_state(batched_state(states), rows)
     for original, restored in zip(states, back, strict=True):
-        flat_a, flat_b = _leaves(original), _leaves(restored)
+        flat_a, flat_b = tensor_leaves(original), tensor_leaves(restored)
         assert len(flat_a) == len(flat_b) > 2
         for a, b in zip(flat_a, flat_b, strict=True):
             assert torch.equal(a, b)
-
-
-def _leaves(state) -> list[torch.Tensor]:
-    if isinstance(state, torch.Tensor):
-        return [state]
-    if isinstance(state, (tuple, list)):
-        return [leaf for part in state for leaf in _leaves(part)]
-    return []

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from estimator_inputs import TINY
+from estimator_inputs import TINY, tensor_leaves
 
 from aaren_ts.estimators import AarenForecaster
 from aaren_ts.estimators import forecaster as forecaster_module
@@ -80,7 +80,7 @@ def _assert_same_streams(a: AarenForecaster, b: AarenForecaster, atol: float = 1
         assert sa["last"] == sb["last"]
         for name in ("forecast", "centre", "scale"):
             np.testing.assert_allclose(np.asarray(sa[name]), np.asarray(sb[name]), atol=atol)
-        for x, y in zip(_leaves(sa["state"]), _leaves(sb["state"]), strict=True):
+        for x, y in zip(tensor_leaves(sa["state"]), tensor_leaves(sb["state"]), strict=True):
             np.testing.assert_allclose(x.double(), y.double(), atol=1e-5, rtol=1e-5)
         ta, tb = sa["tracker"], sb["tracker"]
         assert int(ta.count) == int(tb.count)
@@ -89,14 +89,6 @@ def _assert_same_streams(a: AarenForecaster, b: AarenForecaster, atol: float = 1
             np.testing.assert_allclose(x.double(), y.double(), atol=atol)
         assert sa["tail"][0].equals(sb["tail"][0])
         np.testing.assert_array_equal(sa["tail"][1], sb["tail"][1])
-
-
-def _leaves(state) -> list[torch.Tensor]:
-    if isinstance(state, torch.Tensor):
-        return [state]
-    if isinstance(state, (tuple, list)):
-        return [leaf for part in state for leaf in _leaves(part)]
-    return []
 
 
 CASES = {
@@ -171,8 +163,11 @@ def _fitted() -> AarenForecaster:
     "frame, error, pattern",
     [
         (lambda: _panel("period", {"a": 42}, start=N_FIT + 1), ValueError, "continue the series"),
-        (lambda: _panel("period", {"a": 41}, start=N_FIT).rename(index={"a": "zz"}, level=0),
-         ValueError, "not seen in fit"),  # fmt: skip
+        (
+            lambda: _panel("period", {"a": 41}, start=N_FIT).rename(index={"a": "zz"}, level=0),
+            ValueError,
+            "not seen in fit",
+        ),
         (lambda: _panel("period", {"a": 40}, start=N_FIT - 1) + 1.0, ValueError, "differs"),
         (lambda: _panel("int", {"a": 41}, start=N_FIT), TypeError, "PeriodIndex"),
     ],
@@ -220,7 +215,7 @@ def test_the_table_view_round_trips():
     for name in ("counts", "centre", "scale", "last", "tail", "tail_length", "mean", "std"):
         np.testing.assert_array_equal(getattr(again, name), getattr(table, name))
     assert torch.equal(again.forecast, table.forecast)
-    for a, b in zip(_leaves(again.state), _leaves(table.state), strict=True):
+    for a, b in zip(tensor_leaves(again.state), tensor_leaves(table.state), strict=True):
         assert torch.equal(a, b)
     for a, b in zip(again.tracker[:3], table.tracker[:3], strict=True):
         assert torch.equal(a, b)
@@ -240,3 +235,29 @@ def test_a_panel_forecast_index_is_the_one_from_arrays_builds(levels):
     pd.testing.assert_index_equal(got, expected, exact=True)
     for i in range(got.nlevels):
         pd.testing.assert_index_equal(got.levels[i], expected.levels[i], exact=True)
+        assert got.levels[i].dtype == expected.levels[i].dtype
+        assert getattr(got.levels[i], "freq", None) == getattr(expected.levels[i], "freq", None)
+    first = got[: len(labels)].droplevel(list(range(got.nlevels - 1)))
+    assert first.freq == expected[: len(labels)].droplevel(list(range(got.nlevels - 1))).freq
+
+
+def test_a_ragged_panel_streamed_through_the_table_equals_one_pass_per_series(monkeypatch):
+    full = _panel("int", {"a": 70, "b": 64, "c": 58})
+    model = AarenForecaster(max_horizon=4, **TINY).fit(_panel("int", dict.fromkeys(KEYS, N_FIT)))
+    taken = _count_table_ticks(monkeypatch)
+    starts = dict.fromkeys(KEYS, N_FIT)
+    for step in (1, 3, 2, 5, 1, 30):  # unequal rows per series, series ending early
+        stops = {k: min(starts[k] + step * (i + 1), len(full.loc[k])) for i, k in enumerate(KEYS)}
+        parts = [full.loc[[k]].iloc[starts[k] : stops[k]] for k in KEYS if stops[k] > starts[k]]
+        if parts:
+            model.update(pd.concat(parts), update_params=False)
+        starts = stops
+    assert taken and all(taken)
+    for k in KEYS:
+        y = full.loc[k]
+        scaled = model._scaled(y, model.scaling_[(k,)])
+        read = model._encode(scaled, None, None, y.index[-1])
+        stream = model.streams_[(k,)]
+        assert stream["last"] == y.index[-1]
+        np.testing.assert_allclose(stream["forecast"], read["forecast"], atol=2e-5)
+        np.testing.assert_allclose(stream["scale"], read["scale"], atol=1e-6)

@@ -6,7 +6,7 @@ absorbed time and the last raw rows (to compare rows sktime sends again). Kept a
 per series, a tick of a 10,000-series panel builds and splits 10,000 states, records and
 frames: a Python loop whatever the network costs. ``StreamTable`` keeps each of them as one
 array with the series along its first (batch) axis, so a tick gathers the rows of the series
-that moved, reads them in one batched call and scatters the results back.
+that moved (none when all did), reads them in one batched call and scatters the results back.
 
 The table knows tensors and arrays, not pandas: times are stored as integers on the fit's
 grid (``_time_index.GridClock``: integers, period ordinals, or timestamps in the grid's
@@ -17,7 +17,7 @@ general update path, fine-tuning, plots, tests), built on demand from the stacke
 Tables are never changed in place: ``advanced`` returns a new one (sharing what did not
 change), so a failed call that put the old table back finds it as it was.
 
-Pure torch and numpy.
+Torch and numpy; pandas only for the cached index that maps a panel's series keys to rows.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-
 
 from ._interval_tracking import IntervalTracker, _record
 from ._stream_net import batched_state
@@ -254,8 +253,9 @@ class StreamTable(Mapping):
 
     def advanced(
         self,
-        groups: Sequence[tuple[np.ndarray, Any, IntervalTracker, torch.Tensor, np.ndarray,
-                               np.ndarray]],  # fmt: skip
+        groups: Sequence[
+            tuple[np.ndarray, Any, IntervalTracker, torch.Tensor, np.ndarray, np.ndarray]
+        ],
         moved: np.ndarray,
         rows_read: np.ndarray,
         last: np.ndarray,

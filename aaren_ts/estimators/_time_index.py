@@ -94,8 +94,8 @@ class GridClock:
         values = np.asarray(values, dtype=np.int64)
         if kind is pd.DatetimeIndex:
             index = pd.DatetimeIndex(values.view(f"M8[{self.unit}]"))
-            return index if self.grid.tz is None else index.tz_localize("UTC").tz_convert(
-                self.grid.tz
+            return (
+                index if self.grid.tz is None else index.tz_localize("UTC").tz_convert(self.grid.tz)
             )
         if kind is pd.PeriodIndex:
             return pd.PeriodIndex.from_ordinals(values, freq=self.grid.freq)

@@ -1216,6 +1216,8 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             # the series levels factorised once per table, repeated: the index
             # from_arrays builds below, without factorising series x steps entries
             series = self.streams_.key_levels()
+            if isinstance(first, pd.DatetimeIndex):  # a factorised level has no frequency
+                first = pd.Index(first.to_numpy(), dtype=first.dtype)
             return pd.MultiIndex(
                 levels=[*series.levels, first],
                 codes=[*(np.repeat(c, n) for c in series.codes), np.tile(np.arange(n), len(keys))],
