@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from scipy import integrate
+from scipy import integrate, optimize
 from skbase.base import BaseObject
 
 from aaren_ts.datasets import as_event_sequences, make_hawkes
@@ -70,6 +70,83 @@ def test_density_integrates_to_one_and_survival_is_its_tail(fitted, data):
         tau = torch.tensor([0.3, 2.0])
         joint = [sum(d.event_log_likelihood(tau, torch.tensor([k, k]))) for k in range(2)]
         torch.testing.assert_close(torch.logsumexp(torch.stack(joint), 0), d.log_density(tau))
+
+
+def _log_tau_density(d: Decoded):
+    """The density of ``log tau`` at ``u`` (numpy in, numpy out)."""
+
+    def density(u):
+        t = torch.as_tensor(np.exp(u), dtype=torch.float64)
+        return d.log_density(t).exp().numpy() * np.exp(u)
+
+    return density
+
+
+def _wide_component(d: Decoded) -> Decoded:
+    """``d`` with one component made very wide (scale 4 in log units): its uncapped mean
+    ``exp(loc + 8)`` dominates the mixture's mean."""
+    scale = d.scale.clone()
+    scale[..., 0, 0] = 4.0
+    return Decoded(d.log_weights, d.loc, scale, d.mark_log_probs)
+
+
+@pytest.mark.parametrize("wide", [False, True], ids=["fitted", "wide_component"])
+def test_point_summaries_match_numerical_integration(fitted, data, wide):
+    """The capped mean, the median and the log-scale mode of the next gap against the
+    density integrated and searched numerically."""
+    dec = _decoded(fitted, data[0])
+    cap = 4.0
+    for row in (0, 5):
+        d = Decoded(*(p[row] for p in dec))
+        d = _wide_component(d) if wide else d
+        density = _log_tau_density(d)
+
+        def capped(u, density=density):
+            return density(u) * np.minimum(np.exp(u), cap)
+
+        expected, _ = integrate.quad(capped, -60, 60, limit=800, points=[np.log(cap)])
+        assert float(d.capped_mean(cap)) == pytest.approx(expected, rel=1e-6)
+        assert float(d.capped_mean(cap)) <= cap
+        if wide:  # the uncapped mean is the wide component's, far beyond the data
+            assert float(d.mean()) > 50 * float(d.capped_mean(cap))
+
+        def below(q, density=density):
+            return integrate.quad(density, -60, np.log(q), limit=800)[0] - 0.5
+
+        median = optimize.brentq(below, 1e-12, 1e12, xtol=1e-14)
+        assert float(d.quantile(0.5)) == pytest.approx(median, rel=1e-6)
+        grid = np.linspace(-30.0, 30.0, 600_001)
+        peak = np.exp(grid[np.argmax(density(grid))])
+        assert float(d.mode()) == pytest.approx(peak, rel=1e-3)  # the grid's resolution
+
+
+def test_predict_kinds_are_the_decoded_summaries(fitted, data):
+    seqs = data[:3]
+    gaps = [np.diff(s.times, prepend=s.t_start) for s in data]
+    ends = [s.t_end - s.times[-1] for s in data]
+    assert fitted.max_gap_ == pytest.approx(max(max(g.max() for g in gaps), max(ends)))
+    decoded = fitted._decoded(seqs)
+    summaries = {
+        "mean": lambda d: d.capped_mean(fitted.max_gap_),
+        "median": lambda d: d.quantile(0.5),
+        "mode": lambda d: d.mode(),
+    }
+    for kind, summary in summaries.items():
+        times, _ = fitted.predict(seqs, kind=kind)
+        pairs = zip(seqs, decoded, strict=True)
+        expected = [s.times[-1] + float(summary(d)[-1]) for s, d in pairs]
+        np.testing.assert_allclose(times, expected, rtol=1e-12)
+        prefix_times, _ = fitted.predict([seqs[0]], every_prefix=True, kind=kind)[0]
+        stream = fitted.start_stream(seqs[0].t_start)
+        stream.update(seqs[0].times, seqs[0].marks)
+        assert stream.predict(kind=kind)[0] == pytest.approx(prefix_times[-1], rel=1e-5)
+    assert (fitted.predict(seqs, kind="median")[0] > [s.times[-1] for s in seqs]).all()
+    before = pickle.dumps(fitted)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        fitted.predict(seqs, kind="average")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        fitted.start_stream().predict(kind="average")
+    assert pickle.dumps(fitted) == before
 
 
 def test_sequence_log_likelihood_is_the_sum_of_its_terms(fitted, data):

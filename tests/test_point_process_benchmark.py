@@ -26,14 +26,20 @@ def test_tpp_benchmark_quick(tmp_path):
     )  # fmt: skip
     rows = json.loads(out.read_text())["rows"]
     models = {(r["dataset"], r["model"]) for r in rows}
+    baselines = {"previous-mark", "constant-gap"}  # on every data set
     assert models == {
-        ("taxi", "hawkes"), ("taxi", "previous-mark"), ("taxi", "aaren"), ("taxi", "gru"),
+        ("taxi", "hawkes"), ("taxi", "aaren"), ("taxi", "gru"),
         ("make_hawkes", "hawkes"), ("make_hawkes", "true"), ("make_hawkes", "aaren"),
         ("make_hawkes", "gru"),
+        *((name, b) for name in ("taxi", "make_hawkes") for b in baselines),
     }  # fmt: skip
     for r in rows:
-        if r["model"] != "previous-mark":
+        if r["model"] not in baselines:
             assert {"ll_window", "ll_easytpp", "rmse", "accuracy"} <= set(r)
+        if r["model"] in ("aaren", "gru", "constant-gap"):  # the median's MAE
+            assert r["mae_median"] > 0
+        if r["model"] == "constant-gap":
+            assert r["rmse"] > 0 and "accuracy" not in r
     assert "| taxi | aaren | 1 |" in result.stdout
     report = subprocess.run(
         [sys.executable, str(SCRIPT), "--report", str(out)],

@@ -70,6 +70,60 @@ class Decoded(NamedTuple):
         terms = self.log_weights + self.loc + 0.5 * self.scale**2
         return torch.exp(torch.logsumexp(terms.flatten(-2), -1))
 
+    def capped_mean(self, cap: float) -> torch.Tensor:
+        """``E[min(tau, cap)]`` in closed form, per log-normal component
+        ``exp(loc + s^2 / 2) Phi((log cap - loc - s^2) / s) + cap (1 - Phi((log cap - loc) / s))``,
+        summed in log space. A component with a large scale has an uncapped mean of
+        ``exp(loc + s^2 / 2)``, far beyond any gap the data had; capped at the data's range
+        it adds at most ``cap`` times its weight."""
+        log_cap = math.log(cap)
+        s2 = self.scale**2
+        below = self.loc + 0.5 * s2 + torch.special.log_ndtr((log_cap - self.loc - s2) / self.scale)
+        above = log_cap + torch.special.log_ndtr((self.loc - log_cap) / self.scale)
+        terms = self.log_weights + torch.logaddexp(below, above)
+        return torch.exp(torch.logsumexp(terms.flatten(-2), -1))
+
+    def quantile(self, level: float, iterations: int = 64) -> torch.Tensor:
+        """The ``level`` quantile of ``tau`` (``level = 0.5``: the median), by bisection on
+        ``log tau`` between the components' ``loc -+ 10 scale``: ``P(tau > q) = 1 - level``
+        to float precision after 64 halvings."""
+        low = (self.loc - 10 * self.scale).flatten(-2).amin(-1)
+        high = (self.loc + 10 * self.scale).flatten(-2).amax(-1)
+        target = math.log1p(-level)
+        for _ in range(iterations):
+            middle = 0.5 * (low + high)
+            above = self.log_survival(torch.exp(middle)) > target  # P(tau > q) too large
+            low, high = torch.where(above, middle, low), torch.where(above, high, middle)
+        return torch.exp(0.5 * (low + high))
+
+    def mode(self, points: int = 512) -> torch.Tensor:
+        """The most probable gap on a log scale: ``exp`` of the peak of the density of
+        ``log tau`` (the density of ``tau`` itself runs up towards 0 under a wide component,
+        whose own mode is ``exp(loc - s^2)``). The best of each component's centre and
+        ``points`` evenly spaced candidates across the components' range, refined by
+        golden-section search around it."""
+        low = (self.loc - 6 * self.scale).flatten(-2).amin(-1)
+        high = (self.loc + 6 * self.scale).flatten(-2).amax(-1)
+        grid = torch.linspace(0.0, 1.0, points, dtype=low.dtype, device=low.device)
+        span = low.unsqueeze(-1) + (high - low).unsqueeze(-1) * grid
+        candidates = torch.cat([span, self.loc.flatten(-2)], -1)  # (..., points + M * K)
+        best = candidates.gather(-1, self._log_density_of_log(candidates).argmax(-1, True))
+        step = ((high - low) / (points - 1)).unsqueeze(-1)
+        a, b = best - step, best + step
+        ratio = (math.sqrt(5) - 1) / 2
+        for _ in range(48):  # golden section on the bracket around the best candidate
+            c, d = b - ratio * (b - a), a + ratio * (b - a)
+            left = self._log_density_of_log(c) > self._log_density_of_log(d)
+            a, b = torch.where(left, a, c), torch.where(left, d, b)
+        return torch.exp(0.5 * (a + b)).squeeze(-1)
+
+    def _log_density_of_log(self, log_tau: torch.Tensor) -> torch.Tensor:
+        """The log density of ``log tau`` at ``log_tau`` ``(..., P)``, several points per
+        distribution."""
+        z = (log_tau[..., None, None] - self.loc.unsqueeze(-3)) / self.scale.unsqueeze(-3)
+        comp = -0.5 * z**2 - torch.log(self.scale.unsqueeze(-3)) - 0.5 * math.log(2 * math.pi)
+        return torch.logsumexp((self.log_weights.unsqueeze(-3) + comp).flatten(-2), -1)
+
     def sample(self, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact draws of ``(tau, mark)``, one per leading index."""
         shape = self.loc.shape[:-2]

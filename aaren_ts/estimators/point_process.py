@@ -34,6 +34,7 @@ from ._portable import PortableStateMixin, relink_streams
 from ._tpp_net import Decoded, TPPNet, pad_events
 
 CONVENTIONS = ("window", "easytpp")
+POINT_KINDS = ("mean", "median", "mode")  # predict's point of the next gap
 
 
 def _check_fitted(est: Any, method: str) -> None:
@@ -306,6 +307,10 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
             val = [seqs[i] for i in order[:n_val]]
             seqs = [seqs[i] for i in order[n_val:]]
         tau = np.concatenate([np.diff(s.times, prepend=s.t_start) for s in seqs])
+        # the largest gap seen (an open interval before t_end counts too): predict's "mean"
+        # caps the next gap there
+        ends = [s.t_end - (s.times[-1] if len(s.times) else s.t_start) for s in seqs]
+        largest = float(max(tau.max(initial=0.0), max(ends)))
         log_tau = np.log(tau[tau > 0]) if (tau > 0).any() else np.zeros(1)
         std = float(log_tau.std()) if len(log_tau) > 1 and log_tau.std() > 0 else 1.0
         with torch.random.fork_rng(devices=[]):
@@ -327,6 +332,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
             history, val_history = self._train(net, seqs, val, rng, device)
         self.network_ = net
         self.n_marks_ = n_marks
+        self.max_gap_ = max(largest, float(self.min_inter_time))
         self.loss_history_ = history
         self.validation_history_ = val_history
         self._device = device
@@ -436,8 +442,8 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
                     out.append((i, Decoded(*(p[row, :n].double().cpu() for p in dec))))
         return [d for _, d in sorted(out, key=lambda x: x[0])]
 
-    def predict(self, X, every_prefix: bool = False):
-        """Next event time (conditional mean) and most probable mark.
+    def predict(self, X, every_prefix: bool = False, kind: str = "mean"):
+        """Next event time and most probable mark.
 
         Parameters
         ----------
@@ -446,19 +452,30 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
             False: the event after each sequence's last one; returns ``(times, marks)``, two
             ``(n_sequences,)`` arrays. True: after every prefix (0..N events); returns a list
             with one ``(times, marks)`` pair of ``(N + 1,)`` arrays per sequence.
-
-        The predicted time is ``t_last + E[tau | h]`` with ``t_last`` the prefix's last event
-        (``t_start`` for the empty prefix): the window's end is not conditioned on.
+        kind : {"mean", "median", "mode"}, default "mean"
+            Which point of the next gap's distribution ``tau | h`` is added to the last
+            event time ``t_last`` (``t_start`` for the empty prefix; the window's end is not
+            conditioned on). "mean": ``E[min(tau, max_gap_)]``, the mean of the gap capped at
+            the largest gap seen in ``fit`` (exact, in closed form), for squared errors: the
+            uncapped mean of a log-normal mixture is dominated by its widest component, far
+            beyond any gap the data had. "median": the gap's median, for absolute errors.
+            "mode": the most probable gap on a log scale (the peak of the density of
+            ``log tau``).
         """
+        point = self._point(kind)
         seqs = self._sequences(X, "predict")
         out = []
         for s, dec in zip(seqs, self._decoded(seqs), strict=True):
             last = np.concatenate([[s.t_start], s.times])
-            out.append((last + dec.mean().numpy(), dec.mark_log_probs.argmax(-1).numpy()))
+            out.append((last + point(dec).numpy(), dec.mark_log_probs.argmax(-1).numpy()))
         times = _finite(np.array([t[-1] for t, _ in out]), "the predicted next-event time")
         if every_prefix:
             return out
         return times, np.array([m[-1] for _, m in out])
+
+    def _point(self, kind: str):
+        # None: saved before the cap was kept
+        return point_summary(kind, getattr(self, "max_gap_", None))
 
     def predict_proba(self, X, every_prefix: bool = False):
         """Next-mark probabilities: ``(n_sequences, n_marks)`` after each sequence's end, or
@@ -588,6 +605,18 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         ]
 
 
+def point_summary(kind: str, cap: float | None):
+    """The ``Decoded -> gap`` summary ``predict``'s ``kind`` names (``cap``: the mean's,
+    None for the uncapped mean of a model saved before the cap was kept)."""
+    if kind not in POINT_KINDS:
+        raise ValueError(f"kind must be one of {POINT_KINDS}, got {kind!r}")
+    if kind == "median":
+        return lambda dec: dec.quantile(0.5)
+    if kind == "mode":
+        return lambda dec: dec.mode()
+    return (lambda dec: dec.mean()) if cap is None else (lambda dec: dec.capped_mean(cap))
+
+
 def _by_length(seqs, batch_size: int):
     order = sorted(range(len(seqs)), key=lambda i: len(seqs[i].times))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
@@ -626,6 +655,7 @@ class EventStream(PortableStateMixin):
             raise ValueError(f"t_start must be finite and >= 0, got {t_start}")
         self._net = estimator.network_
         self._device = estimator._device
+        self._max_gap = getattr(estimator, "max_gap_", None)
         self.n_marks = estimator.n_marks_
         self.t_start = t_start
         self.last_time = t_start
@@ -687,10 +717,14 @@ class EventStream(PortableStateMixin):
             value = self._ll + float(self._dec.log_survival(gap))
         return float(_finite(np.array([value]), "the log-likelihood")[0])
 
-    def predict(self) -> tuple[float, int]:
-        """Next event time (conditional mean) and most probable mark."""
+    def predict(self, kind: str = "mean") -> tuple[float, int]:
+        """Next event time and most probable mark (``kind``: as
+        ``AarenPointProcess.predict``'s)."""
+        point = point_summary(kind, getattr(self, "_max_gap", None))  # None: an old stream
+        # in float64, as AarenPointProcess.predict (the mode's search needs the precision)
+        decoded = Decoded(*(p.double() for p in self._dec))
         return (
-            self.last_time + float(self._dec.mean().double()),
+            self.last_time + float(point(decoded)),
             int(self._dec.mark_log_probs.argmax()),
         )
 
