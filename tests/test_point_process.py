@@ -391,3 +391,40 @@ def test_learns_a_known_hawkes_process():
     assert learned > true_ll - 0.06, (learned, true_ll)
     assert learned <= true_ll + 0.05  # cannot beat the true model beyond noise
     assert learned > poisson_ll + 0.1  # it learned the self-excitation
+
+
+def test_an_epoch_of_a_small_data_set_makes_the_minimum_number_of_steps():
+    from aaren_ts.estimators.point_process import MIN_STEPS_PER_EPOCH, _epoch_batches
+
+    rng = np.random.default_rng(0)
+    small = _epoch_batches(38, 32, rng)  # hawkes1: 2 batches a pass
+    assert len(small) == MIN_STEPS_PER_EPOCH
+    passes = np.concatenate(small).reshape(-1, 38)  # whole passes, each a permutation
+    assert all(sorted(p) == list(range(38)) for p in passes)
+    assert len({tuple(p) for p in passes}) > 1  # reshuffled between passes
+    large = _epoch_batches(1400, 32, np.random.default_rng(0))  # taxi: read once
+    assert len(large) == 44 and sorted(np.concatenate(large)) == list(range(1400))
+    np.testing.assert_array_equal(
+        np.concatenate(large), np.random.default_rng(0).permutation(1400)
+    )  # the same order as one permutation: large sets train as before
+    assert len(_epoch_batches(38, 32, np.random.default_rng(0), min_steps=1)) == 2
+
+
+def test_more_steps_per_epoch_only_under_early_stopping(data):
+    """Without validation data an epoch reads the sequences once (extra steps would overfit a
+    small set); with it, at least MIN_STEPS_PER_EPOCH steps (early stopping guards them)."""
+    from aaren_ts.estimators import point_process as module
+
+    seen = []
+    real = module._epoch_batches
+
+    def spy(n, batch_size, rng, min_steps=module.MIN_STEPS_PER_EPOCH):
+        seen.append(min_steps)
+        return real(n, batch_size, rng, min_steps)
+
+    import unittest.mock as mock
+
+    with mock.patch.object(module, "_epoch_batches", spy):
+        AarenPointProcess(max_epochs=1, **SMALL).fit(data)
+        AarenPointProcess(max_epochs=1, **SMALL).fit(data, validation_data=data[:2])
+    assert seen == [1, module.MIN_STEPS_PER_EPOCH]
