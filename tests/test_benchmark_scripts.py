@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import needs_data
+from helpers import DATA, needs_data
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -156,3 +156,37 @@ def test_streaming_peers_quick(tmp_path):
     assert rows["aaren"]["tick_ms_median"] > 0 and rows["aaren"]["fit_s"] > 0
     assert rows["naive"]["mse"] != rows["seasonal_naive"]["mse"]
     assert "| aaren | 1 |" in "\n".join(_run("streaming_peers.py", "--report", str(out)))
+
+
+@pytest.mark.skipif(
+    not (DATA / "classification" / "BasicMotions").is_dir(),
+    reason="UEA data not found: set AAREN_TS_DATA",
+)
+def test_classification_defaults_quick_reads_only_the_train_split(tmp_path, monkeypatch):
+    out = tmp_path / "cv.json"
+    args = ["--quick", "--datasets", "BasicMotions", "--candidates", "defaults", "recency"]
+    lines = _run("classification_defaults.py", *args, "--folds", "2", "--json", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["candidate"], r["fold"]) for r in rows] == [
+        ("defaults", 0), ("defaults", 1), ("recency", 0), ("recency", 1),
+    ]  # fmt: skip
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows)
+    assert lines[-4].startswith("| candidate | BasicMotions | mean |")
+    # the folds cover the train split only: a loader that refuses the test split still runs
+    from aaren_ts import datasets
+
+    spec = importlib.util.spec_from_file_location(
+        "classification_defaults", BENCH / "classification_defaults.py"
+    )
+    classification_defaults = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(classification_defaults)
+
+    real = datasets.load_uea
+
+    def train_only(name, split="train", **kwargs):
+        assert split == "train", "the test split was read"
+        return real(name, split, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_uea", train_only)
+    classification_defaults.main(["--quick", "--datasets", "BasicMotions", "--folds", "2",
+                                  "--candidates", "defaults"])  # fmt: skip

@@ -1,0 +1,145 @@
+"""Choosing ``AarenClassifier``'s defaults on validation folds of the training data.
+
+What it measures
+----------------
+For every data set (the UEA sets under ``$AAREN_TS_DATA/classification``) and every
+candidate setting (the defaults, and one change to them each), the archive's **train** split
+is cut into ``--folds`` stratified folds; the classifier is fitted on all folds but one and
+scored (accuracy) on the one held out, for each fold in turn. The test split is never read.
+The table gives the mean held-out accuracy per data set and candidate, and their mean over
+the data sets: the number defaults are chosen by.
+
+Running it
+----------
+From the repository root, with the data in ``AAREN_TS_DATA``::
+
+    python benchmarks/classification_defaults.py --threads 1 \
+        --json benchmarks/results/classification_defaults.json
+    python benchmarks/classification_defaults.py --candidates defaults recency --threads 1 \
+        --json benchmarks/results/classification_defaults_a.json   # split over processes
+    python benchmarks/classification_defaults.py \
+        --report benchmarks/results/classification_defaults_*.json
+    python benchmarks/classification_defaults.py --quick       # tiny: checks that it works
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from aaren_ts._checks import json_option  # noqa: E402
+from benchmarks.classification import local_datasets  # noqa: E402
+
+# one change to the defaults each (what was tried: benchmarks/RESULTS.md)
+CANDIDATES: dict[str, dict] = {
+    "defaults": {},
+    "recency": {"recency": True},
+    "kernel_size=7": {"kernel_size": 7},
+    "dropout=0.2": {"dropout": 0.2},
+    "max_epochs=200": {"max_epochs": 200},
+    "label_smoothing=0.1": {"label_smoothing": 0.1},
+    "lr=3e-3": {"lr": 3e-3},
+}
+
+
+def _rows(X, rows: np.ndarray):
+    """Series ``rows`` of a panel (a 3D array or a pd-multiindex frame)."""
+    if isinstance(X, np.ndarray):
+        return X[rows]
+    keys = X.index.get_level_values(0).unique()[rows]
+    return X.loc[keys]
+
+
+def cross_validate(X, y, params: dict, folds: int, seed: int, quick: bool) -> list[dict]:
+    """Held-out accuracy of each fold (stratified, shuffled with ``seed``)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from aaren_ts.estimators import AarenClassifier
+
+    out = []
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fold, (fit_rows, held_rows) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        clf = AarenClassifier(random_state=seed, device="cpu", **params)
+        if quick:
+            clf.set_params(max_epochs=2, d_model=8)
+        start = time.perf_counter()
+        clf.fit(_rows(X, fit_rows), y[fit_rows])
+        fit_s = time.perf_counter() - start
+        accuracy = float((clf.predict(_rows(X, held_rows)) == y[held_rows]).mean())
+        out.append({"fold": fold, "accuracy": accuracy, "fit_s": fit_s})
+    return out
+
+
+def report(rows: list[dict]) -> str:
+    """Mean held-out accuracy per candidate (rows) and data set (columns), and the mean."""
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    candidates = list(dict.fromkeys(r["candidate"] for r in rows))
+    lines = [
+        "| candidate | " + " | ".join(datasets) + " | mean |",
+        "|---|" + "---:|" * (len(datasets) + 1),
+    ]
+    for name in candidates:
+        means = []
+        for d in datasets:
+            acc = [r["accuracy"] for r in rows if r["candidate"] == name and r["dataset"] == d]
+            means.append(float(np.mean(acc)) if acc else float("nan"))
+        cells = " | ".join(f"{m:.3f}" for m in means)
+        lines.append(f"| {name} | {cells} | {np.mean(means):.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", nargs="+", help="default: the UEA sets found locally")
+    parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=None)
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="2 epochs, tiny model")
+    parser.add_argument("--json", type=json_option(kind=str), help="rows written after each")
+    parser.add_argument("--report", nargs="+", help="print the table of saved --json files")
+    args = parser.parse_args(argv)
+    if args.report:
+        rows = [r for path in args.report for r in json.loads(Path(path).read_text())["rows"]]
+        print(report(rows))
+        return
+
+    import torch
+
+    from aaren_ts.datasets import load_uea
+
+    torch.set_num_threads(args.threads)
+    record = {
+        "command": "python "
+        + shlex.join(["benchmarks/classification_defaults.py", *(argv or sys.argv[1:])]),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {args.threads}",
+        "torch": torch.__version__,
+        "rows": [],
+    }
+    names = args.candidates or list(CANDIDATES)
+    for dataset in args.datasets or local_datasets():
+        X, y = load_uea(dataset, "train")  # never the test split
+        for name in names:
+            for row in cross_validate(X, y, CANDIDATES[name], args.folds, args.seed, args.quick):
+                record["rows"].append({"dataset": dataset, "candidate": name, **row})
+                print(json.dumps(record["rows"][-1]), flush=True)
+                if args.json:
+                    Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+    print(report(record["rows"]))
+
+
+if __name__ == "__main__":
+    main()
