@@ -25,11 +25,7 @@ From the repository root, with the data in ``AAREN_TS_DATA``::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -40,8 +36,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from aaren_ts._checks import json_option  # noqa: E402
+from benchmarks._run_record import run_header  # noqa: E402
 from benchmarks.classification import local_datasets  # noqa: E402
 
+PACKAGES = ["torch", "numpy", "scikit-learn", "sktime"]
 # one change to the defaults each (what was tried: benchmarks/RESULTS.md)
 CANDIDATES: dict[str, dict] = {
     "defaults": {},
@@ -121,14 +119,8 @@ def main(argv: list[str] | None = None) -> None:
     from aaren_ts.datasets import load_uea
 
     torch.set_num_threads(args.threads)
-    record = {
-        "command": "python "
-        + shlex.join(["benchmarks/classification_defaults.py", *(argv or sys.argv[1:])]),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch threads {args.threads}",
-        "torch": torch.__version__,
-        "rows": [],
-    }
+    header = run_header("classification_defaults.py", argv, args.threads, PACKAGES)
+    record = {**header, "rows": []}
     names = args.candidates or list(CANDIDATES)
     for dataset in args.datasets or local_datasets():
         X, y = load_uea(dataset, "train")  # never the test split
