@@ -135,7 +135,10 @@ def test_spawned_two_ranks_match_single_process(monkeypatch):
     assert ddp.world_size_ == 2
     np.testing.assert_allclose(ddp.loss_history_, single.loss_history_, rtol=1e-5)
     expected = single.predict(X=X)
-    np.testing.assert_allclose(ddp.predict(X=X).to_numpy(), expected.to_numpy(), rtol=1e-5)
+    # float32 sums in another order, through three epochs at lr 1e-2: a forecast moved by
+    # 1.3e-5 (relative) in one clean-clone CI run and by less in others; 1e-4 still sits 10x
+    # below what an epoch changes (checked next)
+    np.testing.assert_allclose(ddp.predict(X=X).to_numpy(), expected.to_numpy(), rtol=1e-4)
     # the comparison can fail: the two further epochs moved the forecast
     shorter = AarenForecaster(**{**params, "max_epochs": 1}).fit(y, X=X, fh=[1, 2, 3])
     assert np.abs(shorter.predict(X=X).to_numpy() - expected.to_numpy()).max() > 1e-3
