@@ -212,10 +212,15 @@ def main(argv: list[str] | None = None) -> None:
 def _head(X, y, n: int):
     """``n`` series spread evenly over the split (the archive's files are sorted by class)."""
     rows = np.linspace(0, len(y) - 1, n).astype(int)
+    return series_rows(X, rows), y[rows]
+
+
+def series_rows(X, rows: np.ndarray):
+    """Series ``rows`` of a panel (a 3D array or a pd-multiindex frame)."""
     if isinstance(X, np.ndarray):
-        return X[rows], y[rows]
+        return X[rows]
     keys = X.index.get_level_values(0).unique()[rows]
-    return X.loc[keys], y[rows]
+    return X.loc[keys]
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from aaren_ts._checks import json_option  # noqa: E402
 from benchmarks._run_record import run_header  # noqa: E402
-from benchmarks.classification import local_datasets  # noqa: E402
+from benchmarks.classification import local_datasets, series_rows  # noqa: E402
 
 PACKAGES = ["torch", "numpy", "scikit-learn", "sktime"]
 # one change to the defaults each (what was tried: benchmarks/RESULTS.md)
@@ -50,14 +50,6 @@ CANDIDATES: dict[str, dict] = {
     "label_smoothing=0.1": {"label_smoothing": 0.1},
     "lr=3e-3": {"lr": 3e-3},
 }
-
-
-def _rows(X, rows: np.ndarray):
-    """Series ``rows`` of a panel (a 3D array or a pd-multiindex frame)."""
-    if isinstance(X, np.ndarray):
-        return X[rows]
-    keys = X.index.get_level_values(0).unique()[rows]
-    return X.loc[keys]
 
 
 def cross_validate(X, y, params: dict, folds: int, seed: int, quick: bool) -> list[dict]:
@@ -73,9 +65,9 @@ def cross_validate(X, y, params: dict, folds: int, seed: int, quick: bool) -> li
         if quick:
             clf.set_params(max_epochs=2, d_model=8)
         start = time.perf_counter()
-        clf.fit(_rows(X, fit_rows), y[fit_rows])
+        clf.fit(series_rows(X, fit_rows), y[fit_rows])
         fit_s = time.perf_counter() - start
-        accuracy = float((clf.predict(_rows(X, held_rows)) == y[held_rows]).mean())
+        accuracy = float((clf.predict(series_rows(X, held_rows)) == y[held_rows]).mean())
         out.append({"fold": fold, "accuracy": accuracy, "fit_s": fit_s})
     return out
 

@@ -174,8 +174,13 @@ def _stacked(trackers: list[IntervalTracker]) -> IntervalTracker:
 
 def _unstacked(tracker: IntervalTracker, n: int) -> list[IntervalTracker]:
     """Undo ``_stacked``: one record per stream."""
-    f, c, sc, count, shifts = tracker
-    return [IntervalTracker(f[:, i], c[:, i], sc[:, i], count, shifts[i]) for i in range(n)]
+    return [series_record(tracker, i, tracker.count) for i in range(n)]
+
+
+def series_record(tracker: IntervalTracker, i: int, count: torch.Tensor) -> IntervalTracker:
+    """Stream ``i``'s record (views) out of stacked ones, having recorded ``count`` rows."""
+    f, c, sc, _, shifts = tracker
+    return IntervalTracker(f[:, i], c[:, i], sc[:, i], count, shifts[i])
 
 
 def _record(

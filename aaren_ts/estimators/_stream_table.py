@@ -29,23 +29,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._interval_tracking import IntervalTracker, _record
+from ._interval_tracking import IntervalTracker, _record, _stacked, series_record
 from ._stream_net import batched_state
 from ._time_index import TAIL
-
-
-def map_tensors(fn: Callable[[torch.Tensor], torch.Tensor], state: Any) -> Any:
-    """``state`` with ``fn`` applied to every tensor (tuples, NamedTuples, lists, dicts
-    followed; other leaves kept)."""
-    if isinstance(state, torch.Tensor):
-        return fn(state)
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(map_tensors(fn, part) for part in state))
-    if isinstance(state, (tuple, list)):
-        return type(state)(map_tensors(fn, part) for part in state)
-    if isinstance(state, dict):
-        return {key: map_tensors(fn, value) for key, value in state.items()}
-    return state
 
 
 def _put_rows(state: Any, rows: torch.Tensor, new: Any) -> Any:
@@ -144,14 +130,12 @@ class StreamTable(Mapping):
         i = self.position[key]
         batch = self.rows_per_series
         rows = slice(i * batch, (i + 1) * batch)
-        f, c, sc, _, shifts = self.tracker
-        tracker = IntervalTracker(f[:, i], c[:, i], sc[:, i], torch.tensor(int(self.counts[i])),
-                                  shifts[i])  # fmt: skip
+        tracker = series_record(self.tracker, i, torch.tensor(int(self.counts[i])))
         n_tail = int(self.tail_length[i])
         back = -np.arange(n_tail - 1, -1, -1, dtype=np.int64)  # steps before the last row
         times = self.clock.times(self.clock.after(np.full(n_tail, self.last[i]), back))
         return {
-            "state": map_tensors(lambda t: t[rows], self.state),
+            "state": map_leaves(lambda t: t[rows], self.state),
             "tracker": tracker,
             "forecast": self.forecast[i],
             "centre": self.centre[i],
@@ -175,13 +159,8 @@ class StreamTable(Mapping):
         keys = list(streams)
         parts = [streams[key] for key in keys]
         trackers = [p["tracker"] for p in parts]
-        tracker = IntervalTracker(
-            torch.stack([t.forecasts for t in trackers], 1),
-            torch.stack([t.centre for t in trackers], 1),
-            torch.stack([t.scale for t in trackers], 1),
-            torch.zeros((), dtype=torch.long),
-            torch.stack([t.shifts for t in trackers]),
-        )
+        # the stacked count is unused: each series' own is in ``counts``
+        tracker = _stacked(trackers)
         n_channels = np.asarray(parts[0]["centre"]).shape[-1]
         tail = np.full((len(keys), TAIL, n_channels), np.nan)
         tail_length = np.zeros(len(keys), dtype=np.int64)
@@ -238,7 +217,7 @@ class StreamTable(Mapping):
         else:
             rows = self.batch_rows(series)
             index = torch.as_tensor(series, device=sequences.device)
-            state = map_tensors(lambda t: t.index_select(0, rows), self.state)
+            state = map_leaves(lambda t: t.index_select(0, rows), self.state)
             tracker = IntervalTracker(
                 f.index_select(1, index), c.index_select(1, index), sc.index_select(1, index),
                 count, shifts.index_select(0, index),
@@ -375,9 +354,12 @@ class StreamTable(Mapping):
 
 
 def map_leaves(fn: Callable[[Any], Any], value: Any) -> Any:
-    """``value`` with ``fn`` applied to every leaf that is not a tuple or list."""
+    """``value`` with ``fn`` applied to every leaf (tuples, NamedTuples, lists and dicts
+    followed): the tensors of a state or record, or what pickling made of them."""
     if isinstance(value, tuple) and hasattr(value, "_fields"):
         return type(value)(*(map_leaves(fn, part) for part in value))
     if isinstance(value, (tuple, list)):
         return type(value)(map_leaves(fn, part) for part in value)
+    if isinstance(value, dict):
+        return {key: map_leaves(fn, part) for key, part in value.items()}
     return fn(value)

@@ -40,8 +40,12 @@ class Decoded(NamedTuple):
 
     def _log_components(self, tau: torch.Tensor) -> torch.Tensor:
         """``log P(k, c) + log N(log tau; loc, scale)`` ``(..., M, K)``."""
-        log_tau = torch.log(tau)[..., None, None]
-        z = (log_tau - self.loc) / self.scale
+        return self._log_components_at(torch.log(tau))
+
+    def _log_components_at(self, log_tau: torch.Tensor) -> torch.Tensor:
+        """``_log_components`` from ``log tau``; leading dimensions beyond the
+        distribution's broadcast in front (several points per distribution)."""
+        z = (log_tau[..., None, None] - self.loc) / self.scale
         comp = -0.5 * z**2 - torch.log(self.scale) - 0.5 * math.log(2 * math.pi)
         return self.log_weights + comp
 
@@ -120,9 +124,8 @@ class Decoded(NamedTuple):
     def _log_density_of_log(self, log_tau: torch.Tensor) -> torch.Tensor:
         """The log density of ``log tau`` at ``log_tau`` ``(..., P)``, several points per
         distribution."""
-        z = (log_tau[..., None, None] - self.loc.unsqueeze(-3)) / self.scale.unsqueeze(-3)
-        comp = -0.5 * z**2 - torch.log(self.scale.unsqueeze(-3)) - 0.5 * math.log(2 * math.pi)
-        return torch.logsumexp((self.log_weights.unsqueeze(-3) + comp).flatten(-2), -1)
+        comps = self._log_components_at(log_tau.movedim(-1, 0))  # (P, ..., M, K)
+        return torch.logsumexp(comps.flatten(-2), -1).movedim(0, -1)
 
     def sample(self, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact draws of ``(tau, mark)``, one per leading index."""

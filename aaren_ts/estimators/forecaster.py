@@ -1125,10 +1125,11 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         distinct, which = np.unique(stored["last"], return_inverse=True)
         first = np.zeros(len(distinct), dtype=np.int64)
         first[which[::-1]] = np.arange(len(keys))[::-1]  # a series ending at each time
-        lasts = stored["times"]
-        found = [self._series_horizon(keys[i], lasts[i], fh) for i in first]
-        steps = np.stack([found[g][0] for g in which.ravel()])  # (S, L)
-        labels = [found[g][1] for g in which.ravel()]
+        pairs = zip(first, stored["times"](first), strict=True)
+        found = [self._series_horizon(keys[i], last, fh) for i, last in pairs]
+        which = which.ravel()
+        steps = np.stack([f[0] for f in found])[which]  # (S, L)
+        labels = [found[g][1] for g in which]
         forecast, scale, centre = stored["forecast"], stored["scale"], stored["centre"]
         if self.x_columns_ is not None and X is not None:
             self._check_x(X)
@@ -1167,15 +1168,16 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
 
     def _stored_forecasts(self) -> dict:
         """Every series' stored forecast as arrays, series along the first axis: ``keys``,
-        ``last`` (comparable numbers) and ``times`` (index scalars) of the last absorbed
-        rows, ``forecast`` ``(S, H, C, Q)``, ``centre``, ``scale``, ``mean``, ``std``,
-        ``constant`` ``(S, C)``, and the tracked quantile ``shifts`` (full history)."""
+        ``last`` (comparable numbers) of the last absorbed rows and ``times`` (rows -> their
+        times as index scalars, built only for the rows asked), ``forecast``
+        ``(S, H, C, Q)``, ``centre``, ``scale``, ``mean``, ``std``, ``constant`` ``(S, C)``,
+        and the tracked quantile ``shifts`` (full history)."""
         streams = self.streams_
         if isinstance(streams, StreamTable):  # stacked already
             return {
                 "keys": streams.keys_,
                 "last": streams.last,
-                "times": streams.clock.times(streams.last),
+                "times": lambda rows: streams.clock.times(streams.last[rows]),
                 "forecast": streams.forecast.numpy().astype(np.float64),
                 "centre": streams.centre,
                 "scale": streams.scale,
@@ -1190,7 +1192,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         return {
             "keys": keys,
             "last": pd.Index(times).factorize()[0],  # equal times, equal numbers
-            "times": times,
+            "times": lambda rows: [times[i] for i in rows],
             "forecast": np.stack([s["forecast"].numpy() for s in parts]).astype(np.float64),
             "centre": np.stack([np.asarray(s["centre"], dtype=np.float64) for s in parts]),
             "scale": np.stack([np.asarray(s["scale"], dtype=np.float64) for s in parts]),

@@ -470,7 +470,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
             "mode": the most probable gap on a log scale (the peak of the density of
             ``log tau``).
         """
-        point = self._point(kind)
+        point = point_summary(kind, getattr(self, "max_gap_", None))  # None: saved before it
         seqs = self._sequences(X, "predict")
         out = []
         for s, dec in zip(seqs, self._decoded(seqs), strict=True):
@@ -480,10 +480,6 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         if every_prefix:
             return out
         return times, np.array([m[-1] for _, m in out])
-
-    def _point(self, kind: str):
-        # None: saved before the cap was kept
-        return point_summary(kind, getattr(self, "max_gap_", None))
 
     def predict_proba(self, X, every_prefix: bool = False):
         """Next-mark probabilities: ``(n_sequences, n_marks)`` after each sequence's end, or
