@@ -5,22 +5,73 @@ Importing this module imports neuralforecast (the ``neuralforecast`` extra) and 
 (the lower-case keys neuralforecast uses), so ``NeuralForecast.save`` / ``NeuralForecast.load``
 handle it. ``NeuralForecast.load`` looks a saved model's class up in that dictionary by name:
 import this module before loading.
+
+``Aaren`` is quiet by default (see the class docstring, "Quiet by default"): no Lightning
+logger folder, no model summary, and Lightning's per-call INFO lines ("GPU available: ...",
+"Seed set to ...", "`Trainer.fit` stopped: ...") held back while it builds, fits and predicts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 
 import torch
 from neuralforecast.common._base_model import BaseModel
 from neuralforecast.core import MODEL_FILENAME_DICT
 from neuralforecast.losses.pytorch import MAE
+from pytorch_lightning.utilities import rank_zero as _pl_rank_zero
 from torch import nn
 
 from .._checks import positive_int
 from ..nn import Aaren as AarenStack
 
 __all__ = ["Aaren"]
+
+# Trainer settings Aaren chooses unless the caller passes them: no logger (Lightning's default
+# writes ./lightning_logs/ in the working directory) and no model summary table.
+QUIET_TRAINER_DEFAULTS = {"logger": False, "enable_model_summary": False}
+
+# Loggers through which Lightning reports, at INFO, what every build, fit and predict does:
+# rank_zero_info ("GPU available: ...", "TPU available: ...", "HPU available: ...",
+# "`Trainer.fit` stopped: ..."), seed_everything ("Seed set to ...", called by BaseModel's
+# __init__) and the CUDA accelerator ("LOCAL_RANK: 0 - CUDA_VISIBLE_DEVICES: [...]").
+_CHATTY_LOGGERS = (
+    "pytorch_lightning.utilities.rank_zero",
+    "lightning_fabric.utilities.rank_zero",
+    "lightning_fabric.utilities.seed",
+    "pytorch_lightning.accelerators.cuda",
+)
+
+
+@contextlib.contextmanager
+def quiet_lightning_info():
+    """Hold back Lightning's routine INFO lines (``_CHATTY_LOGGERS``) for the ``with`` block.
+
+    Each of those loggers that has no level of its own (``NOTSET``, so it inherits the
+    ``pytorch_lightning`` / ``lightning_fabric`` logger's ``INFO``) is set to ``WARNING`` and
+    set back to ``NOTSET`` on exit; warnings and errors still pass. A logger the caller has
+    given a level (``logging.getLogger("lightning_fabric.utilities.seed").setLevel(
+    logging.INFO)``) is left alone, which is how to see these lines again. Other Lightning
+    INFO output (a model summary asked for with ``enable_model_summary=True``, early stopping
+    messages) goes through other loggers and is untouched. Logger levels are process-wide:
+    while one thread is inside the block, the same lines from another thread are held back
+    too.
+    """
+    loggers = {logging.getLogger(name) for name in _CHATTY_LOGGERS}
+    # where rank_zero_info actually writes (Lightning points it at one of the names above)
+    rank_zero_log = getattr(getattr(_pl_rank_zero, "rank_zero_module", None), "log", None)
+    if isinstance(rank_zero_log, logging.Logger):
+        loggers.add(rank_zero_log)
+    raised = [logger for logger in loggers if logger.level == logging.NOTSET]
+    for logger in raised:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger in raised:
+            logger.setLevel(logging.NOTSET)
 
 
 def patch_tokens(window: torch.Tensor, patch_len: int, stride: int) -> torch.Tensor:
@@ -111,10 +162,19 @@ class Aaren(BaseModel):
         Must be empty: the model reads the target only.
     exclude_insample_y : bool, default False
         Must be False (the target is the only input).
-    loss, valid_loss : neuralforecast loss, default ``MAE()``
-        Point, quantile (``MQLoss``) or, with ``revin=False``, distribution losses.
+    loss, valid_loss : neuralforecast loss, optional
+        Point, quantile (``MQLoss``) or, with ``revin=False``, distribution losses. ``loss``
+        defaults to a new ``MAE()`` for each model (not one instance shared by every model
+        built with the default, as a ``loss=MAE()`` default would be: ``.eval()`` on one
+        model would then leave the next one's loss in eval mode, and Lightning warns);
+        ``valid_loss`` to ``loss``.
+    val_check_steps : int, optional
+        Training steps between validation checks (with ``val_size > 0``); default
+        ``min(100, max_steps)``, so a short run does not trip neuralforecast's
+        "val_check_steps is greater than max_steps" warning. An explicit value is passed on
+        as given.
     max_steps, learning_rate, num_lr_decays, early_stop_patience_steps, val_monitor, \
-val_check_steps, batch_size, valid_batch_size, windows_batch_size, \
+batch_size, valid_batch_size, windows_batch_size, \
 inference_windows_batch_size, start_padding_enabled, training_data_availability_threshold, \
 step_size, scaler_type, random_seed, drop_last_loader, alias, optimizer, optimizer_kwargs, \
 lr_scheduler, lr_scheduler_kwargs, dataloader_kwargs
@@ -122,18 +182,26 @@ lr_scheduler, lr_scheduler_kwargs, dataloader_kwargs
         the defaults are PatchTST's except ``learning_rate=1e-3`` and ``max_steps=1000``.
     **trainer_kwargs
         Passed to the PyTorch Lightning ``Trainer`` (``accelerator``, ``logger``,
-        ``enable_progress_bar``, ...).
+        ``enable_progress_bar``, ...). ``logger`` defaults to ``False`` and
+        ``enable_model_summary`` to ``False`` (``QUIET_TRAINER_DEFAULTS``); a value passed
+        here wins. ``enable_progress_bar`` keeps Lightning's default (on).
+
+    Notes
+    -----
+    **Quiet by default.** Besides the two Trainer defaults above (so nothing is written to
+    ``./lightning_logs/`` and no summary table is printed), building, ``fit`` and ``predict``
+    run inside ``quiet_lightning_info()``, which holds back Lightning's routine INFO lines
+    ("GPU available: ...", "TPU available: ...", "Seed set to ...", "`Trainer.fit` stopped:
+    ...") for the duration of the call only and restores the loggers after. Warnings are not
+    filtered: those raised inside neuralforecast or Lightning themselves still show.
 
     Examples
     --------
-    >>> import logging
-    >>> logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     >>> from neuralforecast import NeuralForecast
     >>> from neuralforecast.utils import AirPassengersDF
     >>> from aaren_ts.integrations.neuralforecast import Aaren
-    >>> model = Aaren(h=12, input_size=24, d_model=16, n_heads=2, max_steps=5, val_check_steps=5,
-    ...               accelerator="cpu", enable_progress_bar=False, logger=False,
-    ...               enable_model_summary=False)
+    >>> model = Aaren(h=12, input_size=24, d_model=16, n_heads=2, max_steps=5,
+    ...               accelerator="cpu", enable_progress_bar=False)
     >>> nf = NeuralForecast(models=[model], freq="MS")
     >>> nf.fit(AirPassengersDF)
     >>> forecast = nf.predict()
@@ -166,14 +234,14 @@ lr_scheduler, lr_scheduler_kwargs, dataloader_kwargs
         hist_exog_list=None,
         futr_exog_list=None,
         exclude_insample_y: bool = False,
-        loss=MAE(),  # noqa: B008 (neuralforecast's own default, evaluated once as there)
+        loss=None,
         valid_loss=None,
         max_steps: int = 1000,
         learning_rate: float = 1e-3,
         num_lr_decays: int = -1,
         early_stop_patience_steps: int = -1,
         val_monitor: str = "ptl/val_loss",
-        val_check_steps: int = 100,
+        val_check_steps: int | None = None,
         batch_size: int = 32,
         valid_batch_size: int | None = None,
         windows_batch_size: int = 1024,
@@ -222,44 +290,56 @@ lr_scheduler, lr_scheduler_kwargs, dataloader_kwargs
         ):
             if value:
                 raise ValueError(f"Aaren reads the target only; {name} must be empty")
+        if loss is None:
+            loss = MAE()
         if revin and getattr(loss, "is_distribution_output", False):
             raise ValueError(
                 f"revin=True would shift the parameters of the distribution loss "
                 f"{type(loss).__name__}; pass revin=False and a scaler_type instead"
             )
-        super().__init__(
-            h=h,
-            input_size=input_size,
-            stat_exog_list=stat_exog_list,
-            hist_exog_list=hist_exog_list,
-            futr_exog_list=futr_exog_list,
-            exclude_insample_y=exclude_insample_y,
-            loss=loss,
-            valid_loss=valid_loss,
-            max_steps=max_steps,
-            learning_rate=learning_rate,
-            num_lr_decays=num_lr_decays,
-            early_stop_patience_steps=early_stop_patience_steps,
-            val_monitor=val_monitor,
-            val_check_steps=val_check_steps,
-            batch_size=batch_size,
-            valid_batch_size=valid_batch_size,
-            windows_batch_size=windows_batch_size,
-            inference_windows_batch_size=inference_windows_batch_size,
-            start_padding_enabled=start_padding_enabled,
-            training_data_availability_threshold=training_data_availability_threshold,
-            step_size=step_size,
-            scaler_type=scaler_type,
-            random_seed=random_seed,
-            drop_last_loader=drop_last_loader,
-            alias=alias,
-            optimizer=optimizer,
-            optimizer_kwargs=optimizer_kwargs,
-            lr_scheduler=lr_scheduler,
-            lr_scheduler_kwargs=lr_scheduler_kwargs,
-            dataloader_kwargs=dataloader_kwargs,
-            **trainer_kwargs,
-        )
+        if val_check_steps is None:
+            # neuralforecast warns when val_check_steps > max_steps, then uses max_steps
+            checks = min(100, max_steps)
+        else:
+            checks = val_check_steps
+        # The quiet defaults under the user's trainer_kwargs; save_hyperparameters records
+        # the merged values (a bool logger is saved, a logger object is not), so a saved
+        # model loads with the same settings.
+        quiet_trainer_kwargs = {**QUIET_TRAINER_DEFAULTS, **trainer_kwargs}
+        with quiet_lightning_info():  # BaseModel.__init__ calls seed_everything
+            super().__init__(
+                h=h,
+                input_size=input_size,
+                stat_exog_list=stat_exog_list,
+                hist_exog_list=hist_exog_list,
+                futr_exog_list=futr_exog_list,
+                exclude_insample_y=exclude_insample_y,
+                loss=loss,
+                valid_loss=valid_loss,
+                max_steps=max_steps,
+                learning_rate=learning_rate,
+                num_lr_decays=num_lr_decays,
+                early_stop_patience_steps=early_stop_patience_steps,
+                val_monitor=val_monitor,
+                val_check_steps=checks,
+                batch_size=batch_size,
+                valid_batch_size=valid_batch_size,
+                windows_batch_size=windows_batch_size,
+                inference_windows_batch_size=inference_windows_batch_size,
+                start_padding_enabled=start_padding_enabled,
+                training_data_availability_threshold=training_data_availability_threshold,
+                step_size=step_size,
+                scaler_type=scaler_type,
+                random_seed=random_seed,
+                drop_last_loader=drop_last_loader,
+                alias=alias,
+                optimizer=optimizer,
+                optimizer_kwargs=optimizer_kwargs,
+                lr_scheduler=lr_scheduler,
+                lr_scheduler_kwargs=lr_scheduler_kwargs,
+                dataloader_kwargs=dataloader_kwargs,
+                **quiet_trainer_kwargs,
+            )
         self.patch_len = patch_len
         self.stride = stride
         self.revin = revin
@@ -269,6 +349,16 @@ lr_scheduler, lr_scheduler_kwargs, dataloader_kwargs
         self.head_dropout = nn.Dropout(dropout)
         self.head = nn.Linear(d_model, h * self.c_out)
         self.window_linear = nn.Linear(input_size, h * self.c_out) if linear_skip else None
+
+    def fit(self, *args, **kwargs):
+        """``BaseModel.fit``, with Lightning's routine INFO lines held back (see the Notes)."""
+        with quiet_lightning_info():
+            return super().fit(*args, **kwargs)
+
+    def predict(self, *args, **kwargs):
+        """``BaseModel.predict``, with Lightning's routine INFO lines held back (see the Notes)."""
+        with quiet_lightning_info():
+            return super().predict(*args, **kwargs)
 
     def forward(self, windows_batch):
         """``windows_batch["insample_y"]`` ``(B, input_size, 1)`` -> ``(B, h, c_out)``."""
