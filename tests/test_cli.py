@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sktime.datasets import load_airline
 
 from aaren_ts import __version__
 from aaren_ts.cli import BENCHMARKS, main
@@ -24,24 +25,35 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           text=True, timeout=300, env=env, check=False)  # fmt: skip
 
 
-def test_demo_prints_the_forecast_table_and_saves_the_plot(capsys, tmp_path):
+MAE_LINE = re.compile(r"^1960 forecast: MAE (\d+\.\d) \(seasonal naive: (\d+\.\d)\)$")
+
+
+def test_demo_prints_the_forecast_table_its_error_beside_seasonal_naive_and_plots(capsys, tmp_path):
+    # the demo as a user runs it (default epochs): about 15 s on one core
     plot = tmp_path / "demo.png"
-    assert main(["demo", "--epochs", "2", "--plot", str(plot)]) == 0
+    assert main(["demo", "--plot", str(plot)]) == 0
     out = capsys.readouterr().out.splitlines()
     header = next(i for i, line in enumerate(out) if line.split() == [
         "forecast", "80%", "lower", "80%", "upper", "observed"])  # fmt: skip
     rows = out[header + 1 : header + 13]
     assert [row.split()[0] for row in rows] == [f"1960-{m:02d}" for m in range(1, 13)]
+    y = load_airline()
     observed = [float(row.split()[-1]) for row in rows]
-    assert observed[:3] == [417.0, 391.0, 419.0]  # the airline data's 1960
+    assert observed == y.iloc[-12:].tolist()  # the airline data's 1960
     errors = []
     for row in rows:  # forecasts and bounds are finite numbers, lower <= upper
         forecast, lower, upper, actual = map(float, row.split()[1:])
         assert all(map(math.isfinite, (forecast, lower, upper))) and lower <= upper
         errors.append(abs(forecast - actual))
-    summary = next(line for line in out if line.startswith("mean absolute error"))
-    # the printed error is the table's (to the table's rounding)
-    assert float(summary.split()[3].rstrip(";")) == pytest.approx(sum(errors) / 12, abs=0.1)
+    (mae,) = [MAE_LINE.match(line) for line in out if line.startswith("1960 forecast")]
+    assert mae, "no 'MAE x (seasonal naive: y)' line"
+    model, naive = float(mae.group(1)), float(mae.group(2))
+    # the printed error is the table's (to the table's rounding); the seasonal-naive one is
+    # 1960 against 1959, month by month, recomputed here from the data
+    assert model == pytest.approx(sum(errors) / 12, abs=0.1)
+    last_year = y.iloc[-24:-12].to_numpy()
+    assert naive == pytest.approx(abs(y.iloc[-12:].to_numpy() - last_year).mean(), abs=0.05)
+    assert model <= naive
     assert out[-1] == f"plot saved to {plot}"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
 
@@ -52,7 +64,15 @@ def test_version_help_and_argument_errors(capsys):
     assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"aaren-ts {__version__}"
     with pytest.raises(SystemExit) as exit_:
         main(["--help"])
-    assert exit_.value.code == 0 and "demo" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "demo" in out
+    # argparse %-formats a command's help but not its description: "80%" in both, never "80%%"
+    assert "80% intervals" in out and "%%" not in out
+    with pytest.raises(SystemExit) as exit_:
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and "--epochs" in out
+    assert "80% intervals" in out and "%%" not in out
     with pytest.raises(SystemExit) as exit_:
         main(["bench", "nope"])
     err = capsys.readouterr().err

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import needs_data
+from sktime.datasets import load_airline
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -22,23 +25,53 @@ def run_example(name: str, *args: str) -> list[str]:
     return result.stdout.splitlines()
 
 
-def test_forecasting_quickstart_runs_streams_and_plots(tmp_path):
+MAE_LINE = re.compile(r"^\[(.+)\] (.+): MAE (\d+\.\d) \(seasonal naive: (\d+\.\d)\)$")
+
+
+def test_forecasting_quickstart_runs_streams_beats_seasonal_naive_and_plots(tmp_path):
     plot = tmp_path / "quickstart.png"
     lines = run_example("forecasting_quickstart.py", "--plot", str(plot))
     for mode in ("full history", "window"):
         assert any(line.startswith(f"[{mode}] streamed 24 months") for line in lines)
+    # each forecast shown: its MAE, and the seasonal-naive forecast's on the same months
+    maes = {m.group(1, 2): m.group(3, 4) for m in map(MAE_LINE.match, lines) if m}
+    forecasts = ("1959 forecast", "one-step forecasts 1959-1960")
+    assert set(maes) == {(mode, what) for mode in ("full history", "window") for what in forecasts}
+    # the baseline, recomputed from the data: 1959 as 1958 was; one step ahead, each month of
+    # 1959-1960 as it was a year before
+    y = load_airline().to_numpy()
+    naive = {
+        forecasts[0]: abs(y[120:132] - y[108:120]).mean(),
+        forecasts[1]: abs(y[120:] - y[108:132]).mean(),
+    }
+    for (mode, what), (model_mae, naive_mae) in maes.items():
+        assert float(naive_mae) == pytest.approx(naive[what], abs=0.05), (mode, what)
+        assert float(model_mae) <= float(naive_mae), (mode, what, model_mae, naive_mae)
     attention = tmp_path / "quickstart_attention.png"
     assert lines[-2:] == [f"plot saved to {plot}", f"attention plot saved to {attention}"]
     for path in (plot, attention):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
 
 
-def test_scan_quickstart_runs_and_reports_exactness():
+def test_scan_quickstart_runs_and_reports_exactness_and_state_sizes():
     lines = run_example("scan_quickstart.py")
     # the printed errors are real comparisons; they must be at float32 rounding level
-    errors = [float(line.rsplit(" ", 1)[-1]) for line in lines if "max |scan" in line]
-    assert errors and errors[0] < 1e-5
-    assert any(line.startswith("3. aaren") for line in lines)
+    for claim in ("max |scan", "reproduce the last output"):
+        errors = [float(line.rsplit(" ", 1)[-1]) for line in lines if claim in line]
+        assert errors and errors[0] < 1e-5, claim
+    # the evidence for O(1) memory is the state sizes (exact, unlike the timings beside them)
+    (step,) = [line for line in lines if line.strip().startswith("state size after 1, 16")]
+    sizes = [int(n) for n in step.split(": ")[1].split(" numbers")[0].split(", ")]
+    assert len(sizes) == 4 and len(set(sizes)) == 1
+    streamed = {}
+    for line in lines:
+        name, _, rest = line.strip().partition(": ")
+        if name.strip() in ("aaren", "transformer"):
+            streamed[name.strip()] = [int(n) for n in rest.split(" numbers")[0].split(", ")]
+    assert len(streamed["aaren"]) == 3 and len(set(streamed["aaren"])) == 1
+    kv = streamed["transformer"]
+    assert len(kv) == 3 and kv[0] < kv[1] < kv[2]  # the KV cache grows with every step
+    assert kv[2] - kv[1] == kv[1] - kv[0]  # by the same amount per token
 
 
 @needs_data

@@ -5,6 +5,7 @@ numerical compensator equals the closed form and the model's own likelihood)."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
@@ -16,7 +17,7 @@ import torch
 from scipy import stats
 from sktime.datasets import load_airline, load_longley
 
-from aaren_ts.datasets import make_hawkes
+from aaren_ts.datasets import EventSequence, make_hawkes
 from aaren_ts.estimators import AarenForecaster, AarenPointProcess, HawkesPointProcess
 from aaren_ts.plotting import (
     forecaster_attention,
@@ -51,6 +52,23 @@ def hawkes_data():
 
 
 # ---------------------------------------------------------------------- forecasts
+def assert_nothing_cut(fig):
+    """Every label, title, tick label and legend of ``fig`` lies inside the saved figure."""
+    fig.savefig(io.BytesIO(), format="png")  # lays the figure out as a saved file is
+    renderer = fig.canvas.get_renderer()
+    frame = fig.bbox
+
+    def inside(box, what):
+        assert box.x0 >= frame.x0 - 1 and box.x1 <= frame.x1 + 1, f"{what} cut: {box}"
+        assert box.y0 >= frame.y0 - 1 and box.y1 <= frame.y1 + 1, f"{what} cut: {box}"
+
+    for ax in fig.axes:
+        for text in (ax.xaxis.label, ax.yaxis.label, ax.title):
+            if text.get_text():
+                inside(text.get_window_extent(renderer), repr(text.get_text()))
+        inside(ax.get_tightbbox(renderer), "tick labels or legend")  # what is drawn of ax
+
+
 def test_plot_forecast_draws_history_forecast_bands_and_labels(airline):
     f = AarenForecaster(**TINY).fit(airline.iloc[:-12], fh=list(range(1, 13)))
     intervals = f.predict_interval(coverage=[0.8, 0.95])
@@ -58,17 +76,40 @@ def test_plot_forecast_draws_history_forecast_bands_and_labels(airline):
         airline.iloc[:-12], f.predict(), intervals, y_test=airline.iloc[-12:], title="airline"
     )
     labels = [line.get_label() for line in ax.lines]
-    assert labels == ["history", "forecast", "observed"]
-    assert len(ax.lines[0].get_xdata()) == 132 and len(ax.lines[1].get_xdata()) == 12
+    assert labels == ["history", "observed", "forecast"]
+    history, observed, forecast = ax.lines
+    assert len(history.get_xdata()) == 132 and len(forecast.get_xdata()) == 12
+    assert observed.get_linestyle() == "None" and observed.get_marker() == "o"  # points, apart
     assert len(ax.collections) == 2  # one band per coverage
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert "80% interval" in legend and "95% interval" in legend
+    assert legend == [
+        "history", "observed", "forecast", "forecast 95% interval", "forecast 80% interval"
+    ]  # fmt: skip
     # each band spans predict_interval's bounds
     band = ax.collections[0].get_paths()[0].vertices[:, 1]
     bounds = intervals.xs(0.95, axis=1, level=1).to_numpy()
     assert band.min() == pytest.approx(bounds.min()) and band.max() == pytest.approx(bounds.max())
+    # plainly visible, the narrower band darker, in the plot and in the legend alike
+    wide, narrow = (c.get_facecolor()[0][3] for c in ax.collections)
+    assert 0.3 <= wide < narrow
+    handles = ax.get_legend().legend_handles[3:]
+    assert [h.get_facecolor()[3] for h in handles] == pytest.approx([wide, narrow])
     assert ax.get_title() == "airline" and ax.get_ylabel() == airline.name
     assert fig.axes == [ax]
+    assert_nothing_cut(fig)
+
+
+def test_plot_forecast_label_and_color_name_the_forecast_and_its_bands(airline):
+    f = AarenForecaster(**TINY).fit(airline.iloc[:-12], fh=list(range(1, 13)))
+    _, ax = plot_forecast(
+        airline.iloc[:-12], f.predict(), f.predict_interval(coverage=0.8),
+        label="12-month forecast", color="tab:orange",
+    )  # fmt: skip
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["history", "12-month forecast", "12-month forecast 80% interval"]
+    orange = matplotlib.colors.to_rgb("tab:orange")
+    assert matplotlib.colors.to_rgb(ax.lines[1].get_color()) == orange
+    assert tuple(ax.collections[0].get_facecolor()[0][:3]) == pytest.approx(orange)
 
 
 def test_plot_forecast_draws_on_given_axes_and_rejects_bad_input(airline):
@@ -77,7 +118,8 @@ def test_plot_forecast_draws_on_given_axes_and_rejects_bad_input(airline):
     out_fig, out_ax = plot_forecast(airline.iloc[:-3], y_pred, ax=ax2)
     assert out_fig is fig and out_ax is ax2 and len(ax2.lines) == 2 and not ax1.lines
     with pytest.raises(ValueError, match="predict_interval"):
-        plot_forecast(airline, y_pred, intervals=pd.DataFrame({"a": [1.0]}))
+        plot_forecast(airline, y_pred, intervals=pd.DataFrame({"a": [1.0]}), ax=ax1)
+    assert not ax1.lines  # the inputs are checked before anything is drawn
     with pytest.raises(TypeError, match="pandas Series or DataFrame"):
         plot_forecast(airline.to_numpy(), y_pred)
     with pytest.raises(ValueError, match="not a column"):
@@ -140,6 +182,7 @@ def test_plot_attention_figure_per_layer_and_head(airline):
     f = AarenForecaster(**TINY).fit(airline, fh=[1])
     fig, axes = plot_attention(f, airline)
     assert len(fig.axes) == 3
+    assert_nothing_cut(fig)
     assert len(axes[0].lines) == 1 and "learned query" in axes[0].get_title()
     for layer, ax in enumerate(axes[1:], start=1):
         assert [line.get_label() for line in ax.lines] == ["head 0", "head 1"]
@@ -226,15 +269,43 @@ def test_plot_intensity_and_qq_figures(hawkes_data):
     # between events a Hawkes intensity only decays, never below the baseline
     assert total.get_ydata().min() >= sum(TRUTH["baseline"]) - 1e-12
     assert ax.get_xlabel() == "time" and "intensity" in ax.get_ylabel()
-    _, ax = plot_intensity(truth, seq, by_mark=True)
+    assert_nothing_cut(fig)
+    fig, ax = plot_intensity(truth, seq, by_mark=True)
     assert [line.get_label() for line in ax.lines] == ["mark 0", "mark 1", "events"]
+    assert_nothing_cut(fig)
     with pytest.raises(ValueError, match="t_min < t_max"):
         plot_intensity(truth, seq, t_min=60.0, t_max=50.0)
     with pytest.raises(TypeError, match="has no intensity"):
         plot_intensity(object(), seq)
-    _, ax = plot_qq(truth, hawkes_data)
+    fig, ax = plot_qq(truth, hawkes_data)
     points, diagonal = ax.lines
     assert diagonal.get_label() == "Exp(1)"
-    assert len(points.get_xdata()) == sum(len(s.times) for s in hawkes_data)
+    n_events = sum(len(s.times) for s in hawkes_data)
+    assert len(points.get_xdata()) == n_events and points.get_label() == f"{n_events} events"
     assert ax.get_title().startswith("time-rescaling QQ, KS = 0.0")
     assert ax.get_xlabel() == "Exp(1) quantile"
+    assert_nothing_cut(fig)
+
+
+def test_plot_qq_leaves_out_events_at_t_start(hawkes_data):
+    """An event at its sequence's start (an origin, as in EasyTPP's data) has no interval
+    before it: its rescaled time is 0 by construction, not a draw of Exp(1)."""
+    truth = HawkesPointProcess.from_params(**TRUTH)
+    seqs = hawkes_data[:5]
+    origins = [
+        EventSequence(np.r_[s.t_start, s.times], np.r_[0, s.marks], s.t_start, s.t_end)
+        for s in seqs
+    ]
+    with_origin = rescaled_times(truth, origins, pooled=False)
+    assert all(r[0] == 0.0 for r in with_origin)  # what plot_qq leaves out
+    _, ax = plot_qq(truth, origins)
+    n_after = sum(len(s.times) for s in seqs)
+    assert len(ax.lines[0].get_ydata()) == n_after
+    assert ax.lines[0].get_label() == f"{n_after} events"
+    assert ax.lines[0].get_ydata().min() > 0.0
+    np.testing.assert_array_equal(
+        ax.lines[0].get_ydata(), np.sort(np.concatenate([r[1:] for r in with_origin]))
+    )
+    only_origin = EventSequence(np.array([0.0]), np.array([0]), 0.0, 10.0)
+    with pytest.raises(ValueError, match="no events after their t_start"):
+        plot_qq(truth, [only_origin])

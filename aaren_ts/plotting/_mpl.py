@@ -17,11 +17,12 @@ def pyplot() -> Any:
 
 
 def figure_and_axes(ax: Any, nrows: int = 1, **kwargs: Any) -> tuple[Any, Any]:
-    """``(fig, ax)``: the given axes' figure, or a new figure with ``nrows`` axes."""
+    """``(fig, ax)``: the given axes' figure (its layout is the caller's), or a new figure with
+    ``nrows`` axes and a constrained layout, so that a saved figure's labels are not cut."""
     if ax is not None:
         return ax.figure, ax
     plt = pyplot()
-    fig, axes = plt.subplots(nrows, 1, **kwargs)
+    fig, axes = plt.subplots(nrows, 1, layout="constrained", **kwargs)
     return fig, axes
 
 

@@ -172,7 +172,12 @@ def plot_attention(
         raise ValueError(f"sequence must be in 0..{n_seq - 1}, got {sequence}")
     frame = _single_frame(forecaster, y)
     fig, axes = plt.subplots(
-        n_layers + 1, 1, sharex=True, figsize=figsize or (9, 2 + 1.6 * n_layers), squeeze=False
+        n_layers + 1,
+        1,
+        sharex=True,
+        figsize=figsize or (9, 2 + 1.6 * n_layers),
+        squeeze=False,
+        layout="constrained",  # a saved figure's labels are not cut
     )
     axes = axes[:, 0]
     column = sequence if forecaster.channel_independent else 0
@@ -192,5 +197,4 @@ def plot_attention(
         ax.set_ylim(bottom=0)
     axes[1].legend(loc="upper left", ncol=min(n_heads, 4), fontsize="small")
     axes[-1].set_xlabel("time of the token weighed")
-    fig.tight_layout()
     return fig, axes

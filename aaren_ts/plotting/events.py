@@ -225,7 +225,9 @@ def plot_qq(model: Any, sequences: Any, *, method: str = "auto", ax: Any = None)
 
     Points on the diagonal: the model's compensator turns the events into a unit-rate Poisson
     process, as the time-rescaling theorem says the true model does. The title gives the
-    Kolmogorov-Smirnov statistic against Exp(1).
+    Kolmogorov-Smirnov statistic against Exp(1), the legend the number of events shown. An
+    event at its sequence's ``t_start`` (an origin the sequence starts from, as in EasyTPP's
+    data) has no interval before it, so no rescaled time: it is left out of both.
 
     Returns
     -------
@@ -247,9 +249,15 @@ def plot_qq(model: Any, sequences: Any, *, method: str = "auto", ax: Any = None)
     """
     from scipy import stats
 
-    r = np.sort(rescaled_times(model, sequences, method=method))
+    seqs = _sequences(sequences)
+    per_sequence = rescaled_times(model, seqs, method=method, pooled=False)
+    r = np.sort(
+        np.concatenate(
+            [[]] + [ri[s.times > s.t_start] for s, ri in zip(seqs, per_sequence, strict=True)]
+        )
+    )
     if len(r) == 0:
-        raise ValueError("the sequences hold no events: nothing to plot")
+        raise ValueError("the sequences hold no events after their t_start: nothing to plot")
     n = len(r)
     expected = -np.log1p(-(np.arange(1, n + 1) - 0.5) / n)  # Exp(1) quantiles
     ks = stats.kstest(r, "expon").statistic
