@@ -28,6 +28,7 @@ from ._params import (
 )
 from ._persistence import PersistenceMixin
 from ._portable import PortableStateMixin
+from ._threads import threaded
 from ._values import check_float32, check_real_dtype, real_values
 from .forecaster import check_standardisable
 
@@ -213,6 +214,7 @@ class AarenPanelMixin(PersistenceMixin):
 
         return report, bar.close
 
+    @threaded  # the torch work of fit, predict and the prefix predictions
     def _fit_network(self, X, targets: torch.Tensor, y_for_split) -> None:
         loss = self._loss()  # checks the loss's parameters before any work
         series = self._series(X, fitted=False)
@@ -272,11 +274,13 @@ class AarenPanelMixin(PersistenceMixin):
         self.n_epochs_ = len(self.loss_history_)
 
     # ------------------------------------------------------------------ prediction
+    @threaded
     def _outputs(self, X, every_step: bool = False) -> list[np.ndarray]:
         return predict_outputs(
             self.network_, self._series(X, True), self._device, every_step=every_step
         )
 
+    @threaded
     def _prefix_outputs(self, X) -> np.ndarray:
         """``(n_instances, T_max, K)`` outputs after every step, NaN after a series ends."""
         outputs = self._outputs(X, every_step=True)

@@ -50,6 +50,9 @@ POSITIVE_INT = Int(1)
 OPTIONAL_POSITIVE_INT = (Options(None), Int(1))
 FRACTION = Real(0.0, 1.0, open={"high"})  # [0, 1)
 
+# torch threads per call (_threads.resolve_threads): automatic, torch's setting, or a count
+THREADS = (Options(None), Int(-1, -1), Int(1))
+
 # the network every torch estimator builds (make_backbone)
 NETWORK = {
     "backbone": Options(*BACKBONES),
@@ -74,6 +77,7 @@ PLACEMENT = {
     "device": Device(),
     "devices": (POSITIVE_INT, Options("auto")),
     "strategy": Options(*STRATEGIES),
+    "n_threads": THREADS,
 }
 
 
@@ -99,7 +103,8 @@ def resolve_device(device: str) -> torch.device:
 
 
 __all__ = [
-    "FRACTION", "NETWORK", "OPTIONAL_POSITIVE_INT", "PLACEMENT", "POSITIVE_INT", "TRAINING",
+    "FRACTION", "NETWORK", "OPTIONAL_POSITIVE_INT", "PLACEMENT", "POSITIVE_INT", "THREADS",
+    "TRAINING",
     "Bool", "Device", "InstanceOf", "Int", "InvalidParameterError", "Options", "Real", "Seed",
     "check_network_params", "check_params", "resolve_device",
 ]  # fmt: skip

@@ -98,6 +98,11 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         same seed and ``dropout=0`` the fit matches ``devices=1`` up to floating-point sums.
         Spawned ranks need the ``if __name__ == "__main__":`` guard in scripts (see
         ``AarenForecaster``).
+    n_threads : int, optional
+        CPU threads for torch inside this estimator's calls (torch's setting is restored
+        after each). None: one thread for networks up to ``d_model=128`` and inside parallel
+        workers (loky, dask, ray), where more threads only oversubscribe the cores; wider
+        networks keep torch's setting. -1: torch's setting; an int: that many.
     random_state : int, optional
         Seed: two fits with the same seed give identical predictions on CPU (with the same
         number of torch threads).
@@ -188,6 +193,7 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         device: str = "auto",
         devices: int | str = 1,
         strategy: str = "auto",
+        n_threads: int | None = None,
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
@@ -210,6 +216,7 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         self.device = device
         self.devices = devices
         self.strategy = strategy
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
         super().__init__()

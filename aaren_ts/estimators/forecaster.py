@@ -48,6 +48,7 @@ from ._persistence import PersistenceMixin
 from ._stream_net import StreamNet, batched_state, split_state
 from ._stream_table import StreamTable
 from ._table_update import plain_table_update
+from ._threads import threaded
 from ._time_index import (
     GridClock,
     check_continues,
@@ -235,6 +236,11 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         ``batch_size`` is split across the ranks and the loss is weighted so that the
         averaged gradient is the single-process one: with the same seed the fit matches
         ``devices=1`` up to floating-point sums (with ``dropout`` > 0, in distribution).
+    n_threads : int, optional
+        CPU threads for torch inside this estimator's calls (torch's setting is restored
+        after each). None: one thread for networks up to ``d_model=128`` and inside parallel
+        workers (loky, dask, ray), where more threads only oversubscribe the cores; wider
+        networks keep torch's setting. -1: torch's setting; an int: that many.
     random_state : int, optional
         Seed: two fits with the same seed give identical forecasts on CPU (with the same
         number of torch threads: floating-point sums depend on it).
@@ -341,6 +347,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         device: str = "auto",
         devices: int | str = 1,
         strategy: str = "auto",
+        n_threads: int | None = None,
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
@@ -371,6 +378,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         self.device = device
         self.devices = devices
         self.strategy = strategy
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
         super().__init__()
@@ -817,7 +825,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
     # failed fit (sktime resets first), update (the cutoff moves first) or predict (a new fh
     # is stored first) leaves the forecaster exactly as before the call. They also run one
     # at a time per forecaster: sktime reads the stored fh back during predict_interval.
-    fit = atomic(BaseForecaster.fit)
+    fit = atomic(threaded(BaseForecaster.fit))
 
     def _plain_rows(self, y, X) -> pd.DataFrame | pd.Series | None:
         """``y`` when it is a plain series or panel of the kind seen in fit (numeric, same
@@ -945,12 +953,12 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         return out
 
     _predict_plain_or_checked.__doc__ = BaseForecaster.predict.__doc__
-    update = atomic(_update_plain_or_checked)
-    predict = atomic(_predict_plain_or_checked)
-    predict_interval = atomic(BaseForecaster.predict_interval)
-    predict_quantiles = atomic(BaseForecaster.predict_quantiles)
-    predict_var = atomic(BaseForecaster.predict_var)
-    predict_proba = atomic(BaseForecaster.predict_proba)
+    update = atomic(threaded(_update_plain_or_checked))
+    predict = atomic(threaded(_predict_plain_or_checked))
+    predict_interval = atomic(threaded(BaseForecaster.predict_interval))
+    predict_quantiles = atomic(threaded(BaseForecaster.predict_quantiles))
+    predict_var = atomic(threaded(BaseForecaster.predict_var))
+    predict_proba = atomic(threaded(BaseForecaster.predict_proba))
 
     def _update(self, y: pd.DataFrame, X=None, update_params=True):
         instances = _split_instances(y)  # once: splitting a panel costs about 0.2 ms a series

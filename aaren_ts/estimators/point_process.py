@@ -22,6 +22,7 @@ from ._params import (
     NETWORK,
     OPTIONAL_POSITIVE_INT,
     POSITIVE_INT,
+    THREADS,
     TRAINING,
     Bool,
     Device,
@@ -31,6 +32,7 @@ from ._params import (
 )
 from ._persistence import PersistenceMixin
 from ._portable import PortableStateMixin, relink_streams
+from ._threads import threaded
 from ._tpp_net import Decoded, TPPNet, pad_events
 
 CONVENTIONS = ("window", "easytpp")
@@ -153,6 +155,11 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         log-normal has no mass at 0.
     device : str, default "auto"
         "auto" picks CUDA when present.
+    n_threads : int, optional
+        CPU threads for torch inside this estimator's calls (torch's setting is restored
+        after each). None: one thread for networks up to ``d_model=128`` and inside parallel
+        workers (loky, dask, ray), where more threads only oversubscribe the cores; wider
+        networks keep torch's setting. -1: torch's setting; an int: that many.
     random_state : int, optional
         Seeds initialisation, batching, the validation split and ``sample``.
     verbose : bool, default False
@@ -221,6 +228,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         patience: int = 5,
         min_inter_time: float = 1e-6,
         device: str = "auto",
+        n_threads: int | None = None,
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
@@ -240,6 +248,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         self.patience = patience
         self.min_inter_time = min_inter_time
         self.device = device
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
         super().__init__()
@@ -250,6 +259,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         **NETWORK,
         **TRAINING,
         "device": Device(),
+        "n_threads": THREADS,
         "n_components": POSITIVE_INT,
         "n_marks": OPTIONAL_POSITIVE_INT,
         "min_inter_time": Real(0.0, open={"low"}),
@@ -286,6 +296,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
 
         return report, bar.close
 
+    @threaded
     def fit(self, X, validation_data=None) -> AarenPointProcess:
         """Fit on event sequences (any format of ``as_event_sequences``).
 
@@ -397,6 +408,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
     def _terms(self, seqs):
         return _terms(self.network_, seqs, self._device, self.batch_size)
 
+    @threaded
     def score_samples(self, X, convention: str = "window") -> np.ndarray:
         """Log-likelihood of each sequence (not normalised; see Notes of the class).
 
@@ -414,6 +426,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
             )
         return _finite(np.array(out), "the log-likelihood")
 
+    @threaded
     def score(self, X, normalize: str = "event", convention: str = "window") -> float:
         """Mean log-likelihood: per event (default) or per time unit (``normalize="time"``).
 
@@ -429,6 +442,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
             raise ValueError("the easytpp convention needs sequences with at least 2 events")
         return float(total / n)
 
+    @threaded
     def score_events(self, X) -> list[tuple[np.ndarray, np.ndarray, float]]:
         """Per sequence: the time and mark log-likelihood of each event ``(N,)`` and the
         survival term of the open interval."""
@@ -450,6 +464,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
                     out.append((i, Decoded(*(p[row, :n].double().cpu() for p in dec))))
         return [d for _, d in sorted(out, key=lambda x: x[0])]
 
+    @threaded
     def predict(self, X, every_prefix: bool = False, kind: str = "mean"):
         """Next event time and most probable mark.
 
@@ -481,6 +496,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
             return out
         return times, np.array([m[-1] for _, m in out])
 
+    @threaded
     def predict_proba(self, X, every_prefix: bool = False):
         """Next-mark probabilities: ``(n_sequences, n_marks)`` after each sequence's end, or
         per sequence ``(N + 1, n_marks)`` after every prefix."""
@@ -489,6 +505,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         last = _finite(np.stack([p[-1] for p in probs]), "the next-mark probabilities")
         return probs if every_prefix else last
 
+    @threaded
     def intensity(self, sequence, times) -> np.ndarray:
         """Conditional intensity of each mark, ``(len(times), n_marks)``, at ``times`` within
         one sequence's window: ``lambda_k(t) = p(t - t_last, k | h) / S(t - t_last | h)``,
@@ -513,6 +530,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         return torch.exp(per_mark - at.log_survival(tau).unsqueeze(-1)).numpy()
 
     # ------------------------------------------------------------------ simulation
+    @threaded
     def sample(
         self,
         n_sequences: int,
@@ -563,6 +581,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         _check_fitted(self, "start_stream")
         return EventStream(self, t_start)
 
+    @threaded
     def update(self, new_events) -> AarenPointProcess:
         """Absorb new events into ``streams_`` in O(1) time and memory per event (Aaren, GRU).
 

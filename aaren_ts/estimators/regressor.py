@@ -67,6 +67,11 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         Data parallelism through torch ``DistributedDataParallel``, as in
         ``AarenClassifier``: the same fit as ``devices=1`` (with ``dropout=0``) up to
         floating-point sums.
+    n_threads : int, optional
+        CPU threads for torch inside this estimator's calls (torch's setting is restored
+        after each). None: one thread for networks up to ``d_model=128`` and inside parallel
+        workers (loky, dask, ray), where more threads only oversubscribe the cores; wider
+        networks keep torch's setting. -1: torch's setting; an int: that many.
     random_state : int, optional
         Seed: same seed, identical predictions on CPU.
     verbose : bool, default False
@@ -122,6 +127,7 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         device: str = "auto",
         devices: int | str = 1,
         strategy: str = "auto",
+        n_threads: int | None = None,
         random_state: int | None = None,
         verbose: bool = False,
     ) -> None:
@@ -142,6 +148,7 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         self.device = device
         self.devices = devices
         self.strategy = strategy
+        self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
         super().__init__()
