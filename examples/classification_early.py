@@ -20,13 +20,14 @@ Run from the repository root (the data from ``AAREN_TS_DATA``, or downloaded)::
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from aaren_ts._checks import plot_option
-from aaren_ts.datasets import load_uea
+from aaren_ts.datasets import DataUnavailableError, load_uea
 from aaren_ts.estimators import AarenClassifier
 
 PLOT = Path(__file__).with_suffix(".png")
@@ -46,8 +47,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    X, y = load_uea("JapaneseVowels", "train")
-    X_test, y_test = load_uea("JapaneseVowels", "test")
+    try:
+        X, y = load_uea("JapaneseVowels", "train")
+        X_test, y_test = load_uea("JapaneseVowels", "test")
+    except DataUnavailableError as err:  # offline, without a local copy: say how to get one
+        sys.exit(str(err))
     lengths = X_test.groupby(level=0, sort=False).size().to_numpy()
     print(f"train {len(y)} series, test {len(y_test)}; lengths {lengths.min()}-{lengths.max()}")
 

@@ -23,13 +23,14 @@ Run from the repository root (the data from ``AAREN_TS_DATA``, or downloaded)::
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from aaren_ts._checks import plot_option
-from aaren_ts.datasets import load_event_sequences
+from aaren_ts.datasets import DataUnavailableError, load_event_sequences
 from aaren_ts.estimators import AarenPointProcess
 
 PLOT = Path(__file__).with_suffix(".png")
@@ -50,7 +51,10 @@ def main(argv: list[str] | None = None):
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
-    data = load_event_sequences("taxi")
+    try:
+        data = load_event_sequences("taxi")
+    except DataUnavailableError as err:  # offline, without a local copy: say how to get one
+        sys.exit(str(err))
     train, valid, test = data["train"], data["valid"], data["test"]
     if args.quick:
         train, valid, test = train[:100], valid[:20], test[:20]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import DATA, needs_data
+from helpers import needs_dataset
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -61,7 +61,7 @@ def test_scan_gpu_lookback_timer_checks_against_the_default_split():
     assert scan_gpu.lookback_ms(s, v, device, quick=True) > 0
 
 
-@needs_data
+@needs_dataset("forecasting", "national_illness")
 def test_forecasting_quick_scores_both_modes_beside_the_baselines(tmp_path):
     """``benchmarks/forecasting.py --quick`` end to end on ILI (both modes, one seed): every
     cell's JSON fields, the estimator's own update + predict equal to the batched scoring,
@@ -142,7 +142,7 @@ def test_short_sequences_quick(tmp_path):
     assert "| rows | N | auto |" in stdout and "Aaren / Transformer" in stdout
 
 
-@needs_data
+@needs_dataset("forecasting", "ETTh1")
 def test_streaming_peers_quick(tmp_path):
     """``benchmarks/streaming_peers.py`` on a short ETTh1 stream: Aaren and the baselines
     scored on the same forecasts, and the saved files merge into one table."""
@@ -158,10 +158,7 @@ def test_streaming_peers_quick(tmp_path):
     assert "| aaren | 1 |" in "\n".join(_run("streaming_peers.py", "--report", str(out)))
 
 
-@pytest.mark.skipif(
-    not (DATA / "classification" / "BasicMotions").is_dir(),
-    reason="UEA data not found: set AAREN_TS_DATA",
-)
+@needs_dataset("uea", "BasicMotions", "train")
 def test_classification_defaults_quick_reads_only_the_train_split(tmp_path, monkeypatch):
     out = tmp_path / "cv.json"
     args = ["--quick", "--datasets", "BasicMotions", "--candidates", "defaults", "recency"]

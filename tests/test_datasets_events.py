@@ -9,10 +9,11 @@ import hashlib
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import DATA
+from helpers import DATA, needs_dataset
 from scipy import stats
 
 from aaren_ts.datasets import (
+    DataUnavailableError,
     EventSequence,
     as_event_sequences,
     load_event_sequences,
@@ -21,11 +22,6 @@ from aaren_ts.datasets import (
 )
 from aaren_ts.datasets import events as events_module
 
-needs_tpp_data = pytest.mark.skipif(
-    not (DATA / "tpp").is_dir(),
-    reason="event data not found: set AAREN_TS_DATA (CI sets it to ../shared/data)",
-)
-
 
 @pytest.fixture
 def data_env(monkeypatch, tmp_path):
@@ -33,7 +29,8 @@ def data_env(monkeypatch, tmp_path):
     monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
 
 
-@needs_tpp_data
+@needs_dataset("events", "taxi", cache=False)
+@needs_dataset("events", "stackoverflow", "test", cache=False)
 def test_easytpp_sets_load_as_published(data_env):
     taxi = load_event_sequences("taxi")
     assert {k: len(v) for k, v in taxi.items()} == {"train": 1400, "valid": 200, "test": 400}
@@ -46,25 +43,48 @@ def test_easytpp_sets_load_as_published(data_env):
     assert max(int(s.marks.max()) for s in so) <= 21
 
 
-@needs_tpp_data
+@needs_dataset("events", "hawkes1", cache=False)
 def test_synthetic_sets_split_60_20_20(data_env):
     h = load_event_sequences("hawkes1")
     assert [len(h[k]) for k in ("train", "valid", "test")] == [38, 13, 13]
     assert all(len(s.times) == 1024 and s.marks.max() == 0 for s in h["train"])
 
 
-@needs_tpp_data
+@needs_dataset("events", "taxi", "valid", cache=False, download=False)
 def test_altered_file_is_refused(monkeypatch, tmp_path):
+    raw = events_module.event_data_path("taxi", "valid", download=False).read_bytes()
     target = tmp_path / "data" / "tpp" / "taxi" / "valid.json"
     target.parent.mkdir(parents=True)
-    raw = (DATA / "tpp" / "taxi" / "valid.json").read_bytes()
     target.write_bytes(raw[:-10] + b"          ")
     monkeypatch.setenv("AAREN_TS_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
     with pytest.raises(ValueError, match="does not match the published"):
         load_event_sequences("taxi", split="valid", download=False)
-    with pytest.raises(FileNotFoundError, match="download=False"):
+    with pytest.raises(
+        DataUnavailableError,
+        match=r"^taxi/test: tpp/taxi/test.json is not .*"
+        r"download=False\. To fix: .*pass download=True$",
+    ):
         load_event_sequences("taxi", split="test", download=False)
+
+
+def test_failed_download_is_one_line_that_says_how_to_fix_it(monkeypatch, tmp_path):
+    """No network needed: the source points at a port nothing listens on."""
+    source = events_module.EventSource("taxi/test.json", "http://127.0.0.1:9/test.json", "0" * 64)
+    monkeypatch.setitem(events_module.EVENT_SOURCES, "taxi", {"test": source})
+    monkeypatch.setenv("AAREN_TS_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataUnavailableError) as err:
+        load_event_sequences("taxi", split="test")
+    cached = tmp_path / "cache" / "tpp" / "taxi" / "test.json"
+    message = str(err.value)
+    assert message.startswith(
+        "taxi: tpp/taxi/test.json is not available: it is in neither AAREN_TS_DATA "
+        f"({tmp_path / 'data' / 'tpp' / 'taxi' / 'test.json'}) nor the cache ({cached}), and "
+        "the download of http://127.0.0.1:9/test.json failed ("
+    )
+    assert message.endswith(f"put the file at {cached}, or connect to the network")
+    assert "\n" not in message and err.value.__cause__ is None
 
 
 def test_download_verifies_and_caches(monkeypatch, tmp_path):

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import shutil
 
 import pandas as pd
 import pytest
-from helpers import DATA, needs_data
+from helpers import DATA, needs_dataset
 
+from aaren_ts.datasets import (
+    DataUnavailableError,
+    data_available,
+    load_forecasting,
+    missing_files,
+    split_borders,
+    standard_split,
+)
 from aaren_ts.datasets import forecasting as fc
-from aaren_ts.datasets import load_forecasting, split_borders, standard_split
 
 SHIPPED = {  # name: (rows, channels) from the data README
     "ETTh1": (17420, 7),
@@ -28,8 +34,10 @@ def data_env(monkeypatch, tmp_path):
     monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
 
 
-@needs_data
-@pytest.mark.parametrize("name", sorted(SHIPPED))
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=needs_dataset("forecasting", n, cache=False)) for n in sorted(SHIPPED)],
+)
 def test_shipped_sets_load_verified(data_env, name):
     frame = load_forecasting(name)
     assert frame.shape == SHIPPED[name]
@@ -43,7 +51,7 @@ def test_shipped_sets_load_verified(data_env, name):
     assert (frame.dtypes == "float64").all() and not frame.isna().any().any()
 
 
-@needs_data
+@needs_dataset("forecasting", "ETTh1", cache=False)
 def test_ett_split_follows_the_protocol(data_env):
     split = standard_split("ETTh1")
     assert (len(split.train), len(split.val), len(split.test)) == (8640, 2880 + 96, 2880 + 96)
@@ -67,11 +75,11 @@ def test_unknown_name():
         load_forecasting("ETTh9")
 
 
-@needs_data
+@needs_dataset("forecasting", "national_illness", cache=False, download=False)
 def test_altered_file_is_refused(monkeypatch, tmp_path):
+    text = fc._read_bytes(fc.forecasting_path("national_illness", download=False))
     root = tmp_path / "data" / "forecasting"
     root.mkdir(parents=True)
-    text = (DATA / "forecasting" / "national_illness.csv").read_bytes()
     (root / "national_illness.csv").write_bytes(text[:-100])  # truncated
     monkeypatch.setenv("AAREN_TS_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
@@ -86,18 +94,48 @@ def test_altered_file_is_refused(monkeypatch, tmp_path):
 def test_missing_file_says_where_to_put_it(monkeypatch, tmp_path):
     monkeypatch.setenv("AAREN_TS_DATA", str(tmp_path))
     monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(FileNotFoundError, match=r"no direct download exists; place weather\.csv"):
+    cached = tmp_path / "cache" / "forecasting" / "weather.csv"
+    with pytest.raises(DataUnavailableError) as err:
         load_forecasting("weather")
-    with pytest.raises(FileNotFoundError, match="download=False"):
+    assert str(err.value) == (
+        f"weather: forecasting/weather.csv is not available: it is in neither AAREN_TS_DATA "
+        f"({tmp_path / 'forecasting' / 'weather.csv'}) nor the cache ({cached}), and no direct "
+        "download exists. To fix: set AAREN_TS_DATA to a folder holding "
+        f"forecasting/weather.csv or put the file at {cached}"
+    )
+    with pytest.raises(FileNotFoundError, match=r"download=False\. To fix: .* pass download=True"):
         load_forecasting("ETTh2", download=False)
 
 
-@needs_data
+def test_failed_download_is_one_line_that_says_how_to_fix_it(monkeypatch, tmp_path):
+    """No network needed: the source points at a port nothing listens on, which fails at
+    once; the error is one line, an OSError, with no chained traceback."""
+    source = dataclasses.replace(fc.FORECASTING_SOURCES["ETTh1"], url="http://127.0.0.1:9/x.csv")
+    monkeypatch.setitem(fc.FORECASTING_SOURCES, "ETTh1", source)
+    monkeypatch.delenv("AAREN_TS_DATA", raising=False)
+    monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataUnavailableError) as err:
+        load_forecasting("ETTh1")
+    message, cached = str(err.value), tmp_path / "cache" / "forecasting" / "ETTh1.csv"
+    assert isinstance(err.value, OSError) and "\n" not in message
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert message.startswith(
+        "ETTh1: forecasting/ETTh1.csv is not available: it is in neither AAREN_TS_DATA (not "
+        f"set) nor the cache ({cached}), and the download of http://127.0.0.1:9/x.csv failed ("
+    )
+    assert message.endswith(
+        "To fix: set AAREN_TS_DATA to a folder holding forecasting/ETTh1.csv, put the file at "
+        f"{cached}, or connect to the network"
+    )
+    assert not cached.parent.exists()  # nothing half-written
+
+
+@needs_dataset("forecasting", "ETTm1", cache=False, download=False)
 def test_download_verifies_and_caches(monkeypatch, tmp_path):
     """The real download code, fed from a file:// URL (CI has no internet)."""
     origin = tmp_path / "origin" / "ETTm1.csv"
     origin.parent.mkdir()
-    origin.write_bytes(gzip.decompress((DATA / "forecasting" / "ETTm1.csv.gz").read_bytes()))
+    origin.write_bytes(fc._read_bytes(fc.forecasting_path("ETTm1", download=False)))
     source = dataclasses.replace(fc.FORECASTING_SOURCES["ETTm1"], url=origin.as_uri())
     monkeypatch.setitem(fc.FORECASTING_SOURCES, "ETTm1", source)
     monkeypatch.setenv("AAREN_TS_DATA", str(tmp_path / "empty"))
@@ -112,3 +150,42 @@ def test_download_verifies_and_caches(monkeypatch, tmp_path):
         load_forecasting("ETTm1")
     assert not any((tmp_path / "cache" / "forecasting").iterdir())
     shutil.rmtree(tmp_path / "cache")
+
+
+def test_missing_files_says_what_a_loader_would_download(monkeypatch, tmp_path):
+    """Every loader's files are looked for where the loader looks (AAREN_TS_DATA, then the
+    cache unless cache=False), by presence only; nothing is downloaded or verified."""
+    monkeypatch.setenv("AAREN_TS_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(fc, "fetch", lambda *a, **k: pytest.fail("downloaded"))
+    etth1 = fc.FORECASTING_SOURCES["ETTh1"].url
+    assert missing_files("forecasting", "ETTh1") == {"forecasting/ETTh1.csv": etth1}
+    assert missing_files("forecasting", "weather") == {"forecasting/weather.csv": None}
+    (tmp_path / "cache" / "forecasting").mkdir(parents=True)
+    (tmp_path / "cache" / "forecasting" / "ETTh1.csv.gz").touch()  # a .gz copy counts
+    assert data_available("forecasting", "ETTh1")
+    assert not data_available("forecasting", "ETTh1", cache=False)
+    assert sorted(missing_files("uea", "BasicMotions")) == [
+        "classification/BasicMotions/BasicMotions_TEST.ts",
+        "classification/BasicMotions/BasicMotions_TRAIN.ts",
+    ]
+    (tmp_path / "data" / "BasicMotions").mkdir(parents=True)  # <root>/<Name>/ counts too
+    (tmp_path / "data" / "BasicMotions" / "BasicMotions_TEST.ts").touch()
+    assert list(missing_files("uea", "BasicMotions")) == [
+        "classification/BasicMotions/BasicMotions_TRAIN.ts"
+    ]
+    assert data_available("uea", "BasicMotions", "test", cache=False)
+    assert list(missing_files("events", "taxi", "valid")) == ["tpp/taxi/valid.json"]
+    assert len(missing_files("events", "taxi")) == 3  # every split
+    assert list(missing_files("events", "hawkes1", "test")) == ["tpp/synthetic_hawkes/hawkes1.npz"]
+    for args, message in [
+        (("images", "mnist"), "kind must be one of"),
+        (("forecasting", "ETTh1", "train"), "no split"),
+        (("forecasting", "ETTh9"), "unknown forecasting data set"),
+        (("uea", "../etc"), "UEA data set name"),
+        (("events", "taxi", "dev"), "split must be one of"),
+        (("events", "hawkes1", "dev"), "split must be one of"),
+        (("events", "nope"), "unknown event data set"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            missing_files(*args)

@@ -7,15 +7,13 @@ import zipfile
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import DATA
+from helpers import DATA, needs_dataset
 
-from aaren_ts.datasets import load_uea, uea
+from aaren_ts.datasets import DataUnavailableError, _files, load_uea, uea
 from aaren_ts.datasets import uea_path as find
 
-needs_uea = pytest.mark.skipif(
-    not (DATA / "classification").is_dir(),
-    reason="benchmark data not found: set AAREN_TS_DATA (CI sets it to ../shared/data)",
-)
+# BasicMotions from AAREN_TS_DATA itself: the tests below build files and archives from it
+basic_motions_files = needs_dataset("uea", "BasicMotions", cache=False, download=False)
 
 SHIPPED = {  # name: (train cases, test cases, channels, length or None if ragged, classes)
     "JapaneseVowels": (270, 370, 12, None, 9),
@@ -30,8 +28,9 @@ def data_env(monkeypatch, tmp_path):
     monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
 
 
-@needs_uea
-@pytest.mark.parametrize("name", sorted(SHIPPED))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=needs_dataset("uea", n, cache=False)) for n in sorted(SHIPPED)]
+)
 def test_shipped_sets_load_verified(data_env, name):
     n_train, n_test, channels, length, classes = SHIPPED[name]
     X, y = load_uea(name, "train")
@@ -47,7 +46,8 @@ def test_shipped_sets_load_verified(data_env, name):
         assert X_test.shape == (n_test, channels, length)
 
 
-@needs_uea
+@needs_dataset("uea", "BasicMotions", "test", cache=False)
+@needs_dataset("uea", "JapaneseVowels", "train", cache=False)
 def test_return_type_and_sktime_agreement(data_env):
     from sktime.datasets import load_basic_motions
 
@@ -66,11 +66,11 @@ def test_bad_names_and_splits():
         load_uea("../etc", "train")
 
 
-@needs_uea
+@basic_motions_files
 def test_altered_file_is_refused(monkeypatch, tmp_path):
     folder = tmp_path / "data" / "classification" / "BasicMotions"
     folder.mkdir(parents=True)
-    text = (DATA / "classification" / "BasicMotions" / "BasicMotions_TRAIN.ts").read_bytes()
+    text = find("BasicMotions", "train", download=False).read_bytes()
     (folder / "BasicMotions_TRAIN.ts").write_bytes(text[:-50])
     monkeypatch.setenv("AAREN_TS_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
@@ -81,14 +81,45 @@ def test_altered_file_is_refused(monkeypatch, tmp_path):
 def test_missing_file_without_download_says_where(monkeypatch, tmp_path):
     monkeypatch.setenv("AAREN_TS_DATA", str(tmp_path))
     monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(FileNotFoundError, match=r"download=False; place Handwriting_TEST\.ts"):
+    relative = "classification/Handwriting/Handwriting_TEST.ts"
+    with pytest.raises(DataUnavailableError, match=rf"^Handwriting: {relative} is not avail"):
+        load_uea("Handwriting", "test", download=False)
+    with pytest.raises(FileNotFoundError, match=r"download=False\. To fix: .*pass download=True$"):
         load_uea("Handwriting", "test", download=False)
 
 
-@needs_uea
+def test_failed_download_is_one_line_that_says_how_to_fix_it(monkeypatch, tmp_path):
+    """No network needed: a refusing fetch stands in for it; the archive's URL, the missing
+    split's file, both places looked in and the ways to fix it are in the one line."""
+
+    def refused(url, timeout):
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr(_files.urllib.request, "urlopen", refused)
+    monkeypatch.setenv("AAREN_TS_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(DataUnavailableError) as err:
+        load_uea("JapaneseVowels", "test")
+    relative = "classification/JapaneseVowels/JapaneseVowels_TEST.ts"
+    cached = tmp_path / "cache" / relative
+    assert str(err.value) == (
+        f"JapaneseVowels: {relative} is not available: it is in neither AAREN_TS_DATA "
+        f"({tmp_path / 'data' / relative}) nor the cache ({cached}), and the download of "
+        f"{uea.UEA_URL.format(name='JapaneseVowels')} failed ([Errno 111] Connection refused). "
+        f"To fix: set AAREN_TS_DATA to a folder holding {relative}, put the file at {cached}, "
+        "or connect to the network"
+    )
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+
+
+def _basic_motions_folder():
+    return find("BasicMotions", "train", download=False).parent
+
+
+@basic_motions_files
 def test_zip_download_verifies_unpacks_and_caches(monkeypatch, tmp_path):
     """The real download code, fed the archive's zip layout from a file:// URL."""
-    source = DATA / "classification" / "BasicMotions"
+    source = _basic_motions_folder()
     archive = tmp_path / "origin" / "BasicMotions.zip"
     archive.parent.mkdir()
     with zipfile.ZipFile(archive, "w") as z:
@@ -118,9 +149,9 @@ def test_zip_download_verifies_unpacks_and_caches(monkeypatch, tmp_path):
         load_uea("BasicMotions", "test")
 
 
-@needs_uea
+@basic_motions_files
 def test_ambiguous_unpinned_and_oversized_archives_are_refused(monkeypatch, tmp_path):
-    source = DATA / "classification" / "BasicMotions"
+    source = _basic_motions_folder()
     archive = tmp_path / "origin" / "BasicMotions.zip"
     archive.parent.mkdir()
     monkeypatch.setattr(uea, "UEA_URL", (tmp_path / "origin").as_uri() + "/{name}.zip")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import DATA
+from helpers import needs_dataset
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "event_forecasting.py"
 
@@ -25,7 +25,7 @@ def example():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.skipif(not (DATA / "tpp").is_dir(), reason="event data not found: set AAREN_TS_DATA")
+@needs_dataset("events", "taxi")
 def test_event_forecasting_runs_streams_and_plots_what_it_prints(example, tmp_path, capsys):
     plot = tmp_path / "events.png"
     fig = example.main(["--quick", "--plot", str(plot)])

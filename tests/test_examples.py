@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import needs_data
+from helpers import needs_dataset
 from sktime.datasets import load_airline
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -74,7 +74,7 @@ def test_scan_quickstart_runs_and_reports_exactness_and_state_sizes():
     assert kv[2] - kv[1] == kv[1] - kv[0]  # by the same amount per token
 
 
-@needs_data
+@needs_dataset("uea", "JapaneseVowels")
 def test_classification_early_runs_streams_and_plots(tmp_path):
     plot = tmp_path / "early.png"
     lines = run_example("classification_early.py", "--quick", "--plot", str(plot))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import needs_data
+from helpers import needs_dataset
 
 from aaren_ts.datasets import load_forecasting, split_borders, standard_split
 from aaren_ts.estimators import AarenForecaster
@@ -42,7 +42,7 @@ def coverage_on_test_split(calibrate: bool, **params) -> dict[float, float]:
     return {c: float(np.mean(v)) for c, v in inside.items()}
 
 
-@needs_data
+@needs_dataset("forecasting", "ETTh1")
 @pytest.mark.parametrize(
     "params",
     [

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import needs_dataset
 from neuralforecast import NeuralForecast
 from neuralforecast.losses.pytorch import DistributionLoss, MQLoss
 from neuralforecast.utils import AirPassengersDF
@@ -357,6 +358,7 @@ def test_registered_for_save_and_load():
 
 
 @pytest.mark.slow
+@needs_dataset("forecasting", "ETTh1")
 def test_peers_benchmark_quick(tmp_path):
     out = tmp_path / "peers.json"
     result = subprocess.run(

@@ -9,13 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-from helpers import DATA
+from helpers import needs_dataset
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tpp.py"
 
 
-@pytest.mark.skipif(not (DATA / "tpp").is_dir(), reason="event data not found: set AAREN_TS_DATA")
+@needs_dataset("events", "taxi")
 def test_tpp_benchmark_quick(tmp_path):
     out = tmp_path / "tpp.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -1,9 +1,12 @@
-"""Fetching and saving data files, shared by every loader: download errors that name the URL,
-and writes that never leave a half-written file behind (a temporary file, then a rename)."""
+"""Where data files are looked for, fetching and saving them, shared by every loader: a file
+that is neither local nor downloadable is one ``DataUnavailableError`` that says where it was
+looked for and how to provide it, and writes never leave a half-written file behind (a
+temporary file, then a rename)."""
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.request
@@ -11,13 +14,51 @@ import warnings
 from pathlib import Path
 
 
-def fetch(url: str, timeout: float = 60.0) -> bytes:
-    """The bytes at ``url`` (``https://`` or ``file://``); ``OSError`` names the URL."""
+class DataUnavailableError(FileNotFoundError):
+    """A data file is neither under ``AAREN_TS_DATA`` nor in the download cache, and cannot be
+    downloaded (no network, no direct download, or ``download=False``). Its one-line message
+    names the file, the places looked in and the ways to provide it. A ``FileNotFoundError``
+    (an ``OSError``), so existing handlers of either keep working."""
+
+
+def data_root() -> Path | None:
+    """The local data folder ``$AAREN_TS_DATA``, or None where it is not set."""
+    root = os.environ.get("AAREN_TS_DATA")
+    return Path(root) if root else None
+
+
+def cache_dir() -> Path:
+    """The download cache: ``$AAREN_TS_CACHE`` or ``~/.cache/aaren_ts``."""
+    return Path(os.environ.get("AAREN_TS_CACHE", Path.home() / ".cache" / "aaren_ts"))
+
+
+def unavailable(
+    what: str, relative: str, why: str, also: str | None = "connect to the network"
+) -> DataUnavailableError:
+    """The error for ``relative`` (its path under ``AAREN_TS_DATA``, and under the cache) of
+    data set ``what``, in neither place, and not downloaded because ``why``; ``also`` is a
+    third way to fix it, after providing the file in either place."""
+    root, cached = data_root(), cache_dir() / relative
+    looked = f"AAREN_TS_DATA ({root / relative})" if root else "AAREN_TS_DATA (not set)"
+    ways = [f"set AAREN_TS_DATA to a folder holding {relative}", f"put the file at {cached}"]
+    ways += [also] if also else []
+    fixes = ", ".join(ways[:-1]) + ", or " + ways[-1] if len(ways) > 2 else " or ".join(ways)
+    message = (
+        f"{what}: {relative} is not available: it is in neither {looked} nor the cache "
+        f"({cached}), and {why}. To fix: {fixes}"
+    )
+    return DataUnavailableError(" ".join(message.splitlines()))  # one line, whatever ``why``
+
+
+def fetch(url: str, what: str, relative: str, timeout: float = 60.0) -> bytes:
+    """The bytes at ``url`` (``https://`` or ``file://``), the missing file ``relative`` of
+    data set ``what``. A failure is one ``DataUnavailableError`` (no chained traceback) that
+    names the URL and says where the file was looked for and how to provide it."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.read()
-    except OSError as err:
-        raise OSError(f"could not download {url}: {err}") from err
+    except (OSError, http.client.HTTPException) as err:  # a cut connection is the latter
+        raise unavailable(what, relative, f"the download of {url} failed ({err})") from None
 
 
 def check_sha256(

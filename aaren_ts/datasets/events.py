@@ -18,7 +18,8 @@ within each ``seq_id`` (not sorted), so decreasing times are an error in every f
 
 ``load_event_sequences(name)`` reads, in order, ``$AAREN_TS_DATA`` (``<root>/tpp/<name>/`` or
 ``<root>/tpp/synthetic_hawkes/``), the cache folder (``$AAREN_TS_CACHE``, else
-``~/.cache/aaren_ts``), then downloads into the cache. Every file must match its pinned
+``~/.cache/aaren_ts``), then downloads into the cache (``DataUnavailableError``, one line
+that says where to put the file, where none works). Every file must match its pinned
 SHA-256; the sets without one (``taobao``, ``amazon``, ``retweet``) load only with
 ``allow_unpinned=True``.
 ``make_hawkes`` and ``make_sine_poisson`` simulate exactly (Ogata thinning, whose bound is
@@ -28,7 +29,6 @@ exact for exponential kernels and for a bounded rate).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +44,7 @@ from .._checks import (
     positive_int,
     time_span,
 )
-from ._files import check_sha256, fetch, write_atomically
-from .forecasting import cache_dir
+from ._files import cache_dir, check_sha256, data_root, fetch, unavailable, write_atomically
 
 
 class EventSequence(NamedTuple):
@@ -307,35 +306,62 @@ EVENT_SOURCES: dict[str, dict[str, EventSource]] = {
 }
 
 
-def _fetch(source: EventSource, target: Path, allow_unpinned: bool) -> None:
-    data = fetch(source.url)
+_SPLITS = ("train", "valid", "test")
+
+
+def _fetch(name: str, source: EventSource, target: Path, allow_unpinned: bool) -> None:
+    data = fetch(source.url, name, f"tpp/{source.path}")
     check_sha256(data, source.sha256, source.path, f"download of {source.url}", allow_unpinned)
     write_atomically(target, data)
+
+
+def _sources(name: str, split: str | None = None) -> dict[str, EventSource]:
+    """``name``'s files: of ``split``, or every split (the synthetic sets: their one file)."""
+    if not isinstance(name, str) or name not in EVENT_SOURCES:
+        raise ValueError(f"unknown event data set {name!r}; available: {sorted(EVENT_SOURCES)}")
+    if split is not None and split not in _SPLITS:
+        raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+    sources = EVENT_SOURCES[name]
+    return dict(sources) if split is None or "all" in sources else {split: sources[split]}
+
+
+def _local(source: EventSource, cache: bool = True) -> Path | None:
+    """The first local copy of ``source`` (not verified), or None."""
+    roots = [r for r in (data_root(), cache_dir() if cache else None) if r is not None]
+    paths = (p for root in roots for p in (root / "tpp" / source.path, root / source.path))
+    return next((p for p in paths if p.is_file()), None)
+
+
+def _missing(name: str, split: str | None = None, cache: bool = True) -> dict[str, str | None]:
+    return {
+        f"tpp/{source.path}": source.url
+        for source in _sources(name, split).values()
+        if _local(source, cache) is None
+    }
 
 
 def event_data_path(
     name: str, split: str, download: bool = True, allow_unpinned: bool = False
 ) -> Path:
     """The verified local file of ``name``'s ``split``, downloading it into the cache if needed
-    (a file without a pinned checksum only with ``allow_unpinned``)."""
+    (a file without a pinned checksum only with ``allow_unpinned``).
+
+    Raises ``DataUnavailableError`` where it is neither local nor downloadable."""
     download, allow_unpinned = (
         boolean(download, "download"),
         boolean(allow_unpinned, "allow_unpinned"),
     )
     source = EVENT_SOURCES[name][split]
-    roots = [Path(os.environ["AAREN_TS_DATA"])] if os.environ.get("AAREN_TS_DATA") else []
-    for root in [*roots, cache_dir()]:
-        for path in (root / "tpp" / source.path, root / source.path):
-            if path.is_file():
-                check_sha256(
-                    path.read_bytes(), source.sha256, source.path, str(path), allow_unpinned
-                )
-                return path
+    path = _local(source)
+    if path is not None:
+        check_sha256(path.read_bytes(), source.sha256, source.path, str(path), allow_unpinned)
+        return path
     if not download:
-        where = " or ".join(str(r / "tpp" / source.path) for r in [*roots, cache_dir()])
-        raise FileNotFoundError(f"{name}/{split}: download=False; place the file at {where}")
+        raise unavailable(
+            f"{name}/{split}", f"tpp/{source.path}", "download=False", "pass download=True"
+        )
     target = cache_dir() / "tpp" / source.path
-    _fetch(source, target, allow_unpinned)
+    _fetch(name, source, target, allow_unpinned)
     return target
 
 
@@ -379,10 +405,9 @@ def load_event_sequences(
     """
     if not isinstance(name, str) or name not in EVENT_SOURCES:
         raise ValueError(f"unknown event data set {name!r}; available: {sorted(EVENT_SOURCES)}")
-    splits = ("train", "valid", "test")
-    if split is not None and split not in splits:
-        raise ValueError(f"split must be one of {splits}, got {split!r}")
-    wanted = splits if split is None else (split,)
+    if split is not None and split not in _SPLITS:
+        raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+    wanted = _SPLITS if split is None else (split,)
     if "all" in EVENT_SOURCES[name]:
         path = event_data_path(name, "all", download, allow_unpinned)
         with np.load(path, allow_pickle=False) as z:

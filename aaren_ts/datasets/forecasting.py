@@ -4,7 +4,8 @@
 
 1. ``$AAREN_TS_DATA`` (``<root>/forecasting/<file>`` or ``<root>/<file>``, ``.csv`` or ``.csv.gz``);
 2. the cache folder (``$AAREN_TS_CACHE``, else ``~/.cache/aaren_ts``), under ``forecasting/``;
-3. the canonical source, downloaded into the cache,
+3. the canonical source, downloaded into the cache (``DataUnavailableError``, one line that
+   says where to put the file, where none of these has it),
 
 and checks the SHA-256 of the CSV bytes (decompressed) every time, so a truncated or altered
 file is an error, not a silent difference in results. ``standard_split`` gives the
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -23,7 +23,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from .._checks import boolean
-from ._files import check_sha256, fetch, write_atomically
+from ._files import cache_dir, check_sha256, data_root, fetch, unavailable, write_atomically
 
 _ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{}.csv"
 
@@ -88,11 +88,6 @@ FORECASTING_SOURCES: dict[str, ForecastingSource] = {
 }
 
 
-def cache_dir() -> Path:
-    """The download cache: ``$AAREN_TS_CACHE`` or ``~/.cache/aaren_ts``."""
-    return Path(os.environ.get("AAREN_TS_CACHE", Path.home() / ".cache" / "aaren_ts"))
-
-
 def _source(name: str) -> ForecastingSource:
     if not isinstance(name, str) or name not in FORECASTING_SOURCES:
         raise ValueError(
@@ -119,9 +114,13 @@ def _verified(path: Path, source: ForecastingSource) -> bytes:
     return data
 
 
-def _download(source: ForecastingSource, target: Path) -> None:
+def _relative(source: ForecastingSource) -> str:
+    return f"forecasting/{source.file}"
+
+
+def _download(name: str, source: ForecastingSource, target: Path) -> None:
     """Fetch ``source.url`` into ``target``, atomically, after checking its checksum."""
-    data = fetch(source.url)
+    data = fetch(source.url, name, _relative(source))
     digest = hashlib.sha256(data).hexdigest()
     if digest != source.sha256:
         raise ValueError(
@@ -131,21 +130,34 @@ def _download(source: ForecastingSource, target: Path) -> None:
     write_atomically(target, data)
 
 
+def _local(name: str, cache: bool = True) -> Path | None:
+    """The first local copy of ``name`` (not verified), or None."""
+    source = _source(name)
+    roots = [r for r in (data_root(), cache_dir() if cache else None) if r is not None]
+    return next((p for root in roots for p in _candidates(root, source.file) if p.is_file()), None)
+
+
+def _missing(name: str, cache: bool = True) -> dict[str, str | None]:
+    source = _source(name)
+    return {} if _local(name, cache) is not None else {_relative(source): source.url}
+
+
 def forecasting_path(name: str, download: bool = True) -> Path:
-    """The verified local CSV (or ``.csv.gz``) of ``name``, downloading it if needed."""
+    """The verified local CSV (or ``.csv.gz``) of ``name``, downloading it if needed.
+
+    Raises ``DataUnavailableError`` where it is neither local nor downloadable."""
     source = _source(name)
     download = boolean(download, "download")
-    roots = [Path(os.environ["AAREN_TS_DATA"])] if os.environ.get("AAREN_TS_DATA") else []
-    for path in [p for root in [*roots, cache_dir()] for p in _candidates(root, source.file)]:
-        if path.is_file():
-            _verified(path, source)
-            return path
-    if source.url is None or not download:
-        where = " or ".join(str(r / "forecasting" / source.file) for r in [*roots, cache_dir()])
-        how = "no direct download exists" if source.url is None else "download=False"
-        raise FileNotFoundError(f"{name}: {how}; place {source.file} at {where}")
-    target = cache_dir() / "forecasting" / source.file
-    _download(source, target)
+    path = _local(name)
+    if path is not None:
+        _verified(path, source)
+        return path
+    if source.url is None:
+        raise unavailable(name, _relative(source), "no direct download exists", None)
+    if not download:
+        raise unavailable(name, _relative(source), "download=False", "pass download=True")
+    target = cache_dir() / _relative(source)
+    _download(name, source, target)
     return target
 
 

@@ -5,7 +5,8 @@
 1. ``$AAREN_TS_DATA`` (``<root>/classification/<Name>/``, ``<root>/<Name>/`` or ``<root>/``);
 2. the cache folder (``$AAREN_TS_CACHE``, else ``~/.cache/aaren_ts``), under
    ``classification/<Name>/``;
-3. the archive's zip of the data set, downloaded and unpacked into the cache,
+3. the archive's zip of the data set, downloaded and unpacked into the cache
+   (``DataUnavailableError``, one line that says where to put the file, where none works),
 
 and checks each file's SHA-256 against the published copy (``UEA_SHA256``), so a
 truncated or altered file is an error; a data set without a pinned checksum loads only
@@ -17,15 +18,13 @@ unpacked. The file is read by sktime's ``load_from_tsfile``.
 from __future__ import annotations
 
 import io
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from .._checks import boolean
-from ._files import check_sha256, fetch, write_atomically
-from .forecasting import cache_dir
+from ._files import cache_dir, check_sha256, data_root, fetch, unavailable, write_atomically
 
 # The archive's per-data-set zips (as sktime's and aeon's loaders fetch them).
 UEA_URL = "https://timeseriesclassification.com/aeon-toolkit/{name}.zip"
@@ -54,11 +53,11 @@ def _file_name(name: str, split: str) -> str:
 MAX_MEMBER_BYTES = 2**31
 
 
-def _download(name: str, folder: Path, allow_unpinned: bool) -> None:
-    """Fetch the data set's zip, check both splits' checksums, then unpack them into
-    ``folder`` (atomically: nothing is written unless both splits are good)."""
+def _download(name: str, missing: str, folder: Path, allow_unpinned: bool) -> None:
+    """Fetch the data set's zip (for its ``missing`` file), check both splits' checksums, then
+    unpack them into ``folder`` (atomically: nothing is written unless both splits are good)."""
     url = UEA_URL.format(name=name)
-    payload = fetch(url, timeout=120)
+    payload = fetch(url, name, _relative(name, missing), timeout=120)
     try:
         archive = zipfile.ZipFile(io.BytesIO(payload))
     except zipfile.BadZipFile as err:
@@ -86,34 +85,50 @@ def _download(name: str, folder: Path, allow_unpinned: bool) -> None:
         write_atomically(folder / file, data)
 
 
+def _relative(name: str, file: str) -> str:
+    return f"classification/{name}/{file}"
+
+
+def _local(name: str, file: str, cache: bool = True) -> Path | None:
+    """The first local copy of ``file`` of data set ``name`` (not verified), or None."""
+    root = data_root()
+    folders = [] if root is None else [root / "classification" / name, root / name, root]
+    folders += [cache_dir() / "classification" / name] if cache else []
+    return next((f / file for f in folders if (f / file).is_file()), None)
+
+
+def _missing(name: str, split: str | None = None, cache: bool = True) -> dict[str, str | None]:
+    files = [_file_name(name, s) for s in (("train", "test") if split is None else (split,))]
+    url = UEA_URL.format(name=name)
+    return {_relative(name, f): url for f in files if _local(name, f, cache) is None}
+
+
 def uea_path(
     name: str, split: str = "train", download: bool = True, allow_unpinned: bool = False
 ) -> Path:
     """The verified local ``.ts`` file of ``name``'s ``split``, downloading it if needed (a
-    file without a pinned checksum only with ``allow_unpinned``)."""
+    file without a pinned checksum only with ``allow_unpinned``).
+
+    Raises ``DataUnavailableError`` where it is neither local nor downloadable."""
     file = _file_name(name, split)
     download, allow_unpinned = (
         boolean(download, "download"),
         boolean(allow_unpinned, "allow_unpinned"),
     )
-    roots = [Path(os.environ["AAREN_TS_DATA"])] if os.environ.get("AAREN_TS_DATA") else []
-    folders = [f for r in roots for f in (r / "classification" / name, r / name, r)]
-    cached = cache_dir() / "classification" / name
-    for folder in [*folders, cached]:
-        path = folder / file
-        if path.is_file():
-            check_sha256(path.read_bytes(), UEA_SHA256.get(file), file, str(path), allow_unpinned)
-            return path
+    path = _local(name, file)
+    if path is not None:
+        check_sha256(path.read_bytes(), UEA_SHA256.get(file), file, str(path), allow_unpinned)
+        return path
     if not download:
-        where = " or ".join(str(f / file) for f in [*folders[:1], cached])
-        raise FileNotFoundError(f"{name}: download=False; place {file} at {where}")
+        raise unavailable(name, _relative(name, file), "download=False", "pass download=True")
     if UEA_SHA256.get(file) is None and not allow_unpinned:  # refuse before any download
         raise ValueError(
             f"{name}: {file} has no pinned SHA-256 in aaren_ts (pinned: "
             f"{sorted({f.rsplit('_', 1)[0] for f in UEA_SHA256})}); a download could not be "
             "verified. Pass allow_unpinned=True to accept it unverified"
         )
-    _download(name, cached, allow_unpinned)
+    cached = cache_dir() / "classification" / name
+    _download(name, file, cached, allow_unpinned)
     return cached / file
 
 
