@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import DATA
+from helpers import DATA, needs_data_in
 
 ROOT = Path(__file__).resolve().parents[1]
 # what the tour must walk through (issue 7); more subsections are welcome
@@ -46,11 +46,17 @@ def tour_sections() -> dict[str, tuple[str, str]]:
 
 SECTIONS = tour_sections()
 PYTHON = sorted(title for title, (lang, _) in SECTIONS.items() if lang == "python")
+# snippets that forecast: each prints its MAE beside a seasonal-naive forecast's (issue 19)
+FORECASTS = {"Forecast", "Stream", "Save and load", "Plots", "neuralforecast", "Distributed"}
+BEATS_NAIVE = re.compile(r"MAE ([0-9.]+) \(seasonal naive: ([0-9.]+)\)")
 
 
 def test_tour_covers_every_topic():
     assert set(SECTIONS) >= REQUIRED, f"missing: {sorted(REQUIRED - set(SECTIONS))}"
     assert set(PYTHON) >= REQUIRED - {"Install"}
+    # every snippet that fits a forecaster is checked against seasonal naive
+    fits = {t for t in PYTHON if re.search(r"AarenForecaster\(|NeuralForecast\(", SECTIONS[t][1])}
+    assert fits <= FORECASTS, f"forecasting snippets without the check: {sorted(fits - FORECASTS)}"
 
 
 def test_install_snippet_names_only_real_extras():
@@ -63,7 +69,9 @@ def test_install_snippet_names_only_real_extras():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("title", PYTHON)
+@pytest.mark.parametrize(
+    "title", [pytest.param(t, marks=needs_data_in(SECTIONS[t][1])) for t in PYTHON]
+)
 def test_tour_snippet_runs(title, tmp_path):
     _, code = SECTIONS[title]
     env = {**os.environ, "AAREN_TS_DATA": str(DATA), "MPLBACKEND": "Agg"}
@@ -77,3 +85,9 @@ def test_tour_snippet_runs(title, tmp_path):
     )
     assert result.returncode == 0, f"{title} snippet failed:\n{result.stderr[-3000:]}"
     assert result.stdout.strip(), f"{title} snippet printed nothing"
+    if title in FORECASTS:
+        # a forecast a reader would trust: no worse than seasonal naive on the same months
+        scores = BEATS_NAIVE.findall(result.stdout)
+        assert scores, f"{title} printed no 'MAE x (seasonal naive: y)' line"
+        for model, naive in scores:
+            assert float(model) <= float(naive), f"{title}: MAE {model} > seasonal naive {naive}"
