@@ -416,6 +416,8 @@ COMMON_PARAMS = [
     ("backbone", "lstm", r"one of \('aaren', 'transformer', 'gru'\)"),
     ("recency", "False", "True or False"), ("recency", 1, "True or False"),
     ("verbose", "yes", "True or False or an int >= 0"),
+    ("n_threads", 0, r"one of \(None, -1\) or a positive int"), ("n_threads", "2", "positive int"),
+    ("n_threads", 2.0, "a positive int"), ("n_threads", -2, "a positive int"),
 ]  # fmt: skip
 OWN_PARAMS = {
     "forecaster": [

@@ -51,7 +51,7 @@ OPTIONAL_POSITIVE_INT = (Options(None), Int(1))
 FRACTION = Real(0.0, 1.0, open={"high"})  # [0, 1)
 
 # torch threads per call (_threads.resolve_threads): automatic, torch's setting, or a count
-THREADS = (Options(None), Int(-1, -1), Int(1))
+THREADS = (Options(None, -1), Int(1))
 
 # the network every torch estimator builds (make_backbone)
 NETWORK = {

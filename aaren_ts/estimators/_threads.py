@@ -114,10 +114,17 @@ def torch_threads(count: int | None) -> Iterator[None]:
 
 
 def estimator_threads(estimator: Any):
-    """``torch_threads`` for ``estimator``'s ``n_threads`` and width (its ``d_model``)."""
-    return torch_threads(
-        resolve_threads(getattr(estimator, "n_threads", None), getattr(estimator, "d_model", None))
-    )
+    """``torch_threads`` for ``estimator``'s ``n_threads`` and width (its ``d_model``).
+
+    A bad ``n_threads`` raises the ``InvalidParameterError`` that ``fit``'s parameter check
+    would (naming the estimator); a bad ``d_model`` is left for that check to name.
+    """
+    from ._params import THREADS, check_params  # (imports the layers: not at module load)
+
+    check_params(estimator, {"n_threads": THREADS})
+    d_model = getattr(estimator, "d_model", None)
+    valid_width = isinstance(d_model, numbers.Integral) and not isinstance(d_model, bool)
+    return torch_threads(resolve_threads(estimator.n_threads, d_model if valid_width else None))
 
 
 def threaded(method: Callable) -> Callable:
