@@ -27,6 +27,7 @@ def _run(script: str, *args: str) -> list[str]:
     return result.stdout.splitlines()
 
 
+@pytest.mark.slow
 def test_scan_gpu_table_quick(tmp_path):
     out = tmp_path / "scan.json"
     lines = _run("scan_gpu.py", "--quick", "--json", str(out))
@@ -61,6 +62,7 @@ def test_scan_gpu_lookback_timer_checks_against_the_default_split():
     assert scan_gpu.lookback_ms(s, v, device, quick=True) > 0
 
 
+@pytest.mark.slow
 @needs_dataset("forecasting", "national_illness")
 def test_forecasting_quick_scores_both_modes_beside_the_baselines(tmp_path):
     """``benchmarks/forecasting.py --quick`` end to end on ILI (both modes, one seed): every
@@ -98,6 +100,8 @@ def test_forecasting_quick_scores_both_modes_beside_the_baselines(tmp_path):
         ("streaming.py", "--json"),
         ("short_sequences.py", "--json"),
         ("streaming_peers.py", "--json"),
+        ("first_hour.py", "--json"),
+        ("threads.py", "--json"),
     ],
 )
 def test_output_paths_are_checked_before_any_work(tmp_path, script, option):
@@ -142,6 +146,7 @@ def test_short_sequences_quick(tmp_path):
     assert "| rows | N | auto |" in stdout and "Aaren / Transformer" in stdout
 
 
+@pytest.mark.slow
 @needs_dataset("forecasting", "ETTh1")
 def test_streaming_peers_quick(tmp_path):
     """``benchmarks/streaming_peers.py`` on a short ETTh1 stream: Aaren and the baselines
@@ -187,3 +192,35 @@ def test_classification_defaults_quick_reads_only_the_train_split(tmp_path, monk
     monkeypatch.setattr(datasets, "load_uea", train_only)
     classification_defaults.main(["--quick", "--datasets", "BasicMotions", "--folds", "2",
                                   "--candidates", "defaults"])  # fmt: skip
+
+
+def test_first_hour_quick_times_idle_and_loaded_runs(tmp_path):
+    out = tmp_path / "first_hour.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "first_hour.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(out.read_text())
+    runs = record["results"]["quick"]["runs"]
+    assert [len(runs["idle"]), len(runs["loaded"])] == [1, 1]
+    assert all(r["exit"] == 0 and r["seconds"] > 0 for c in runs.values() for r in c)
+    assert "loaded/idle" in done.stdout and record["command"].startswith("python benchmarks/")
+
+
+def test_threads_quick_times_one_thread_and_torchs_setting(tmp_path):
+    out = tmp_path / "threads.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "threads.py"), "--quick", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["results"]
+    assert [r["condition"] for r in rows] == ["idle", "loaded"]
+    for r in rows:
+        assert r["one_thread_s"] > 0 and r["torch_default_s"] > 0
+        assert r["ratio"] == pytest.approx(r["torch_default_s"] / r["one_thread_s"], abs=0.01)

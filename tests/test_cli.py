@@ -28,6 +28,7 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 MAE_LINE = re.compile(r"^1960 forecast: MAE (\d+\.\d) \(seasonal naive: (\d+\.\d)\)$")
 
 
+@pytest.mark.slow
 def test_demo_prints_the_forecast_table_its_error_beside_seasonal_naive_and_plots(capsys, tmp_path):
     # the demo as a user runs it (default epochs): about 15 s on one core
     plot = tmp_path / "demo.png"

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 SCRIPT = r"""
@@ -52,6 +54,7 @@ def _run(seed: int) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in result.stdout.strip().splitlines())
 
 
+@pytest.mark.slow
 def test_same_seed_gives_bit_identical_outputs_in_two_processes():
     first, second = _run(3), _run(3)
     assert set(first) == {

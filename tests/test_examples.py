@@ -28,6 +28,7 @@ def run_example(name: str, *args: str) -> list[str]:
 MAE_LINE = re.compile(r"^\[(.+)\] (.+): MAE (\d+\.\d) \(seasonal naive: (\d+\.\d)\)$")
 
 
+@pytest.mark.slow
 def test_forecasting_quickstart_runs_streams_beats_seasonal_naive_and_plots(tmp_path):
     plot = tmp_path / "quickstart.png"
     lines = run_example("forecasting_quickstart.py", "--plot", str(plot))
@@ -74,6 +75,7 @@ def test_scan_quickstart_runs_and_reports_exactness_and_state_sizes():
     assert kv[2] - kv[1] == kv[1] - kv[0]  # by the same amount per token
 
 
+@pytest.mark.slow
 @needs_dataset("uea", "JapaneseVowels")
 def test_classification_early_runs_streams_and_plots(tmp_path):
     plot = tmp_path / "early.png"

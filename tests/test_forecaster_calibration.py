@@ -42,6 +42,7 @@ def coverage_on_test_split(calibrate: bool, **params) -> dict[float, float]:
     return {c: float(np.mean(v)) for c, v in inside.items()}
 
 
+@pytest.mark.slow
 @needs_dataset("forecasting", "ETTh1")
 @pytest.mark.parametrize(
     "params",

@@ -37,6 +37,7 @@ def test_in_a_pipeline_with_deseasonalizer(y):
     assert pred.index.equals(pd.period_range("1961-01", periods=3, freq="M"))
 
 
+@pytest.mark.slow
 def test_grid_search_with_the_default_loky_backend(y, cv):
     grid = {"backbone": ["aaren", "gru"], "context_length": [None, 24]}
     search = ForecastingGridSearchCV(AarenForecaster(**TINY), cv=cv, param_grid=grid)

@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from helpers import needs_dataset
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tpp.py"
 
 
+@pytest.mark.slow
 @needs_dataset("events", "taxi")
 def test_tpp_benchmark_quick(tmp_path):
     out = tmp_path / "tpp.json"

@@ -27,6 +27,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "kernel_report.py"
 WIDE_LOADS = ("LDG.E.128", "LDGSTS.E.BYPASS.128", "LDGSTS.E.128")
 
 
+@pytest.mark.slow
 def test_kernels_compile_for_hopper_without_spills(tmp_path):
     out = tmp_path / "report.json"
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
