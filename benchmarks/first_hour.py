@@ -1,0 +1,119 @@
+"""A new user's first hour: wall time of the README's main command and of the test suite,
+on an otherwise idle machine and beside a second CPU-bound process.
+
+Each command runs ``--repeats`` times in a row idle, then as many times with one busy
+process (a pure-Python loop, one core) started beside it and stopped after. The table
+gives every run's seconds, the median per condition and the loaded / idle ratio of the
+medians: a thread-oversubscribed run shows as a ratio of 10 or more (issue 19 measured up
+to 34x before the estimators ran small networks on one thread).
+
+Targets (issue 19; this 2-core machine): the main command under 30 s and ``python -m
+pytest`` with the data folder under 8 minutes, three times in a row, idle and loaded.
+
+Running it
+----------
+::
+
+    python benchmarks/first_hour.py                       # both commands, 3 + 3 runs each
+    python benchmarks/first_hour.py --commands quickstart --repeats 3 --json out.json
+    python benchmarks/first_hour.py --quick               # one tiny command: checks the script
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from aaren_ts._checks import json_option, positive_int_option  # noqa: E402
+from benchmarks._run_record import run_header  # noqa: E402
+
+# what a new user runs (README: "Two commands"), from the repository root
+COMMANDS = {
+    "quickstart": [sys.executable, "examples/forecasting_quickstart.py", "--plot", "{tmp}/q.png"],
+    "tests": [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+    "quick": [sys.executable, "-c", "import aaren_ts.scan"],  # --quick: the script itself
+}
+
+
+def _busy() -> None:
+    """One core's worth of pure-Python work, until terminated."""
+    x = 0
+    while True:
+        x = (x * 1103515245 + 12345) % 2**31
+
+
+def timed(command: list[str]) -> tuple[float, int]:
+    """Wall seconds and exit status of one run (output discarded, as a user would skim it)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [part.replace("{tmp}", tmp) for part in command]
+        start = time.perf_counter()
+        done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        print(f"  exit {done.returncode}: {done.stdout[-1500:]}{done.stderr[-1500:]}")
+    return seconds, done.returncode
+
+
+def measure(name: str, repeats: int) -> dict:
+    runs = {"idle": [], "loaded": []}
+    for condition in runs:
+        busy = None
+        if condition == "loaded":
+            busy = multiprocessing.get_context("spawn").Process(target=_busy, daemon=True)
+            busy.start()
+        try:
+            for i in range(repeats):
+                seconds, status = timed(COMMANDS[name])
+                runs[condition].append({"seconds": round(seconds, 2), "exit": status})
+                print(f"{name:<11}{condition:<8}run {i + 1}: {seconds:7.1f} s (exit {status})")
+        finally:
+            if busy is not None:
+                busy.terminate()
+                busy.join()
+    idle = statistics.median(r["seconds"] for r in runs["idle"])
+    loaded = statistics.median(r["seconds"] for r in runs["loaded"])
+    return {"runs": runs, "median_idle": idle, "median_loaded": loaded, "ratio": loaded / idle}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--commands", nargs="+", choices=["quickstart", "tests"], default=["quickstart", "tests"]
+    )
+    parser.add_argument("--repeats", type=positive_int_option(), default=3)
+    parser.add_argument("--json", type=json_option(), help="write the results here")
+    parser.add_argument("--quick", action="store_true", help="one tiny command, 1 + 1 runs")
+    args = parser.parse_args(argv)
+    names, repeats = (["quick"], 1) if args.quick else (args.commands, args.repeats)
+    record = run_header("first_hour.py", argv, threads=1, packages=["torch", "sktime"])
+    record["threads"] = "each command's own: estimators n_threads=None, tests one per worker"
+    record["cpu_count"] = os.cpu_count()
+    record["aaren_ts_data"] = os.environ.get("AAREN_TS_DATA")
+    record["results"] = {name: measure(name, repeats) for name in names}
+    print()
+    print(f"{'command':<11}{'idle runs (s)':<26}{'loaded runs (s)':<26}{'loaded/idle':>11}")
+    for name, r in record["results"].items():
+        idle = ", ".join(f"{x['seconds']:.1f}" for x in r["runs"]["idle"])
+        loaded = ", ".join(f"{x['seconds']:.1f}" for x in r["runs"]["loaded"])
+        print(f"{name:<11}{idle:<26}{loaded:<26}{r['ratio']:>10.2f}x")
+    if args.json:
+        args.json.write_text(json.dumps(record, indent=2))
+        print(f"results written to {args.json}")
+    runs = [x for r in record["results"].values() for c in r["runs"].values() for x in c]
+    if any(x["exit"] for x in runs):
+        sys.exit("a measured command failed (its output is above)")
+
+
+if __name__ == "__main__":
+    main()
