@@ -28,8 +28,10 @@ import torch
 
 from .._checks import InvalidParameterError
 
-# widest network still run on one thread by default: at d_model 128 and below, one thread
-# was as fast as two or more for fit and update (benchmarks/RESULTS.md, threads section)
+# widest network run on one thread by default. benchmarks/threads.py on 2 cores (fit, 1
+# thread vs 2): idle, one thread is as fast up to d_model 64 and 12% slower at 128; beside
+# one busy process it is 3.3x faster at 128 (2.3x at 256), where two threads stall
+# (benchmarks/RESULTS.md, "A new user's first hour")
 SMALL_WIDTH = 128
 
 # torch's thread count is process-wide. Calls on several estimators from several threads
