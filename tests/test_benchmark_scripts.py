@@ -194,16 +194,21 @@ def test_classification_defaults_quick_reads_only_the_train_split(tmp_path, monk
                                   "--candidates", "defaults"])  # fmt: skip
 
 
-def test_first_hour_quick_times_idle_and_loaded_runs(tmp_path):
-    out = tmp_path / "first_hour.json"
+def run_quick(script: str, tmp_path) -> tuple[subprocess.CompletedProcess, dict]:
+    """``benchmarks/<script> --quick --json``: the finished process and its JSON record."""
+    out = tmp_path / "out.json"
     done = subprocess.run(
-        [sys.executable, str(BENCH / "first_hour.py"), "--quick", "--json", str(out)],
+        [sys.executable, str(BENCH / script), "--quick", "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    record = json.loads(out.read_text())
+    return done, json.loads(out.read_text())
+
+
+def test_first_hour_quick_times_idle_and_loaded_runs(tmp_path):
+    done, record = run_quick("first_hour.py", tmp_path)
     runs = record["results"]["quick"]["runs"]
     assert [len(runs["idle"]), len(runs["loaded"])] == [1, 1]
     assert all(r["exit"] == 0 and r["seconds"] > 0 for c in runs.values() for r in c)
@@ -211,15 +216,8 @@ def test_first_hour_quick_times_idle_and_loaded_runs(tmp_path):
 
 
 def test_threads_quick_times_one_thread_and_torchs_setting(tmp_path):
-    out = tmp_path / "threads.json"
-    done = subprocess.run(
-        [sys.executable, str(BENCH / "threads.py"), "--quick", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = json.loads(out.read_text())["results"]
+    _, record = run_quick("threads.py", tmp_path)
+    rows = record["results"]
     assert [r["condition"] for r in rows] == ["idle", "loaded"]
     for r in rows:
         assert r["one_thread_s"] > 0 and r["torch_default_s"] > 0
