@@ -127,12 +127,10 @@ def main() -> None:
     args = parser.parse_args()
     y = load_airline()
     # the baseline, on the same training months: 1959 as 1958 was; one step ahead, each month
-    # as it was a year before (refitted on the months seen so far, as the models are updated)
+    # as it was a year before (what the seasonal-naive forecast refitted each month gives)
     naive = {
         "1959 forecast": seasonal_naive(y.iloc[:TRAIN], list(range(1, 13))),
-        "one-step": pd.concat(
-            [seasonal_naive(y.iloc[:stop], [1]) for stop in range(TRAIN, len(y))]
-        ),
+        "one-step": y.shift(12).iloc[TRAIN:],
     }
     results = {name: run(name, f, y, naive) for name, f in FORECASTERS.items()}
     plot(y, results, args.plot)

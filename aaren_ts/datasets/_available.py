@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from . import events, forecasting, uea
 
-_KINDS = {"forecasting": forecasting._missing, "uea": uea._missing, "events": events._missing}
+# the loaders with splits; "forecasting" (one file per data set) is the third kind
+_SPLIT_KINDS = {"uea": uea._missing, "events": events._missing}
 
 
 def missing_files(
@@ -40,13 +41,15 @@ def missing_files(
     ['classification/BasicMotions/BasicMotions_TEST.ts', 'classification/BasicMotions/BasicMotions_TRAIN.ts']
     {'forecasting/weather.csv': None}
     """  # noqa: E501
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
     if kind == "forecasting":
         if split is not None:
             raise ValueError("forecasting data sets have no split: one file each")
         return forecasting._missing(name, cache)
-    return _KINDS[kind](name, split, cache)
+    if kind not in _SPLIT_KINDS:
+        raise ValueError(
+            f"kind must be one of {sorted(['forecasting', *_SPLIT_KINDS])}, got {kind!r}"
+        )
+    return _SPLIT_KINDS[kind](name, split, cache)
 
 
 def data_available(kind: str, name: str, split: str | None = None, *, cache: bool = True) -> bool:

@@ -32,6 +32,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("AAREN_TS_CACHE", Path.home() / ".cache" / "aaren_ts"))
 
 
+def local_roots(cache: bool = True) -> list[Path]:
+    """Where a loader looks before downloading, in order: ``$AAREN_TS_DATA`` (when set), then
+    (``cache``) the download cache."""
+    root = data_root()
+    roots = [] if root is None else [root]
+    return [*roots, cache_dir()] if cache else roots
+
+
 def unavailable(
     what: str, relative: str, why: str, also: str | None = "connect to the network"
 ) -> DataUnavailableError:

@@ -44,7 +44,14 @@ from .._checks import (
     positive_int,
     time_span,
 )
-from ._files import cache_dir, check_sha256, data_root, fetch, unavailable, write_atomically
+from ._files import (
+    cache_dir,
+    check_sha256,
+    fetch,
+    local_roots,
+    unavailable,
+    write_atomically,
+)
 
 
 class EventSequence(NamedTuple):
@@ -327,7 +334,7 @@ def _sources(name: str, split: str | None = None) -> dict[str, EventSource]:
 
 def _local(source: EventSource, cache: bool = True) -> Path | None:
     """The first local copy of ``source`` (not verified), or None."""
-    roots = [r for r in (data_root(), cache_dir() if cache else None) if r is not None]
+    roots = local_roots(cache)
     paths = (p for root in roots for p in (root / "tpp" / source.path, root / source.path))
     return next((p for p in paths if p.is_file()), None)
 
@@ -403,10 +410,7 @@ def load_event_sequences(
     >>> len(taxi["train"]), len(taxi["valid"]), len(taxi["test"])  # doctest: +SKIP
     (1400, 200, 400)
     """
-    if not isinstance(name, str) or name not in EVENT_SOURCES:
-        raise ValueError(f"unknown event data set {name!r}; available: {sorted(EVENT_SOURCES)}")
-    if split is not None and split not in _SPLITS:
-        raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+    _sources(name, split)  # checks the name and the split
     wanted = _SPLITS if split is None else (split,)
     if "all" in EVENT_SOURCES[name]:
         path = event_data_path(name, "all", download, allow_unpinned)

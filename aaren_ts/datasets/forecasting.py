@@ -23,7 +23,14 @@ from typing import NamedTuple
 import pandas as pd
 
 from .._checks import boolean
-from ._files import cache_dir, check_sha256, data_root, fetch, unavailable, write_atomically
+from ._files import (
+    cache_dir,
+    check_sha256,
+    fetch,
+    local_roots,
+    unavailable,
+    write_atomically,
+)
 
 _ETT_URL = "https://raw.githubusercontent.com/zhouhaoyi/ETDataset/main/ETT-small/{}.csv"
 
@@ -133,8 +140,8 @@ def _download(name: str, source: ForecastingSource, target: Path) -> None:
 def _local(name: str, cache: bool = True) -> Path | None:
     """The first local copy of ``name`` (not verified), or None."""
     source = _source(name)
-    roots = [r for r in (data_root(), cache_dir() if cache else None) if r is not None]
-    return next((p for root in roots for p in _candidates(root, source.file) if p.is_file()), None)
+    paths = (p for root in local_roots(cache) for p in _candidates(root, source.file))
+    return next((p for p in paths if p.is_file()), None)
 
 
 def _missing(name: str, cache: bool = True) -> dict[str, str | None]:
