@@ -27,6 +27,7 @@ from .._checks import (
 )
 from ..nn import BACKBONES
 from ._distributed import STRATEGIES
+from ._threads import THREADS  # torch threads per call: automatic, torch's, or a count
 
 
 class Device(Constraint):
@@ -50,8 +51,6 @@ POSITIVE_INT = Int(1)
 OPTIONAL_POSITIVE_INT = (Options(None), Int(1))
 FRACTION = Real(0.0, 1.0, open={"high"})  # [0, 1)
 
-# torch threads per call (_threads.resolve_threads): automatic, torch's setting, or a count
-THREADS = (Options(None, -1), Int(1))
 
 # the network every torch estimator builds (make_backbone)
 NETWORK = {

@@ -26,13 +26,16 @@ from typing import Any
 
 import torch
 
-from .._checks import InvalidParameterError
+from .._checks import Int, InvalidParameterError, Options, check_params
 
 # widest network run on one thread by default. benchmarks/threads.py on 2 cores (fit, 1
 # thread vs 2): idle, one thread is as fast up to d_model 64 and 12% slower at 128; beside
 # one busy process it is 3.3x faster at 128 (2.3x at 256), where two threads stall
 # (benchmarks/RESULTS.md, "A new user's first hour")
 SMALL_WIDTH = 128
+
+# what n_threads may be: automatic (None), torch's setting (-1), or a count
+THREADS = (Options(None, -1), Int(1))
 
 # torch's thread count is process-wide. Calls on several estimators from several threads
 # may overlap; the lock keeps each read-and-set whole, and an overlap can only leave a call
@@ -77,15 +80,9 @@ def resolve_threads(n_threads: int | None, d_model: int | None) -> int | None:
     >>> resolve_threads(-1, 64) is None
     True
     """
-    if n_threads is not None and (
-        isinstance(n_threads, bool)
-        or not isinstance(n_threads, numbers.Integral)
-        or (n_threads < 1 and n_threads != -1)
-    ):
-        raise InvalidParameterError(
-            f"n_threads must be None (automatic), -1 (torch's setting) or a positive int, "
-            f"got {n_threads!r}"
-        )
+    if not any(constraint.accepts(n_threads) for constraint in THREADS):
+        allowed = " or ".join(constraint.description for constraint in THREADS)
+        raise InvalidParameterError(f"n_threads must be {allowed}, got {n_threads!r}")
     if n_threads is None:
         if in_parallel_worker() or (d_model is not None and d_model <= SMALL_WIDTH):
             return 1
@@ -121,8 +118,6 @@ def estimator_threads(estimator: Any):
     A bad ``n_threads`` raises the ``InvalidParameterError`` that ``fit``'s parameter check
     would (naming the estimator); a bad ``d_model`` is left for that check to name.
     """
-    from ._params import THREADS, check_params  # (imports the layers: not at module load)
-
     check_params(estimator, {"n_threads": THREADS})
     d_model = getattr(estimator, "d_model", None)
     valid_width = isinstance(d_model, numbers.Integral) and not isinstance(d_model, bool)
