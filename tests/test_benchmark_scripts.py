@@ -222,3 +222,15 @@ def test_threads_quick_times_one_thread_and_torchs_setting(tmp_path):
     for r in rows:
         assert r["one_thread_s"] > 0 and r["torch_default_s"] > 0
         assert r["ratio"] == pytest.approx(r["torch_default_s"] / r["one_thread_s"], abs=0.01)
+
+
+def test_airline_defaults_quick_prints_both_targets_beside_the_baselines():
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "airline_defaults.py"), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 19")]
+    assert len(rows) == 2 and all(row.count(" +- ") == 2 for row in rows)
