@@ -234,3 +234,19 @@ def test_airline_defaults_quick_prints_both_targets_beside_the_baselines():
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [line for line in done.stdout.splitlines() if line.startswith("| 19")]
     assert len(rows) == 2 and all(row.count(" +- ") == 2 for row in rows)
+
+
+def test_rl_quick_reports_returns_beside_the_baselines_and_cost_per_step(tmp_path):
+    pytest.importorskip("gymnasium", reason="the 'rl' extra (gymnasium[mujoco]) is not installed")
+    pytest.importorskip("stable_baselines3", reason="the 'rl' extra is not installed")
+    done, record = run_quick("rl.py", tmp_path)
+    row = record["returns"]["hopper-medium"]
+    assert set(row["models"]) == {"Aaren", "Transformer (K=20)", "GRU"}
+    assert all(len(m["per_seed"]) == 1 for m in row["models"].values())
+    assert {"behaviour", "random", "target_return"} <= set(row)
+    latency = record["latency"]
+    # the bytes a stream holds: constant for Aaren and the GRU, growing for a full KV cache
+    assert latency["Aaren"]["1"]["bytes"] == latency["Aaren"]["10"]["bytes"]
+    grows = latency["Transformer (full cache)"]
+    assert grows["10"]["bytes"] > grows["1"]["bytes"]
+    assert "| hopper-medium |" in done.stdout

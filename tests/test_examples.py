@@ -87,3 +87,18 @@ def test_classification_early_runs_streams_and_plots(tmp_path):
     live = [line for line in lines if line.startswith("live utterance 0")]
     assert live and float(live[0].rsplit(" ", 1)[-1]) < 1e-5  # stream == prefix pass
     assert plot.is_file() and plot.stat().st_size > 10_000
+
+
+def test_offline_rl_quick_fits_acts_in_the_simulator_and_plots_the_cost_per_step(tmp_path):
+    pytest.importorskip("gymnasium", reason="the 'rl' extra (gymnasium[mujoco]) is not installed")
+    pytest.importorskip("stable_baselines3", reason="the 'rl' extra is not installed")
+    plot = tmp_path / "rl.png"
+    lines = run_example("offline_rl.py", "--quick", "--plot", str(plot))
+    for label in ("Aaren (full history)", "Transformer (K=20)"):
+        (line,) = [x for x in lines if x.startswith(f"{label}: ")]
+        assert "over 2 episodes" in line  # a normalised return from real simulator episodes
+    costs = [x for x in lines if "ms per action at the start" in x]
+    assert [c.split(":")[0] for c in costs] == [
+        "Aaren (O(1) state)", "Transformer (full KV cache)", "Transformer (K=20 window)"
+    ]  # fmt: skip
+    assert lines[-1] == f"plot saved to {plot}" and plot.stat().st_size > 10_000

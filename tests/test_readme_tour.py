@@ -85,6 +85,10 @@ def test_tour_snippet_runs(title, tmp_path):
     )
     assert result.returncode == 0, f"{title} snippet failed:\n{result.stderr[-3000:]}"
     assert result.stdout.strip(), f"{title} snippet printed nothing"
+    if title == "Offline RL":
+        # asked for the good episodes' return, the policy acts as they did (+0.8), not -0.8
+        action = re.search(r"asked for a return of 50: (-?\d+\.\d+)", result.stdout)
+        assert action and float(action.group(1)) > 0.5, result.stdout
     if title in FORECASTS:
         # a forecast a reader would trust: no worse than seasonal naive on the same months
         scores = BEATS_NAIVE.findall(result.stdout)

@@ -290,13 +290,15 @@ def generate(
             "numpy": np.__version__,
         },
     }
-    replay = _replay(model, sac_steps)
-    _save(folder, f"{task}-medium-replay", replay, dict(info, kind="medium-replay"))
     medium = _rollouts(model, env_id, seed + 30_000, medium_transitions)
-    medium_info = dict(info, kind="medium")
-    medium_info["behaviour_return"] = float(
+    # the behaviour policy's return: the stopped SAC run sampling its actions, as it logged
+    # the medium set (both sets' records carry it, for normalisation)
+    info["behaviour_return"] = float(
         np.mean(_episode_returns(medium["rewards"], medium["terminals"] | medium["timeouts"]))
     )
+    replay = _replay(model, sac_steps)
+    _save(folder, f"{task}-medium-replay", replay, dict(info, kind="medium-replay"))
+    medium_info = dict(info, kind="medium")
     _save(folder, f"{task}-medium", medium, medium_info)
     minutes = (time.perf_counter() - started) / 60
     log(f"{task}: wrote {task}-medium and {task}-medium-replay to {folder} in {minutes:.1f} min")
