@@ -25,3 +25,39 @@ def test_scan_and_nn_need_only_torch():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok (1, 3, 8)"
+
+
+RL_WITHOUT_THE_EXTRA = """
+import sys
+for name in ("gymnasium", "mujoco", "stable_baselines3", "safetensors"):
+    sys.modules[name] = None  # the 'rl' extra is not installed
+import numpy as np
+from aaren_ts.rl import DecisionAaren
+data = [{"observations": np.zeros((5, 2)), "actions": np.zeros((5, 1)), "rewards": np.ones(5)}]
+policy = DecisionAaren(d_model=8, max_updates=2).fit(data)
+stream = policy.start_episode(5.0)
+print("ok", stream.act(np.zeros(2)).shape)
+try:
+    policy.save("never-written.safetensors")
+except ImportError as err:
+    print(err)
+from aaren_ts.rl.evaluate import evaluate_policy
+try:
+    evaluate_policy(policy, "hopper", 5.0)
+except ImportError as err:
+    print(err)
+"""
+
+
+def test_rl_fits_and_acts_without_its_extra_and_names_it_where_needed(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", RL_WITHOUT_THE_EXTRA],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "ok (1,)"
+    assert all("pip install 'aaren-ts[rl]'" in line for line in lines[1:]) and len(lines) == 3

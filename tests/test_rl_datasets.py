@@ -80,3 +80,17 @@ def test_policy_fits_a_generated_set_and_acts_in_the_simulator(tiny_sets):
     again = evaluate_policy(policy, "hopper", target_return=100.0, episodes=3, seed=5)
     assert returns.shape == (3,) and np.isfinite(returns).all()
     np.testing.assert_array_equal(returns, again)
+
+
+def test_making_a_task_leaves_no_mujoco_log_and_prints_nothing(tmp_path, monkeypatch, capfd):
+    _needs_rl()
+    import mujoco
+
+    from aaren_ts.rl.datasets import make_env
+
+    monkeypatch.chdir(tmp_path)
+    before = mujoco.get_mju_user_warning()
+    make_env("HalfCheetah-v5").close()  # its model file triggers MuJoCo's settotalmass notice
+    out, err = capfd.readouterr()
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists() and "settotalmass" not in out + err
+    assert mujoco.get_mju_user_warning() is before

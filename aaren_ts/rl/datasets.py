@@ -32,6 +32,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,30 @@ def _require_rl() -> None:
             "generating offline RL data needs the 'rl' extra: pip install 'aaren-ts[rl]' "
             f"(gymnasium[mujoco], stable-baselines3); missing: {err.name}"
         ) from err
+
+
+def make_env(env_id: str):
+    """``gymnasium.make(env_id)`` without MuJoCo's compile-time notice about Gymnasium's own
+    model files (``settotalmass`` is deprecated), which MuJoCo would print and append to a
+    ``MUJOCO_LOG.TXT`` in the working folder; any other MuJoCo warning becomes a Python
+    ``RuntimeWarning``. MuJoCo's handler is restored afterwards."""
+    import gymnasium as gym
+
+    try:
+        import mujoco
+    except ImportError:  # not a MuJoCo task's environment: nothing to quieten
+        return gym.make(env_id)
+
+    def handler(message: str) -> None:
+        if "settotalmass" not in message:
+            warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+    before = mujoco.get_mju_user_warning()
+    mujoco.set_mju_user_warning(handler)
+    try:
+        return gym.make(env_id)
+    finally:
+        mujoco.set_mju_user_warning(before)
 
 
 def rl_data_dir() -> Path:
@@ -128,9 +153,7 @@ def _episode_returns(rewards: np.ndarray, ends: np.ndarray) -> list[float]:
 
 
 def _random_return(env_id: str, seed: int, episodes: int = 10) -> float:
-    import gymnasium as gym
-
-    env = gym.make(env_id)
+    env = make_env(env_id)
     env.action_space.seed(seed)
     returns = []
     for i in range(episodes):
@@ -146,9 +169,7 @@ def _random_return(env_id: str, seed: int, episodes: int = 10) -> float:
 
 
 def _evaluate(model, env_id: str, seed: int, episodes: int) -> float:
-    import gymnasium as gym
-
-    env = gym.make(env_id)
+    env = make_env(env_id)
     returns = []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
@@ -165,9 +186,7 @@ def _evaluate(model, env_id: str, seed: int, episodes: int) -> float:
 
 def _rollouts(model, env_id: str, seed: int, transitions: int) -> dict:
     """``transitions`` steps of ``model``'s stochastic policy, in whole episodes at the end."""
-    import gymnasium as gym
-
-    env = gym.make(env_id)
+    env = make_env(env_id)
     rows = {key: [] for key in ARRAYS}
     episode = 0
     obs, _ = env.reset(seed=seed)
@@ -269,7 +288,7 @@ def generate(
             log(f"{task}: {self.num_timesteps} SAC steps, return {ret:.0f} (target {target:.0f})")
             return ret < target
 
-    env = gymnasium.make(env_id)
+    env = make_env(env_id)
     model = SAC("MlpPolicy", env, seed=seed, learning_starts=10_000, device="cpu", verbose=0)
     model.learn(total_timesteps=max_sac_steps, callback=StopAtTarget())
     sac_steps = model.num_timesteps

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import TASKS, _require_rl
+from .datasets import TASKS, _require_rl, make_env
 
 
 def evaluate_policy(
@@ -26,10 +26,8 @@ def evaluate_policy(
     Gymnasium id), conditioned on ``target_return``; environment ``i`` is reset with
     ``seed + i``."""
     _require_rl()
-    import gymnasium as gym
-
     env_id = TASKS.get(task, task)
-    envs = [gym.make(env_id) for _ in range(episodes)]
+    envs = [make_env(env_id) for _ in range(episodes)]
     obs = np.stack([env.reset(seed=seed + i)[0] for i, env in enumerate(envs)])
     low, high = envs[0].action_space.low, envs[0].action_space.high
     stream = policy.start_episode(target_return, n_envs=episodes)
