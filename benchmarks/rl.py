@@ -116,6 +116,16 @@ def _latency(steps: int, fit_kwargs: dict) -> dict:
     return out
 
 
+def _print_latency(latency: dict, max_step: int) -> None:
+    steps = [s for s in LATENCY_AT if s <= max_step]
+    print("\nper-step act + observe: ms (bytes held for the history) at episode step\n")
+    print("| model | " + " | ".join(str(s) for s in steps) + " |")
+    print("|---|" + "---|" * len(steps))
+    for label, at in latency.items():
+        cells = [f"{at[s]['ms']:.2f} ({at[s]['bytes']:,})" for s in steps]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", default=None, help="default: all present")
@@ -124,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-updates", type=int, default=None, help="default: the policy's")
     parser.add_argument("--latency-steps", type=int, default=1000)
     parser.add_argument("--skip-returns", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None)
     quick = "a tiny generated set, 1 seed, 20 updates, 2 episodes, 30 steps"
@@ -163,14 +174,9 @@ def main(argv: list[str] | None = None) -> None:
             cells = [f"{m['mean']:.1f} +- {m['std']:.1f}" for m in row["models"].values()]
             print(f"| {name} | {row['random']:.1f} | {row['behaviour']:.1f} | "
                   + " | ".join(cells) + " |")  # fmt: skip
-    record["latency"] = _latency(args.latency_steps, fit_kwargs)
-    steps = [s for s in LATENCY_AT if s <= args.latency_steps]
-    print("\nper-step act + observe: ms (bytes held for the history) at episode step\n")
-    print("| model | " + " | ".join(str(s) for s in steps) + " |")
-    print("|---|" + "---|" * len(steps))
-    for label, at in record["latency"].items():
-        cells = [f"{at[s]['ms']:.2f} ({at[s]['bytes']:,})" for s in steps]
-        print(f"| {label} | " + " | ".join(cells) + " |")
+    if not args.skip_latency:
+        record["latency"] = _latency(args.latency_steps, fit_kwargs)
+        _print_latency(record["latency"], args.latency_steps)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(record, indent=2) + "\n")
