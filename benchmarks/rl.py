@@ -98,6 +98,10 @@ def _latency(steps: int, fit_kwargs: dict) -> dict:
     for label, settings in LATENCY_MODELS.items():
         policy = DecisionAaren(**settings, d_model=fit_kwargs.get("d_model", 64), max_updates=1,
                                random_state=0).fit(toy)  # fmt: skip
+        warm = policy.start_episode(100.0)  # first calls pay one-off costs: not per step
+        for _ in range(20):
+            warm.act(rng.normal(size=11))
+            warm.observe(0.1)
         stream = policy.start_episode(100.0)
         seconds, nbytes = [], []
         obs = rng.normal(size=(steps, 11))
