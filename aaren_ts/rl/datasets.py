@@ -152,36 +152,37 @@ def _episode_returns(rewards: np.ndarray, ends: np.ndarray) -> list[float]:
     return returns
 
 
-def _random_return(env_id: str, seed: int, episodes: int = 10) -> float:
+def _mean_return(env_id: str, seed: int, episodes: int, policy_for) -> float:
+    """Mean return of ``episodes`` episodes (environment ``i`` reset with ``seed + i``);
+    ``policy_for(env)`` gives the ``observation -> action`` function to play with."""
     env = make_env(env_id)
-    env.action_space.seed(seed)
-    returns = []
-    for i in range(episodes):
-        env.reset(seed=seed + i)
-        total, done = 0.0, False
-        while not done:
-            _, r, terminated, truncated, _ = env.step(env.action_space.sample())
-            total += float(r)
-            done = terminated or truncated
-        returns.append(total)
-    env.close()
-    return float(np.mean(returns))
-
-
-def _evaluate(model, env_id: str, seed: int, episodes: int) -> float:
-    env = make_env(env_id)
+    choose = policy_for(env)
     returns = []
     for i in range(episodes):
         obs, _ = env.reset(seed=seed + i)
         total, done = 0.0, False
         while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, r, terminated, truncated, _ = env.step(action)
+            obs, r, terminated, truncated, _ = env.step(choose(obs))
             total += float(r)
             done = terminated or truncated
         returns.append(total)
     env.close()
     return float(np.mean(returns))
+
+
+def _random_return(env_id: str, seed: int, episodes: int = 10) -> float:
+    def uniform(env):
+        env.action_space.seed(seed)
+        return lambda obs: env.action_space.sample()
+
+    return _mean_return(env_id, seed, episodes, uniform)
+
+
+def _evaluate(model, env_id: str, seed: int, episodes: int) -> float:
+    def deterministic(env):
+        return lambda obs: model.predict(obs, deterministic=True)[0]
+
+    return _mean_return(env_id, seed, episodes, deterministic)
 
 
 def _rollouts(model, env_id: str, seed: int, transitions: int) -> dict:

@@ -203,17 +203,7 @@ class DecisionAaren(BaseEstimator):
         seed = 0 if self.random_state is None else int(self.random_state)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if self.random_state is not None else torch.seed())
-            net = DecisionNet(
-                obs_dim=obs.shape[1],
-                act_dim=acts.shape[1],
-                max_timestep=max_timestep,
-                backbone=self.backbone,
-                d_model=self.d_model,
-                n_layers=self.n_layers,
-                n_heads=self.n_heads,
-                dropout=self.dropout,
-                recency=self.recency,
-            ).to(device)
+            net = self._network(obs.shape[1], acts.shape[1], max_timestep).to(device)
             generator = torch.Generator().manual_seed(seed)
             fitted = {
                 "obs_mean_": obs_mean.astype(np.float32),
@@ -232,6 +222,20 @@ class DecisionAaren(BaseEstimator):
         self.network_, self.loss_curve_, self._device = net, losses, device
         self.n_trajectories_ = len(episodes)
         return self
+
+    def _network(self, obs_dim: int, act_dim: int, max_timestep: int) -> DecisionNet:
+        """The network these parameters describe, freshly initialised (on the CPU)."""
+        return DecisionNet(
+            obs_dim=obs_dim,
+            act_dim=act_dim,
+            max_timestep=max_timestep,
+            backbone=self.backbone,
+            d_model=self.d_model,
+            n_layers=self.n_layers,
+            n_heads=self.n_heads,
+            dropout=self.dropout,
+            recency=self.recency,
+        )
 
     def _padded(self, episodes: list[Trajectory], fitted: dict, device) -> dict:
         """All episodes right-padded to the longest, scaled, with a mask of real steps."""
@@ -477,16 +481,10 @@ class DecisionAaren(BaseEstimator):
         resolved = resolve_device(device)
         weights = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
         try:
-            net = DecisionNet(
-                obs_dim=weights["embed_obs.weight"].shape[1],
-                act_dim=weights["embed_action.weight"].shape[1],
-                max_timestep=int(fitted["max_timestep_"]),
-                backbone=policy.backbone,
-                d_model=policy.d_model,
-                n_layers=policy.n_layers,
-                n_heads=policy.n_heads,
-                dropout=policy.dropout,
-                recency=policy.recency,
+            net = policy._network(
+                weights["embed_obs.weight"].shape[1],
+                weights["embed_action.weight"].shape[1],
+                int(fitted["max_timestep_"]),
             )
             net.load_state_dict(weights, strict=True)
         except (KeyError, RuntimeError) as err:
