@@ -12,8 +12,8 @@ aaren_ts.rl.datasets hopper``, about 15 minutes; ``--quick`` makes a tiny one in
 
 Prints each policy's return (D4RL-normalised: 0 = random, 100 = expert) beside the random
 and behaviour policies, and writes ``examples/offline_rl.png`` (``--plot PATH`` elsewhere):
-milliseconds per action against the episode step, for Aaren and a Transformer with a
-full-history KV cache.
+time per action and the memory held for the history against the episode step, for Aaren,
+a Transformer with a full-history KV cache and one re-reading a 20-step window.
 
 Needs the ``rl`` extra (``pip install -e ".[rl,plot]"``). Run from the repository root::
 
@@ -52,17 +52,19 @@ def _data(quick: bool) -> dict:
         sys.exit(f"{err}\n(or run this example with --quick)")
 
 
-def _ms_per_action(policy: DecisionAaren, steps: int) -> np.ndarray:
-    """Milliseconds per act + observe over one ``steps``-step stream of random observations."""
+def _cost_per_action(policy: DecisionAaren, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Milliseconds per act + observe, and the bytes the stream holds for its history, over
+    one ``steps``-step stream of random observations."""
     rng = np.random.default_rng(0)
     stream = policy.start_episode(1000.0)
-    out = np.empty(steps)
+    ms, nbytes = np.empty(steps), np.empty(steps)
     for t in range(steps):
         started = time.perf_counter()
         stream.act(rng.normal(size=len(policy.obs_mean_)))
         stream.observe(1.0)
-        out[t] = 1e3 * (time.perf_counter() - started)
-    return out
+        ms[t] = 1e3 * (time.perf_counter() - started)
+        nbytes[t] = stream.state_nbytes
+    return ms, nbytes
 
 
 def main(argv: list[str] | None = None):
@@ -95,12 +97,12 @@ def main(argv: list[str] | None = None):
         print(f"{label}: {score.mean():.1f} +- {score.std():.1f} over {episodes} episodes "
               f"(asked for {target:.0f})")  # fmt: skip
     full_cache = DecisionAaren(backbone="transformer", max_updates=1, random_state=0).fit(data)
-    timings = {
-        "Aaren (O(1) state)": _ms_per_action(policies["Aaren (full history)"], steps),
-        "Transformer (full KV cache)": _ms_per_action(full_cache, steps),
-        "Transformer (K=20 window)": _ms_per_action(policies["Transformer (K=20)"], steps),
+    costs = {
+        "Aaren (O(1) state)": _cost_per_action(policies["Aaren (full history)"], steps),
+        "Transformer (full KV cache)": _cost_per_action(full_cache, steps),
+        "Transformer (K=20 window)": _cost_per_action(policies["Transformer (K=20)"], steps),
     }
-    for label, ms in timings.items():
+    for label, (ms, _) in costs.items():
         print(f"{label}: {np.median(ms[:10]):.2f} ms per action at the start, "
               f"{np.median(ms[-10:]):.2f} ms at step {steps}")  # fmt: skip
     import matplotlib
@@ -108,16 +110,18 @@ def main(argv: list[str] | None = None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
-    window = max(1, steps // 50)
-    for label, ms in timings.items():
-        smooth = np.convolve(ms, np.ones(window) / window, mode="valid")
-        ax.plot(np.arange(len(smooth)) + window, smooth, label=label)
-    ax.set_xlabel("episode step")
-    ax.set_ylabel(f"ms per action (mean of {window} steps)")
-    ax.set_title("Cost of one action against the episode length (1 CPU thread)")
-    ax.set_ylim(bottom=0)
-    ax.legend()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    size = max(1, steps // 20)  # the median of each bin: timings on a shared CPU have spikes
+    for label, (ms, nbytes) in costs.items():
+        bins = ms[: len(ms) // size * size].reshape(-1, size)
+        left.plot((np.arange(len(bins)) + 0.5) * size, np.median(bins, axis=1), label=label)
+        right.plot(np.arange(1, steps + 1), nbytes, label=label)
+    left.set(xlabel="episode step", ylabel=f"ms per action (median of {size} steps)",
+             title="Time per action (1 CPU thread)")  # fmt: skip
+    left.set_ylim(bottom=0)
+    right.set(xlabel="episode step", ylabel="bytes held for the history", yscale="log",
+              title="Memory per episode")  # fmt: skip
+    right.legend()
     fig.savefig(args.out, dpi=110)
     print(f"plot saved to {args.out}")
     return fig
