@@ -16,7 +16,7 @@ import torch
 
 from ..estimators._threads import estimator_threads
 from ..nn import map_state
-from ._trajectories import as_array
+from ._trajectories import as_array, scale_actions
 
 if TYPE_CHECKING:  # pragma: no cover
     from .policy import DecisionAaren
@@ -104,7 +104,8 @@ class EpisodeStream:
 
     def _act_in_window(self, rtg: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         window = self._window
-        window.append([rtg, obs, torch.zeros_like(self._blank_action())])
+        width = len(self._policy.action_low_)  # a_t is unknown yet; observe() sets it
+        window.append([rtg, obs, torch.zeros(self._n, width, device=self._device)])
         k = len(window)
         rtgs = torch.stack([w[0] for w in window], 1)
         observations = torch.stack([w[1] for w in window], 1)
@@ -112,10 +113,6 @@ class EpisodeStream:
         times = torch.arange(self.steps - k + 1, self.steps + 1, device=self._device)
         pred, _ = self._net(rtgs, observations, actions, times[None].expand(self._n, -1))
         return pred[:, -1]
-
-    def _blank_action(self) -> torch.Tensor:
-        width = len(self._policy.action_low_)
-        return torch.zeros(self._n, width, device=self._device)
 
     def observe(self, reward: Any, action: Any = None) -> None:
         """Record the ``reward`` of the last action (a number, or ``(n_envs,)``).
@@ -133,8 +130,7 @@ class EpisodeStream:
         if action is not None:
             policy = self._policy
             taken = self._as_rows(action, "action", len(policy.action_low_))
-            fitted = policy._fitted()
-            scaled = policy._scale_actions(taken, fitted)
+            scaled = scale_actions(taken, policy.action_low_, policy.action_high_)
             self._pending = torch.as_tensor(scaled, device=self._device)
         if self._window is not None:
             self._window[-1][2] = self._pending

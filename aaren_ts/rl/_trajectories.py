@@ -161,3 +161,8 @@ def returns_to_go(rewards: np.ndarray, total: float | None = None) -> np.ndarray
     earned_before = np.concatenate([[0.0], np.cumsum(rewards)[:-1]])
     start = rewards.sum() if total is None else float(total)
     return (start - earned_before).astype(np.float32)
+
+
+def scale_actions(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Logged actions mapped from ``[low, high]`` onto the head's ``[-1, 1]`` (float32)."""
+    return (2 * (actions - low) / (high - low) - 1).astype(np.float32)

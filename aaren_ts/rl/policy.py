@@ -31,7 +31,7 @@ from ..estimators._threads import threaded
 from ..nn import detach_state
 from ._net import DecisionNet
 from ._stream import EpisodeStream
-from ._trajectories import Trajectory, check_trajectories, returns_to_go
+from ._trajectories import Trajectory, check_trajectories, returns_to_go, scale_actions
 
 FORMAT = "aaren_ts.rl.DecisionAaren"
 FORMAT_VERSION = "1"
@@ -248,7 +248,7 @@ class DecisionAaren(BaseEstimator):
         for i, e in enumerate(episodes):
             t = len(e)
             obs[i, :t] = (e.observations - fitted["obs_mean_"]) / fitted["obs_std_"]
-            acts[i, :t] = self._scale_actions(e.actions, fitted)
+            acts[i, :t] = scale_actions(e.actions, fitted["action_low_"], fitted["action_high_"])
             rtg[i, :t] = returns_to_go(e.rewards) / fitted["return_scale_"]
         as_tensor = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
         return {
@@ -257,11 +257,6 @@ class DecisionAaren(BaseEstimator):
             "rtg": as_tensor(rtg),
             "lengths": torch.as_tensor(lengths, device=device),
         }
-
-    @staticmethod
-    def _scale_actions(actions: np.ndarray, fitted: dict) -> np.ndarray:
-        low, high = fitted["action_low_"], fitted["action_high_"]
-        return (2 * (actions - low) / (high - low) - 1).astype(np.float32)
 
     def _progress(self):
         if not self.verbose:
@@ -287,8 +282,9 @@ class DecisionAaren(BaseEstimator):
         for update in range(self.max_updates):
             (rtg, obs, actions, timesteps, mask), fresh = next(batches)
             pred, state = net(rtg, obs, actions, timesteps, None if fresh else carried)
-            # truncated backpropagation: the next segment starts from this state, detached
-            carried = detach_state(state)
+            if self.context_length is None:
+                # truncated backpropagation: the next segment starts from this state, detached
+                carried = detach_state(state)
             err = ((pred - actions) ** 2).mean(-1)
             loss = (err * mask).sum() / mask.sum().clamp(min=1)
             optimizer.zero_grad(set_to_none=True)
@@ -381,13 +377,12 @@ class DecisionAaren(BaseEstimator):
         if len(traj) != 1:
             raise ValueError("predict takes one trajectory (a dict), not several")
         traj = traj[0]
-        self._check_dims(traj.observations, "trajectory observations", 2)
-        fitted = self._fitted()
+        self._check_obs_width(traj.observations)
         device = self._device
         t_len = len(traj)
         rtg = returns_to_go(traj.rewards, target_return) / self.return_scale_
         obs = (traj.observations - self.obs_mean_) / self.obs_std_
-        acts = self._scale_actions(traj.actions, fitted)
+        acts = scale_actions(traj.actions, self.action_low_, self.action_high_)
         as_tensor = lambda a: torch.as_tensor(a, device=device)[None]  # noqa: E731
         times = torch.arange(t_len, device=device)[None]
         net = self.network_
@@ -411,18 +406,16 @@ class DecisionAaren(BaseEstimator):
             pred = torch.cat([pred_first[0, : k - 1], pred_rest[:, -1]])
             return self._unscale(pred)
 
-    def _fitted(self) -> dict:
-        return {"action_low_": self.action_low_, "action_high_": self.action_high_}
-
     def _unscale(self, scaled: torch.Tensor) -> np.ndarray:
         scaled = scaled.detach().to("cpu", torch.float32).numpy()
         return (scaled + 1) / 2 * (self.action_high_ - self.action_low_) + self.action_low_
 
-    def _check_dims(self, array: np.ndarray, what: str, ndim: int) -> None:
-        width = array.shape[-1]
+    def _check_obs_width(self, observations: np.ndarray) -> None:
+        width = observations.shape[-1]
         if width != len(self.obs_mean_):
             raise ValueError(
-                f"{what} have {width} columns; the policy was fitted on {len(self.obs_mean_)}"
+                f"trajectory observations have {width} columns; the policy was fitted on "
+                f"{len(self.obs_mean_)}"
             )
 
     # ------------------------------------------------------------------ saving
@@ -497,7 +490,6 @@ class DecisionAaren(BaseEstimator):
         policy.max_timestep_ = int(fitted["max_timestep_"])
         policy.n_trajectories_ = int(fitted["n_trajectories_"])
         policy.loss_curve_ = list(fitted["loss_curve_"])
-        policy.params_device_ = device
         return policy
 
     def __sklearn_is_fitted__(self) -> bool:
