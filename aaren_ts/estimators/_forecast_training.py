@@ -26,6 +26,7 @@ import torch
 
 from ..nn import detach_state
 from ._forecast_net import ForecastNet, future_targets, pinball_loss, window_forecast
+from ._optim import adam
 from ._sharding import Shard
 from ._stream_net import StreamNet
 
@@ -388,7 +389,7 @@ def fit_network(
     data and scores the tail itself, and rank 0's score decides for all.
     """
     model = None if shard is None else shard.wrap(net)
-    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    optimizer = adam(net.parameters(), lr=lr)
     best, best_weights, waited = float("inf"), None, 0
     history: list[float] = []
     net.train()

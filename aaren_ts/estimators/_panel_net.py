@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import make_backbone
+from ._optim import adam
 from ._sharding import Shard
 
 
@@ -290,7 +291,7 @@ def fit_panel_network(
     rank scores the validation series itself and rank 0's score decides for all.
     """
     model = None if shard is None else shard.wrap(net)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = adam(net.parameters(), lr=lr, weight_decay=weight_decay)
     targets = targets.to(device)
     history: list[float] = []
     val_history: list[float] = []

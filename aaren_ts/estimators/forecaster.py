@@ -29,6 +29,7 @@ from ._forecast_net import (
 )
 from ._forecast_training import SeriesData, WindowData, in_row_units, quantile_shifts
 from ._interval_tracking import record_many, stacked_shifts, start_tracking
+from ._optim import adam
 from ._params import (
     FRACTION,
     NETWORK,
@@ -1022,7 +1023,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         """
         net = copy.deepcopy(self.network_)
         net.train()
-        optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
+        optimizer = adam(net.parameters(), lr=self.lr)
         seed = 0 if self.random_state is None else int(self.random_state)
         generator = torch.Generator().manual_seed(seed)
         scorers = self._new_rows_scorers(scaled, xs, net.horizon)

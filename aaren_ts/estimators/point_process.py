@@ -18,6 +18,7 @@ from sktime.exceptions import NotFittedError
 
 from .._checks import finite_float, positive_int
 from ..datasets.events import EventSequence, as_event_sequences
+from ._optim import adam
 from ._params import (
     NETWORK,
     OPTIONAL_POSITIVE_INT,
@@ -360,7 +361,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         return self
 
     def _train(self, net: TPPNet, seqs, val, rng, device):
-        optimizer = torch.optim.Adam(net.parameters(), lr=self.lr)
+        optimizer = adam(net.parameters(), lr=self.lr)
         report, close = self._progress()
         best, best_weights, waited = -math.inf, None, 0
         history, val_history = [], []

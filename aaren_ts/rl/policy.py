@@ -18,6 +18,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 
 from .._checks import Options, Real
+from ..estimators._optim import adam
 from ..estimators._params import (
     NETWORK,
     OPTIONAL_POSITIVE_INT,
@@ -269,7 +270,7 @@ class DecisionAaren(BaseEstimator):
 
     def _train(self, net: DecisionNet, data: dict, generator: torch.Generator) -> list[float]:
         net.train()
-        optimizer = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        optimizer = adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         warmup = max(1, self.max_updates // 10)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: min(1.0, (step + 1) / warmup)
