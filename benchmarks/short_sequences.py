@@ -5,7 +5,7 @@ Two tables, one thread by default:
 1. **Scan forms.** ``aaren_attention`` forward and forward + backward with ``backend="dense"``
    (one masked ``(N, N)`` softmax block per row) and ``"chunked"`` (the chunked scan), for
    rows x tokens on a grid, with what ``"auto"`` picks. The crossover it shows is where
-   ``aaren_ts.scan.dense.DENSE_MAX_WEIGHTS`` comes from.
+   ``aaren_ts.scan.dense``'s bounds come from.
 2. **Blocks.** One ``AarenBlock`` and one ``TransformerBlock`` (d_model 128, 4 heads, the
    feed-forward included) forward + backward at 12, 96, 512 and 2,048 tokens, the same number
    of tokens per call (the batch shrinks as the sequence grows), and their ratio.
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=positive_int_option(), default=1)
     parser.add_argument("--repeats", type=positive_int_option(), default=7)
-    parser.add_argument("--rows", type=int, nargs="+", default=[128, 1024, 8192])
+    parser.add_argument("--rows", type=int, nargs="+", default=[4, 16, 128, 1024, 8192])
     parser.add_argument("--n", type=int, nargs="+", default=[4, 12, 32, 64, 128])
     parser.add_argument("--block-n", type=int, nargs="+", default=[12, 96, 512, 2048])
     parser.add_argument("--block-tokens", type=positive_int_option(), default=16384)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from helpers import numpy_reference, rel_err
 
-from aaren_ts.scan import aaren_attention, init_state
+from aaren_ts.scan import aaren_attention, init_state, select_backend
 from aaren_ts.scan.chunked_grad import chunked_attention
 
 FAST_BACKENDS = ["chunked", "dense", "recurrent"]
@@ -47,6 +47,16 @@ def test_float32_chunked_matches_float64_oracle(rng, n, scale):
     out = aaren_attention(scores, values, backend="chunked")
     assert out.dtype == torch.float32
     assert rel_err(out, ref) <= 1e-5
+
+
+@pytest.mark.parametrize("n", [17, 64, 128])
+@pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
+def test_float32_auto_on_a_few_long_rows_is_dense_and_matches_float64_oracle(rng, n, scale):
+    # one short series read whole (4 heads, up to 128 tokens): "auto" takes the dense form
+    scores, values = random_inputs(rng, (4, n), 8, scale, dtype=torch.float32)
+    assert select_backend(scores, values) == "dense"
+    ref = aaren_attention(scores.double(), values.double(), backend="naive")
+    assert rel_err(aaren_attention(scores, values), ref) <= 1e-5
 
 
 def test_float32_recurrent_matches_float64_oracle(rng):

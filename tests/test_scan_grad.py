@@ -150,7 +150,11 @@ def test_auto_picks_dense_for_small_inputs_and_chunked_for_large(rng):
     assert select_backend(torch.zeros(8, 12), torch.zeros(8, 12, 4)) == "dense"
     assert select_backend(torch.zeros(4096, 12), torch.zeros(4096, 12, 4)) == "chunked"
     assert select_backend(torch.zeros(1, 2048), torch.zeros(1, 2048, 4)) == "chunked"
-    assert select_backend(torch.zeros(2, 32), torch.zeros(2, 32, 4)) == "chunked"  # > 16 tokens
+    assert select_backend(torch.zeros(128, 32), torch.zeros(128, 32, 4)) == "chunked"  # > 16
+    # a few rows of a longer sequence (one short series read whole): dense at any length
+    assert select_backend(torch.zeros(4, 128), torch.zeros(4, 128, 4)) == "dense"
+    assert select_backend(torch.zeros(1, 256), torch.zeros(1, 256, 4)) == "dense"
+    assert select_backend(torch.zeros(4, 256), torch.zeros(4, 256, 4)) == "chunked"
 
 
 def test_chunked_uses_the_suffix_scan_backward(rng):

@@ -21,7 +21,7 @@ import torch
 
 from .checks import check_inputs, prepare_state
 from .chunked_grad import chunked_attention
-from .dense import DENSE_MAX_TOKENS, DENSE_MAX_WEIGHTS, dense_attention
+from .dense import DENSE_MAX_TOKENS, DENSE_MAX_WEIGHTS, DENSE_SMALL_WEIGHTS, dense_attention
 from .naive import naive_attention
 from .recurrent import recurrent_attention
 from .state import ScanState, accumulation_dtype
@@ -84,7 +84,10 @@ def _dense_applies(scores: torch.Tensor, values: torch.Tensor) -> bool:
     # Small problems only: the (rows, N, N) weights stay cache-sized, and a few kernels beat
     # the chunked scan's few dozen (benchmarks/short_sequences.py measures the crossover).
     n = scores.shape[-1]
-    return n <= DENSE_MAX_TOKENS and scores.numel() * n <= DENSE_MAX_WEIGHTS
+    weights = scores.numel() * n
+    return weights <= DENSE_SMALL_WEIGHTS or (
+        n <= DENSE_MAX_TOKENS and weights <= DENSE_MAX_WEIGHTS
+    )
 
 
 register_backend(
@@ -174,8 +177,9 @@ def aaren_attention(
     backend : {"auto", "triton", "dense", "chunked", "recurrent", "naive"} or a registered name
         ``"auto"`` picks the fastest exact implementation for the inputs' device: the fused
         Triton kernels on CUDA (when Triton is installed), else the dense masked-softmax block
-        for small inputs (up to 16 tokens and ``rows x N^2`` up to 131,072: patch-token
-        windows, a streamed update of a few rows), else the chunked PyTorch path. The
+        for small inputs (``rows x N^2`` up to 65,536 at any length, such as one short series
+        read whole, or up to 131,072 for at most 16 tokens: patch-token windows, a streamed
+        update of a few rows), else the chunked PyTorch path. The
         chunked path has a hand-written first-order backward; for gradients of gradients use
         ``"dense"``, ``"recurrent"`` or ``"naive"`` (autograd all the way).
 
