@@ -3,7 +3,10 @@ the table a GPU session runs is known to work; their numbers are not checked her
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -14,6 +17,8 @@ import numpy as np
 import pytest
 import torch
 from helpers import needs_dataset
+
+from aaren_ts._checks import json_option
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -106,20 +111,31 @@ def test_forecasting_quick_scores_both_modes_beside_the_baselines(tmp_path):
 )
 def test_output_paths_are_checked_before_any_work(tmp_path, script, option):
     """A run of hours must not end by failing to write its result: a JSON path in a
-    missing folder or with another extension is refused at once (exit 2, named)."""
-    for bad, message in [
-        (tmp_path / "missing" / "out.json", "does not exist"),
-        (tmp_path / "out.csv", "must end in .json"),
-    ]:
-        done = subprocess.run(
-            [sys.executable, str(BENCH / script), option, str(bad)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 2, done.stderr[-2000:]
-        assert message in done.stderr and f"argument {option}" in done.stderr
+    missing folder is refused at once (exit 2, named). One bad path per script (each run
+    imports the whole stack); the option's other refusals are checked in-process below."""
+    bad = tmp_path / "missing" / "out.json"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), option, str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "does not exist" in done.stderr and f"argument {option}" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "message"), [("missing/out.json", "does not exist"), ("out.csv", "must end in .json")]
+)
+def test_json_option_refuses_a_missing_folder_and_another_extension(tmp_path, name, message):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json", type=json_option("--json"))
+    assert parser.parse_args(["--json", str(tmp_path / "out.json")]).json == tmp_path / "out.json"
+    with pytest.raises(SystemExit) as stop, contextlib.redirect_stderr(io.StringIO()) as err:
+        parser.parse_args(["--json", str(tmp_path / name)])
+    assert stop.value.code == 2
+    assert message in err.getvalue() and "argument --json" in err.getvalue()
 
 
 def test_streaming_quick(tmp_path):
