@@ -49,10 +49,10 @@ def test_float32_chunked_matches_float64_oracle(rng, n, scale):
     assert rel_err(out, ref) <= 1e-5
 
 
-@pytest.mark.parametrize("n", [17, 64, 128])
+@pytest.mark.parametrize("n", [17, 64, 128, 181])
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
 def test_float32_auto_on_a_few_long_rows_is_dense_and_matches_float64_oracle(rng, n, scale):
-    # one short series read whole (4 heads, up to 128 tokens): "auto" takes the dense form
+    # one short series read whole (4 heads, up to 181 tokens): "auto" takes the dense form
     scores, values = random_inputs(rng, (4, n), 8, scale, dtype=torch.float32)
     assert select_backend(scores, values) == "dense"
     ref = aaren_attention(scores.double(), values.double(), backend="naive")

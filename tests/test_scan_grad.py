@@ -154,6 +154,8 @@ def test_auto_picks_dense_for_small_inputs_and_chunked_for_large(rng):
     # a few rows of a longer sequence (one short series read whole): dense at any length
     assert select_backend(torch.zeros(4, 128), torch.zeros(4, 128, 4)) == "dense"
     assert select_backend(torch.zeros(1, 256), torch.zeros(1, 256, 4)) == "dense"
+    assert select_backend(torch.zeros(4, 181), torch.zeros(4, 181, 4)) == "dense"
+    assert select_backend(torch.zeros(32, 64), torch.zeros(32, 64, 4)) == "dense"
     assert select_backend(torch.zeros(4, 256), torch.zeros(4, 256, 4)) == "chunked"
 
 

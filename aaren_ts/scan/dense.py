@@ -8,8 +8,8 @@ handful of kernels, ``O(N^2)`` work, exact, and differentiated by autograd (ever
 ``exp`` is clamped to at most 0, so neither direction overflows). It is not cheaper everywhere: on a
 CPU the batched ``(N, N) @ (N, D)`` products are slow once the weights outgrow the cache, and
 the chunked scan's fixed cost is amortised over many rows. ``"auto"`` uses it while the
-weights ``rows x N x N`` stay within ``DENSE_SMALL_WEIGHTS`` elements, or up to
-``DENSE_MAX_TOKENS`` tokens while they stay within ``DENSE_MAX_WEIGHTS``.
+weights ``rows x N x N`` stay within ``DENSE_SMALL_WEIGHTS`` elements, or within
+``DENSE_MAX_WEIGHTS`` for at most ``DENSE_MAX_TOKENS`` tokens or ``DENSE_FEW_ROWS`` rows.
 
 Two cases. From an empty state with no row starting empty (training's usual call) the
 weights need no prior term and every denominator is at least 1. Otherwise the carried
@@ -28,15 +28,18 @@ import torch
 from .chunked_grad import chunked_attention
 from .state import ScanState, safe_denominator, safe_reference
 
-# "auto" takes the dense form while rows x N x N is at most DENSE_SMALL_WEIGHTS, whatever N
-# (a few rows of a longer sequence: full-history training of one short series, whose
-# 4 heads read up to 128 tokens), or for at most DENSE_MAX_TOKENS tokens while rows x N x N
-# is at most DENSE_MAX_WEIGHTS (512 KiB of float32 weights). Measured with
-# benchmarks/short_sequences.py (fwd+bwd, one thread, d_head 32): 0.4-0.65x the chunked
-# scan's time at 128 rows x 4-12 tokens, 1,024 x 4 and 8,192 x 4; about equal at 1,024 x 12;
-# 0.35-0.7x within 65,536 weights at any N (4 x 32-128, 16 x 32-64, 64 x 32); 1.3-18x slower
-# beyond (128 x 64, 4 x 256, 16 x 128: the batched (N, N) products), which the bounds keep out.
+# "auto" takes the dense form while rows x N x N is at most DENSE_SMALL_WEIGHTS, whatever the
+# shape, and up to DENSE_MAX_WEIGHTS (512 KiB of float32 weights) for at most
+# DENSE_MAX_TOKENS tokens or at most DENSE_FEW_ROWS rows (a few rows of a longer sequence:
+# full-history training of one short series, whose 4 heads read up to ~180 tokens). Measured
+# with benchmarks/short_sequences.py and the same timer at the bounds (fwd+bwd, one thread,
+# d_head 8 and 32): 0.4-0.65x the chunked scan's time at 128 rows x 4-12 tokens, 1,024 x 4
+# and 8,192 x 4; about equal at 1,024 x 12; 0.35-0.7x within 65,536 weights at any shape
+# (4 x 32-128, 16 x 32-64, 64 x 32); 0.4-0.99x at 131,072 with at most 32 rows (4 x 181,
+# 8 x 128, 32 x 64, 2 x 256); but 1.3x at 128 x 32 and 1.3-18x beyond 131,072 (128 x 64,
+# 4 x 256, 16 x 128: the batched (N, N) products), which the bounds keep out.
 DENSE_MAX_TOKENS = 16
+DENSE_FEW_ROWS = 32
 DENSE_MAX_WEIGHTS = 131072
 DENSE_SMALL_WEIGHTS = 65536
 

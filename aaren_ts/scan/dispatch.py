@@ -21,7 +21,13 @@ import torch
 
 from .checks import check_inputs, prepare_state
 from .chunked_grad import chunked_attention
-from .dense import DENSE_MAX_TOKENS, DENSE_MAX_WEIGHTS, DENSE_SMALL_WEIGHTS, dense_attention
+from .dense import (
+    DENSE_FEW_ROWS,
+    DENSE_MAX_TOKENS,
+    DENSE_MAX_WEIGHTS,
+    DENSE_SMALL_WEIGHTS,
+    dense_attention,
+)
 from .naive import naive_attention
 from .recurrent import recurrent_attention
 from .state import ScanState, accumulation_dtype
@@ -82,12 +88,14 @@ register_backend("recurrent", recurrent_attention, _never, "token loop, the pape
 
 def _dense_applies(scores: torch.Tensor, values: torch.Tensor) -> bool:
     # Small problems only: the (rows, N, N) weights stay cache-sized, and a few kernels beat
-    # the chunked scan's few dozen (benchmarks/short_sequences.py measures the crossover).
+    # the chunked scan's few dozen, whose fixed cost many rows amortise
+    # (benchmarks/short_sequences.py measures the crossover; dense.py has the figures).
     n = scores.shape[-1]
     weights = scores.numel() * n
-    return weights <= DENSE_SMALL_WEIGHTS or (
-        n <= DENSE_MAX_TOKENS and weights <= DENSE_MAX_WEIGHTS
-    )
+    if weights <= DENSE_SMALL_WEIGHTS:
+        return True
+    rows = scores.numel() // max(n, 1)
+    return weights <= DENSE_MAX_WEIGHTS and (n <= DENSE_MAX_TOKENS or rows <= DENSE_FEW_ROWS)
 
 
 register_backend(
@@ -177,9 +185,9 @@ def aaren_attention(
     backend : {"auto", "triton", "dense", "chunked", "recurrent", "naive"} or a registered name
         ``"auto"`` picks the fastest exact implementation for the inputs' device: the fused
         Triton kernels on CUDA (when Triton is installed), else the dense masked-softmax block
-        for small inputs (``rows x N^2`` up to 65,536 at any length, such as one short series
-        read whole, or up to 131,072 for at most 16 tokens: patch-token windows, a streamed
-        update of a few rows), else the chunked PyTorch path. The
+        for small inputs (``rows x N^2`` up to 65,536, or up to 131,072 with at most 16
+        tokens or at most 32 rows: patch-token windows, one short series read whole, a
+        streamed update of a few rows), else the chunked PyTorch path. The
         chunked path has a hand-written first-order backward; for gradients of gradients use
         ``"dense"``, ``"recurrent"`` or ``"naive"`` (autograd all the way).
 
