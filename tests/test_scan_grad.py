@@ -146,17 +146,34 @@ def test_recency_rate_gradient_reaches_through_a_carried_state(rng):
         assert rel_err(grads[backend], grads["recurrent"]) <= 1e-10, backend
 
 
-def test_auto_picks_dense_for_small_inputs_and_chunked_for_large(rng):
-    assert select_backend(torch.zeros(8, 12), torch.zeros(8, 12, 4)) == "dense"
-    assert select_backend(torch.zeros(4096, 12), torch.zeros(4096, 12, 4)) == "chunked"
-    assert select_backend(torch.zeros(1, 2048), torch.zeros(1, 2048, 4)) == "chunked"
-    assert select_backend(torch.zeros(128, 32), torch.zeros(128, 32, 4)) == "chunked"  # > 16
-    # a few rows of a longer sequence (one short series read whole): dense at any length
-    assert select_backend(torch.zeros(4, 128), torch.zeros(4, 128, 4)) == "dense"
-    assert select_backend(torch.zeros(1, 256), torch.zeros(1, 256, 4)) == "dense"
-    assert select_backend(torch.zeros(4, 181), torch.zeros(4, 181, 4)) == "dense"
-    assert select_backend(torch.zeros(32, 64), torch.zeros(32, 64, 4)) == "dense"
-    assert select_backend(torch.zeros(4, 256), torch.zeros(4, 256, 4)) == "chunked"
+def _auto(rows: int, n: int, grad: bool) -> str:
+    scores = torch.zeros(rows, n, requires_grad=grad)
+    return select_backend(scores, torch.zeros(rows, n, 4))
+
+
+@pytest.mark.parametrize(
+    ("rows", "n", "training", "inference"),
+    [
+        (8, 12, "dense", "dense"),
+        (1024, 4, "dense", "dense"),
+        (4096, 12, "chunked", "chunked"),
+        (1, 2048, "chunked", "chunked"),
+        (128, 32, "chunked", "chunked"),  # > 16 tokens on many rows: the products dominate
+        (512, 16, "dense", "chunked"),  # no backward to pay for: the chunked scan wins
+        # a few rows of a longer sequence (one short series read whole): dense in training
+        (4, 128, "dense", "chunked"),
+        (1, 256, "dense", "chunked"),
+        (4, 181, "dense", "chunked"),
+        (32, 64, "dense", "chunked"),
+        (4, 256, "chunked", "chunked"),
+        (4, 64, "dense", "dense"),
+    ],
+)
+def test_auto_picks_dense_for_small_inputs_and_chunked_for_large(rows, n, training, inference):
+    assert _auto(rows, n, grad=True) == training
+    assert _auto(rows, n, grad=False) == inference
+    with torch.no_grad():  # gradients off: inference, whatever the inputs require
+        assert _auto(rows, n, grad=True) == inference
 
 
 def test_chunked_uses_the_suffix_scan_backward(rng):

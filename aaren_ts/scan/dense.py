@@ -9,7 +9,8 @@ handful of kernels, ``O(N^2)`` work, exact, and differentiated by autograd (ever
 CPU the batched ``(N, N) @ (N, D)`` products are slow once the weights outgrow the cache, and
 the chunked scan's fixed cost is amortised over many rows. ``"auto"`` uses it while the
 weights ``rows x N x N`` stay within ``DENSE_SMALL_WEIGHTS`` elements, or within
-``DENSE_MAX_WEIGHTS`` for at most ``DENSE_MAX_TOKENS`` tokens or ``DENSE_FEW_ROWS`` rows.
+``DENSE_MAX_WEIGHTS`` for at most ``DENSE_MAX_TOKENS`` tokens or ``DENSE_FEW_ROWS`` rows; without
+gradients, while they stay within ``DENSE_FORWARD_WEIGHTS``.
 
 Two cases. From an empty state with no row starting empty (training's usual call) the
 weights need no prior term and every denominator is at least 1. Otherwise the carried
@@ -38,6 +39,10 @@ from .state import ScanState, safe_denominator, safe_reference
 # (4 x 32-128, 16 x 32-64, 64 x 32); 0.4-0.99x at 131,072 with at most 32 rows (4 x 181,
 # 8 x 128, 32 x 64, 2 x 256); but 1.3x at 128 x 32 and 1.3-18x beyond 131,072 (128 x 64,
 # 4 x 256, 16 x 128: the batched (N, N) products), which the bounds keep out.
+# Without gradients (inference) the chunked scan has no backward to pay for, and the dense
+# form wins only on smaller blocks: up to DENSE_FORWARD_WEIGHTS (forward alone, same timer:
+# 0.45-0.86x up to 16,384 weights; 0.8-1.1x at 65,536; 1.5-2.2x at 512 x 16).
+DENSE_FORWARD_WEIGHTS = 16384
 DENSE_MAX_TOKENS = 16
 DENSE_FEW_ROWS = 32
 DENSE_MAX_WEIGHTS = 131072

@@ -23,6 +23,7 @@ from .checks import check_inputs, prepare_state
 from .chunked_grad import chunked_attention
 from .dense import (
     DENSE_FEW_ROWS,
+    DENSE_FORWARD_WEIGHTS,
     DENSE_MAX_TOKENS,
     DENSE_MAX_WEIGHTS,
     DENSE_SMALL_WEIGHTS,
@@ -92,6 +93,8 @@ def _dense_applies(scores: torch.Tensor, values: torch.Tensor) -> bool:
     # (benchmarks/short_sequences.py measures the crossover; dense.py has the figures).
     n = scores.shape[-1]
     weights = scores.numel() * n
+    if not (torch.is_grad_enabled() and (scores.requires_grad or values.requires_grad)):
+        return weights <= DENSE_FORWARD_WEIGHTS  # no backward: the chunked scan costs less
     if weights <= DENSE_SMALL_WEIGHTS:
         return True
     rows = scores.numel() // max(n, 1)
@@ -185,9 +188,10 @@ def aaren_attention(
     backend : {"auto", "triton", "dense", "chunked", "recurrent", "naive"} or a registered name
         ``"auto"`` picks the fastest exact implementation for the inputs' device: the fused
         Triton kernels on CUDA (when Triton is installed), else the dense masked-softmax block
-        for small inputs (``rows x N^2`` up to 65,536, or up to 131,072 with at most 16
-        tokens or at most 32 rows: patch-token windows, one short series read whole, a
-        streamed update of a few rows), else the chunked PyTorch path. The
+        for small inputs (with gradients: ``rows x N^2`` up to 65,536, or up to 131,072
+        with at most 16 tokens or at most 32 rows, such as patch-token windows or one short
+        series read whole; without: up to 16,384, such as a streamed update of a few rows),
+        else the chunked PyTorch path. The
         chunked path has a hand-written first-order backward; for gradients of gradients use
         ``"dense"``, ``"recurrent"`` or ``"naive"`` (autograd all the way).
 
