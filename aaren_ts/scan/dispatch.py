@@ -97,7 +97,7 @@ def _dense_applies(scores: torch.Tensor, values: torch.Tensor) -> bool:
         return weights <= DENSE_FORWARD_WEIGHTS  # no backward: the chunked scan costs less
     if weights <= DENSE_SMALL_WEIGHTS:
         return True
-    rows = scores.numel() // max(n, 1)
+    rows = scores.numel() // n  # n >= 1 here: an empty input has no weights
     return weights <= DENSE_MAX_WEIGHTS and (n <= DENSE_MAX_TOKENS or rows <= DENSE_FEW_ROWS)
 
 
@@ -191,9 +191,9 @@ def aaren_attention(
         for small inputs (with gradients: ``rows x N^2`` up to 65,536, or up to 131,072
         with at most 16 tokens or at most 32 rows, such as patch-token windows or one short
         series read whole; without: up to 16,384, such as a streamed update of a few rows),
-        else the chunked PyTorch path. The
-        chunked path has a hand-written first-order backward; for gradients of gradients use
-        ``"dense"``, ``"recurrent"`` or ``"naive"`` (autograd all the way).
+        else the chunked PyTorch path. The chunked path has a hand-written first-order
+        backward; for gradients of gradients use ``"dense"``, ``"recurrent"`` or ``"naive"``
+        (autograd all the way).
 
     Returns
     -------
