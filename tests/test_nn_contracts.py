@@ -57,6 +57,59 @@ def test_step_equals_forward(rng, name, kwargs):
         assert rel_err(model(nxt, state)[0], model(nxt, final)[0]) <= 1e-5
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_step_without_gradients_follows_every_parameter_change(rng, bias):
+    """The no-gradient step folds the value and score projections once and keeps them: the
+    result must be the gradient step's, and must follow in-place parameter updates (an
+    optimiser step, load_state_dict) and replaced parameters, and never enter the module's
+    state dict or copies."""
+    torch.manual_seed(0)
+    attn = AarenAttention(16, 4, recency=True, bias=bias)
+    with torch.no_grad():
+        attn.recency_rate.copy_(torch.tensor([0.3, -0.2, 0.05, 1.0]))
+    x = torch.randn(3, 16, generator=rng)
+    state = attn(torch.randn(3, 7, 16, generator=rng))[1]
+
+    def agree() -> None:
+        with torch.no_grad():
+            fast, fast_state = attn.step(x, state)
+        slow, slow_state = attn.step(x, state)  # the gradient path: no folded weights kept
+        assert slow.requires_grad
+        assert rel_err(fast, slow.detach()) <= 1e-6
+        assert rel_err(fast_state.scan.w, slow_state.scan.w.detach()) <= 1e-6
+
+    agree()
+    optimizer = torch.optim.Adam(attn.parameters(), lr=0.1, foreach=True)
+    attn.step(x, state)[0].square().sum().backward()
+    optimizer.step()  # every parameter written in place
+    agree()
+    attn.load_state_dict(AarenAttention(16, 4, recency=True, bias=bias).state_dict())
+    agree()
+    with torch.no_grad():
+        attn.query.mul_(2.0)  # the query alone: the folded scores must change
+    agree()
+    attn.k_proj.weight = nn.Parameter(torch.randn(16, 16, generator=rng))  # replaced
+    agree()
+    attn.v_proj.weight.data = torch.randn(16, 16, generator=rng)  # new storage, same object
+    agree()
+    assert set(attn.state_dict()) == set(copy.deepcopy(attn).state_dict())
+    assert not any("fold" in key or "projection" in key for key in attn.state_dict())
+    assert not any(isinstance(v, tuple) for v in vars(copy.deepcopy(attn)).values())
+
+
+def test_a_block_step_in_training_mode_keeps_dropout():
+    """Steps skip the dropout layers only where they are identities (eval, or p = 0)."""
+    torch.manual_seed(0)
+    block = AarenBlock(16, 4, dropout=0.5)
+    x = torch.randn(64, 16)
+    state = block.attn.init_state(64)
+    with torch.no_grad():
+        eval_out = block.eval().step(x, state)[0]
+        assert torch.equal(block.step(x, state)[0], eval_out)  # deterministic in eval
+        train_out = block.train().step(x, state)[0]
+    assert not torch.allclose(train_out, eval_out)
+
+
 @pytest.mark.parametrize(("name", "kwargs"), CONFIGS)
 @pytest.mark.parametrize("splits", [[1, 39], [13, 14, 13], [39, 1]])
 def test_chunked_forward_equals_one_call(rng, name, kwargs, splits):

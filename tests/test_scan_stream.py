@@ -106,3 +106,27 @@ def test_init_state_layout():
     assert st.m.shape == (2, 3) and st.u.shape == (2, 3) and st.w.shape == (2, 3, 4)
     assert st.w.dtype == torch.float32  # half precision states accumulate in float32
     assert init_state(5, 2, torch.float64).u.dtype == torch.float64
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_absorb_is_combine_with_a_unit_leaf(rng, dtype):
+    """The step's one-token combine gives the general operator's numbers, bit for bit, on
+    empty and filled prefixes, and the same gradients."""
+    from aaren_ts.scan.state import absorb, combine
+
+    m = torch.randn(5, 3, generator=rng, dtype=dtype) * 10
+    m[0] = -math.inf  # an empty prefix
+    u = torch.rand(5, 3, generator=rng, dtype=dtype) + 0.5
+    u[0] = 0.0
+    w = torch.randn(5, 3, 4, generator=rng, dtype=dtype)
+    w[0] = 0.0
+    score = (torch.randn(5, 3, generator=rng, dtype=dtype) * 10).requires_grad_()
+    value = torch.randn(5, 3, 4, generator=rng, dtype=dtype).requires_grad_()
+    fast = absorb(ScanState(m, u, w), score, value)
+    leaf = ScanState(score, torch.ones_like(score), value)
+    general = combine(ScanState(m, u, w), leaf)
+    for a, b in zip(fast, general, strict=True):
+        assert torch.equal(a, b)
+    grads = [torch.autograd.grad(state_output(s).sum(), (score, value)) for s in (fast, general)]
+    for a, b in zip(*grads, strict=True):
+        assert torch.equal(a, b)

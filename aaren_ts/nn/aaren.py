@@ -68,8 +68,16 @@ class AarenBlock(nn.Module):
         time: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, AttentionState]:
         a, state = self.attn.step(self.norm_attn(x_t), state, time)
-        h = x_t + self.dropout(a)
-        return h + self.dropout(self.ff(self.norm_ff(h))), state
+        if self.training and self.dropout.p > 0:
+            h = x_t + self.dropout(a)
+            return h + self.dropout(self.ff(self.norm_ff(h))), state
+        # the dropout layers are identities here: a stream's step skips their calls
+        h = x_t + a
+        f = self.norm_ff(h)
+        for layer in self.ff:
+            if not isinstance(layer, nn.Dropout):
+                f = layer(f)
+        return h + f, state
 
 
 class Aaren(Backbone):

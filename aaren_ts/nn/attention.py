@@ -16,6 +16,7 @@ however long the stream (``aaren_math.md`` section 6).
 from __future__ import annotations
 
 import math
+import weakref
 from typing import NamedTuple
 
 import torch
@@ -29,6 +30,11 @@ def _time_dtype(device: torch.device | str | None) -> torch.dtype:
     """float64 for clocks (1e9-second timestamps keep sub-second steps), except on Apple's MPS,
     which has no float64."""
     return torch.float32 if torch.device(device or "cpu").type == "mps" else torch.float64
+
+
+# layer -> its folded step projection, kept outside the module so that it never enters a
+# state dict, a pickle or a deep copy (see ``AarenAttention._step_projection``)
+_STEP_PROJECTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class AttentionState(NamedTuple):
@@ -118,6 +124,32 @@ class AarenAttention(nn.Module):
         bias = None if bias is None else (bias.view(self.n_heads, self.d_head) * q).sum(-1)
         return weight, bias
 
+    def _step_projection(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The value projection and the folded score projection stacked into one
+        ``d_model -> d_model + n_heads`` map, for steps without gradients.
+
+        Folding the query into the keys costs a dozen small tensor operations, as much as
+        the rest of a stream's step; the weights only change when a parameter does, so
+        the result is kept until one of them is written in place (its version counter
+        moves: an optimiser step, ``load_state_dict``) or replaced. The entry holds the
+        parameters' storages, so a replaced one can never reuse its address.
+        """
+        params = (self.query, self.q_proj.weight, self.q_proj.bias, self.k_proj.weight,
+                  self.k_proj.bias, self.v_proj.weight, self.v_proj.bias)  # fmt: skip
+        key = tuple((p.data_ptr(), p._version) if p is not None else None for p in params)
+        entry = _STEP_PROJECTIONS.get(self)
+        if entry is not None and entry[0] == key:
+            return entry[2], entry[3]
+        with torch.no_grad():
+            score_weight, score_bias = self._score_projection()
+            weight = torch.cat([self.v_proj.weight, score_weight])
+            bias = self.v_proj.bias
+            if bias is not None:
+                bias = torch.cat([bias, score_bias])
+        held = tuple(p.detach() for p in params if p is not None)  # keeps the storages
+        _STEP_PROJECTIONS[self] = (key, held, weight, bias)
+        return weight, bias
+
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """Query-key scores ``(..., n_heads)`` of tokens ``x`` ``(..., d_model)``, scale
         included, before any recency term."""
@@ -173,12 +205,21 @@ class AarenAttention(nn.Module):
         batch = x_t.shape[0]
         if state is None:
             state = self.init_state(batch, x_t.device)
-        value = self.v_proj(x_t).view(batch, self.n_heads, self.d_head)
-        score = self.scores(x_t)  # (batch, n_heads)
+        if torch.is_grad_enabled() and self.query.requires_grad:
+            value = self.v_proj(x_t).view(batch, self.n_heads, self.d_head)
+            score = self.scores(x_t)  # (batch, n_heads)
+        else:  # a stream's step: one matmul for values and scores, weights folded once
+            projected = F.linear(x_t, *self._step_projection())
+            value = projected[:, : self.d_model].view(batch, self.n_heads, self.d_head)
+            score = projected[:, self.d_model :]
         scan, old_time = state
         new_time = old_time + 1 if time is None else time.to(old_time)
         if self.recency_rate is not None:
             rate = self.recency_rate.unsqueeze(0)
-            scan = self._relevel(scan, rate * (old_time - new_time).unsqueeze(-1).to(rate.dtype))
+            if time is None:  # one position on: the shift rate * (-1) is exactly -rate
+                scan = ScanState(scan.m - rate.to(scan.m.dtype), scan.u, scan.w)
+            else:
+                age = (old_time - new_time).unsqueeze(-1).to(rate.dtype)
+                scan = self._relevel(scan, rate * age)
         out, scan = aaren_step(scan, score, value)
         return self.out_proj(out.reshape(batch, self.d_model)), AttentionState(scan, new_time)

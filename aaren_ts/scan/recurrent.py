@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from .checks import check_inputs, prepare_state
-from .state import ScanState, accumulation_dtype, combine, state_output
+from .state import ScanState, absorb, accumulation_dtype, combine, state_output
 
 
 def scan_leaves(leaves: ScanState, init: ScanState) -> ScanState:
@@ -82,6 +82,5 @@ def aaren_step(
     batch_shape, d, dtype = check_inputs(score, value, "score", "value", "(..., D)")
     acc = accumulation_dtype(score.dtype, value.dtype)
     state = prepare_state(state, batch_shape, d, acc, score.device)
-    leaf = ScanState(score.to(acc), torch.ones_like(score, dtype=acc), value.to(acc))
-    new_state = combine(state, leaf)
+    new_state = absorb(state, score.to(acc), value.to(acc))
     return state_output(new_state).to(dtype), new_state

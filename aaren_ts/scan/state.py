@@ -83,6 +83,19 @@ def combine(a: ScanState, b: ScanState) -> ScanState:
     return ScanState(m, u, w)
 
 
+def absorb(a: ScanState, score: torch.Tensor, value: torch.Tensor) -> ScanState:
+    """``combine(a, ScanState(score, 1, value))``: the prefix ``a`` followed by one token, the
+    same numbers without building the leaf's ``u = 1`` (``1 * scale`` is exactly ``scale``).
+    A stream's step does this per layer and token."""
+    m = torch.maximum(a.m, score).detach()
+    ref = safe_reference(m)
+    scale_a = torch.exp(a.m - ref)
+    scale_b = torch.exp(score - ref)
+    u = torch.addcmul(scale_b, a.u, scale_a)
+    w = torch.addcmul(value * scale_b.unsqueeze(-1), a.w, scale_a.unsqueeze(-1))
+    return ScanState(m, u, w)
+
+
 def safe_denominator(u: torch.Tensor) -> torch.Tensor:
     """``u`` where positive, else 1: an empty prefix (``u = w = 0``) reads as output 0.
 
