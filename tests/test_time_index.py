@@ -274,3 +274,18 @@ def test_relative_steps_only_for_integer_relative_horizons():
     absolute = ForecastingHorizon(pd.Index([5, 6]), is_relative=False)
     assert relative_steps(absolute) is None
     assert relative_steps(ForecastingHorizon(pd.to_timedelta([1, 2], unit="D"))) is None
+
+
+def test_relative_steps_of_the_last_horizon_are_kept_read_only():
+    """A stream asks about one horizon every tick: its steps are kept, read-only, and another
+    horizon (or another object with other steps) is never given them."""
+    first = ForecastingHorizon([1, 2, 3], is_relative=True)
+    steps = relative_steps(first)
+    assert relative_steps(first) is steps
+    with pytest.raises(ValueError, match="read-only"):
+        steps[0] = 5
+    other = ForecastingHorizon([2, 4], is_relative=True)
+    assert relative_steps(other).tolist() == [2, 4]
+    assert relative_steps(first).tolist() == [1, 2, 3]
+    del first, steps, other
+    assert relative_steps(ForecastingHorizon([7], is_relative=True)).tolist() == [7]

@@ -19,6 +19,7 @@ Pure torch: no sktime here.
 
 from __future__ import annotations
 
+import bisect
 import functools
 from typing import NamedTuple
 
@@ -26,6 +27,22 @@ import numpy as np
 import torch
 
 MOST_TRACKED_STEPS = 16
+
+
+@functools.lru_cache(maxsize=64)
+def _steps_on(horizon: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``tracked_steps`` and their positions ``0 .. S-1`` on ``device``, made once (a stream
+    reads them at every row; callers must not change them)."""
+    steps = tracked_steps(horizon).to(device)
+    return steps, torch.arange(len(steps), device=device)
+
+
+@functools.lru_cache(maxsize=64)
+def _levels_on(levels: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The quantile levels (float64) and whether each one's shift moves (1.0) or stays
+    (0.0: the median is the network's point forecast, its shift stays as fitted)."""
+    values = torch.tensor(levels, dtype=torch.float64, device=device)
+    return values, (values != 0.5).to(torch.float64)
 
 
 def tracked_steps(horizon: int) -> torch.Tensor:
@@ -198,13 +215,12 @@ def _record(
     ``centre``, ``scale``, ``values`` ``(P, B, T, C)``; the tracker's ``forecasts``
     ``(K, P, B, S, C, Q)``, ``centre``, ``scale`` ``(K, P, B, C)``, ``shifts`` ``(P, S, Q)``
     and one ``count`` for all."""
-    steps = tracked_steps(forecast.shape[3]).to(forecast.device)
+    horizon = forecast.shape[3]
+    steps, positions = _steps_on(horizon, forecast.device)
     ring = tracker.forecasts.shape[0]
     rows = forecast.shape[2]
-    levels = quantiles.to(torch.float64)
-    # the median is the network's point forecast: its shift stays as fitted
-    moves = (levels != 0.5).to(torch.float64)
-    at_steps = forecast[:, :, :, steps - 1]  # (P, B, T, S, C, Q)
+    levels, moves = _levels_on(tuple(quantiles.tolist()), quantiles.device)
+    at_steps = forecast.index_select(3, steps - 1)  # (P, B, T, S, C, Q)
     forecasts, centres, scales = tracker.forecasts, tracker.centre, tracker.scale
     count, shifts = int(tracker.count), tracker.shifts
     if not adapt and history is None and rows >= ring:
@@ -219,16 +235,17 @@ def _record(
     forecasts, centres, scales = forecasts.clone(), centres.clone(), scales.clone()
     for t in range(rows):
         if adapt:
-            # forecasts made s rows ago for step s: origins count - s, if recorded
-            settled = steps <= min(count, ring)
-            if settled.any():
-                s = steps[settled]
-                slots = (count - s) % ring
-                tracked = settled.nonzero()[:, 0]
+            # forecasts made s rows ago for step s: origins count - s, if recorded; the
+            # steps increase, so those settled are the first n (every one once count >= ring)
+            n = bisect.bisect_right(_tracked_steps(horizon), min(count, ring))
+            if n:
+                tracked = positions[:n]
+                slots = (count - steps[:n]) % ring
                 made = forecasts[slots, :, :, tracked]  # (S', P, B, C, Q)
                 local = (values[:, :, t] - centres[slots]) / scales[slots]  # (S', P, B, C)
-                bound = made.double() + shifts[:, tracked].transpose(0, 1)[:, :, None, None, :]
-                covered = (local.double().unsqueeze(-1) <= bound).double().mean((2, 3))
+                # float32 meets float64 in float64 (exactly): no separate casts
+                bound = made + shifts[:, :n].transpose(0, 1)[:, :, None, None, :]
+                covered = (local.unsqueeze(-1) <= bound).mean((2, 3), dtype=torch.float64)
                 # the step is a share of the shifted outer interval (the forecast's own units)
                 outer = bound[..., -1] - bound[..., 0]
                 width = outer.mean((2, 3)).clamp(min=1e-3)  # (S', P)

@@ -168,23 +168,28 @@ class StreamNet(nn.Module):
         ``count`` rows of ``rows`` ``(B, N, C)`` float64 (NaN rows are absent)."""
         width = int(self.local_window)
         windows = rows[:, rows.shape[1] - (count + width - 1) :].unfold(1, width, 1)
-        present = ~torch.isnan(windows)
-        n = present.sum(-1).clamp(min=1)
-        values = torch.where(present, windows, 0.0)
-        mean = values.sum(-1) / n
+        # rows are finite or NaN (absent): zeroing NaN is zeroing the absent ones
+        found = (~torch.isnan(windows)).sum(-1)
+        n = found.clamp(min=1)
+        mean = windows.nan_to_num(0.0).sum(-1) / n
         # two passes (mean, then squared deviations): exact for any level, unlike E[x^2]-E[x]^2
-        deviation = torch.where(present, windows - mean.unsqueeze(-1), 0.0)
-        var = (deviation * deviation).sum(-1) / n
-        mean = torch.where(present.any(-1), mean, float("nan"))
-        return mean, torch.sqrt(var + LOCAL_VARIANCE_FLOOR)
+        deviation = (windows - mean.unsqueeze(-1)).nan_to_num(0.0)
+        var = deviation.square().sum(-1) / n
+        return mean.masked_fill(found == 0, float("nan")), torch.sqrt(var + LOCAL_VARIANCE_FLOOR)
 
     def frame(
         self, values: torch.Tensor, recent: torch.Tensor, exog: torch.Tensor | None = None
     ) -> LocalFrame:
         """Tokens, local window and local units of the rows ``values`` ``(B, T, C)`` that
         follow ``recent`` ``(B, R, C)``; ``exog`` ``(B, T, n_exog)``."""
+        return self._frame(values, torch.cat([recent.to(values.dtype), values], 1), exog)
+
+    def _frame(
+        self, values: torch.Tensor, joined: torch.Tensor, exog: torch.Tensor | None
+    ) -> LocalFrame:
+        """``frame`` given the recent rows and ``values`` joined ``(B, R + T, C)``."""
         count = values.shape[1]
-        rows = torch.cat([recent.to(values.dtype), values], 1).double()
+        rows = joined.double()
         span = max(self.n_lags, self.local_window or 0)
         # lags[b, t, c, j] = value of row t - j (newest first), NaN before the series start
         lags = rows[:, rows.shape[1] - (count + span - 1) :].unfold(1, span, 1).flip(-1)
@@ -230,7 +235,8 @@ class StreamNet(nn.Module):
         batch, count, _ = values.shape
         if state is None:
             state = self.init_state(batch, values.device)
-        local = self.frame(values, state.recent, exog)
+        joined = torch.cat([state.recent.to(values.dtype), values], 1)
+        local = self._frame(values, joined, exog)
         core = self.core
         embedded = core.embed(local.tokens)
         if count == 1:
@@ -245,8 +251,7 @@ class StreamNet(nn.Module):
             out = out + linear.transpose(2, 3)
         if future is not None and self.n_future:
             out = out + self.future_term(future) / local.scale[:, :, None, :, None]
-        rows = torch.cat([state.recent.to(values.dtype), values], 1)
-        recent = rows[:, rows.shape[1] - self.memory :]
+        recent = joined[:, joined.shape[1] - self.memory :]
         return out, local.centre, local.scale, StreamState(recent, backbone_state)
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from ._stream_table import StreamTable
-from ._values import check_float32
+from ._values import FLOAT32_MAX, check_float32
 
 
 def _frame_rows(table: StreamTable, index: pd.Index) -> tuple[np.ndarray, pd.Index] | None:
@@ -56,21 +56,26 @@ def plain_table_update(
     numbers = table.clock.index_values(times)
     if numbers is None or len(series) == 0:
         return None
-    # each series' rows together and in order; sktime's layouts sort by series, then time
-    if len(series) > 1 and (np.diff(series) < 0).any():
-        return None
-    starts = np.flatnonzero(np.r_[True, series[1:] != series[:-1]])
-    n_rows = np.diff(np.r_[starts, len(series)])
-    within = np.arange(len(series)) - np.repeat(starts, n_rows)
+    if len(series) == 1:  # a single row (a live series' usual tick): nothing to sort out
+        starts, n_rows = np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64)
+        within = starts
+    else:
+        # each series' rows together and in order; sktime's layouts sort by series, then time
+        if (np.diff(series) < 0).any():
+            return None
+        starts = np.flatnonzero(np.concatenate([[True], series[1:] != series[:-1]]))
+        n_rows = np.diff(np.append(starts, len(series)))
+        within = np.arange(len(series)) - np.repeat(starts, n_rows)
     # every row new and one grid step after the previous one (no gap, no repeat)
     if not np.array_equal(table.clock.after(table.last[series], within + 1), numbers):
         return None
     if not np.isfinite(raw).all():
         return None
     scaled = (raw - table.mean[series]) / table.std[series]
-    check_float32(scaled, "y")  # the general path's error for values float32 cannot hold
+    if np.abs(scaled).max() > FLOAT32_MAX:  # the general path's error names it
+        check_float32(scaled, "y")
     device = table.device
-    values = torch.tensor(scaled, dtype=torch.float32).to(device)
+    values = torch.from_numpy(scaled.astype(np.float32)).to(device)  # rounded as torch.tensor
     moved = series[starts]
     n_channels = raw.shape[1]
     # one batched read per (rows read, rows recorded): a panel's tick is usually one group
@@ -85,7 +90,10 @@ def plain_table_update(
         members = np.flatnonzero(which == g)
         count = int(n_rows[members[0]])
         positions = starts[members][:, None] + np.arange(count)[None, :]  # (P, n)
-        block = values[torch.as_tensor(positions.ravel(), device=device)]
+        if len(members) == len(moved):  # one group: the rows are the block as they lie
+            block = values
+        else:
+            block = values[torch.as_tensor(positions.ravel(), device=device)]
         block = block.view(len(members), count, n_channels)  # (P, n, C)
         if channel_independent:  # one sequence per channel: (P * C, n, 1)
             sequences = block.transpose(1, 2).reshape(-1, count, 1)

@@ -11,6 +11,7 @@ state changes; ``check_overlap`` that rows it re-sends match what was absorbed.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -302,13 +303,26 @@ def check_overlap(kept: tuple | None, frame: pd.DataFrame, last, where: str = ""
         )
 
 
+# the last horizon asked about and its steps: a stream asks about the same one every tick
+_LAST_STEPS: tuple = (lambda: None, None)
+
+
 def relative_steps(fh) -> np.ndarray | None:
     """The integer steps of a relative ``ForecastingHorizon`` (None for absolute or timedelta
-    ones): what ``fh.to_relative(cutoff)`` returns for it, without its conversions."""
+    ones): what ``fh.to_relative(cutoff)`` returns for it, without its conversions. Read-only
+    (the last horizon's are kept for the next call)."""
+    global _LAST_STEPS
+    last, steps = _LAST_STEPS
+    if last() is fh:
+        return steps
     values = fh.to_pandas()
     if not fh.is_relative or not pd.api.types.is_integer_dtype(values.dtype):
-        return None
-    return values.to_numpy().astype(int)
+        steps = None
+    else:
+        steps = values.to_numpy().astype(int)
+        steps.setflags(write=False)
+    _LAST_STEPS = (weakref.ref(fh), steps)
+    return steps
 
 
 def horizon_labels(cutoff: pd.Index, steps: np.ndarray) -> pd.Index | None:
