@@ -57,7 +57,11 @@ def restored_on_error(obj: Any) -> Iterator[None]:
     {'name': 'a', 'seen': ['a']}
     """
     memo: dict[int, Any] = {}  # a container met twice is copied once: sharing is kept
-    snapshot = {name: _skeleton(value, memo) for name, value in obj.__dict__.items()}
+    # most attributes are no containers: kept as they are without a call each
+    snapshot = {
+        name: _skeleton(value, memo) if type(value) in _CONTAINERS else value
+        for name, value in obj.__dict__.items()
+    }
     caches = _lazy_caches(obj.__dict__.values())
     try:
         yield
