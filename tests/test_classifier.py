@@ -286,6 +286,11 @@ def test_failed_fit_leaves_the_fitted_estimator_unchanged(small):
         ({"prefix_loss": 1.5}, r"prefix_loss must be a number in \[0.0, 1.0\]"),
         ({"label_smoothing": 1.0}, r"label_smoothing must be a number in \[0.0, 1.0\)"),
         ({"backbone": "gru", "recency": True}, "recency=True applies to the aaren backbone"),
+        ({"kernel_size": (3, 3)}, "kernel_size must be a positive int or a tuple of distinct"),
+        ({"kernel_size": (3, 0)}, "kernel_size must be a positive int or a tuple of distinct"),
+        ({"kernel_size": ()}, "kernel_size must be a positive int or a tuple of distinct"),
+        ({"kernel_size": "3"}, "kernel_size must be a positive int or a tuple of distinct"),
+        ({"kernel_size": tuple(range(1, 10))}, "more than d_model=8 embedding channels"),
         (
             {"device": "cuda"} if not torch.cuda.is_available() else {"kernel_size": 0},
             "cuda|kernel",
@@ -345,3 +350,35 @@ def test_sktime_grid_search(small):
     search.fit(X, y)
     assert search.best_params_["backbone"] in ("aaren", "gru")
     assert search.predict(X).shape == (12,)
+
+
+def test_a_multi_scale_embedding_reads_each_size_and_streams_like_one_pass(ragged):
+    """kernel_size=(2, 5): the rows of each size read exactly their last k steps; the stream
+    equals the prefix pass; the saved model (both formats) gives the same probabilities."""
+    import pickle
+
+    from aaren_ts import load
+
+    series, labels = ragged
+    clf = AarenClassifier(kernel_size=(2, 5), **TINY).fit(as_multiindex(series), labels)
+    net = clf.network_
+    assert net.kernel_size == 5 and net.kernel_sizes == (2, 5)
+    x = torch.randn(1, 12, 2)
+    moved = x.clone()
+    moved[:, 5] += 10.0  # step 5 is 3 steps before step 8: outside size 2, inside size 5
+    with torch.no_grad():
+        before, after = net._embed(x)[0, 8], net._embed(moved)[0, 8]
+    assert torch.equal(before[:4], after[:4])  # the size-2 rows (the first half of 8)
+    assert (before[4:] - after[4:]).abs().max() > 1e-3
+    assert torch.count_nonzero(net.embed.weight[:4, :, :3]) == 0  # never-read taps stay 0
+    one = series[3]
+    prefix = clf.predict_proba_prefix(as_multiindex([one]))[0]
+    stream = clf.start_stream(1)
+    for row in one.to_numpy():
+        stream.update(row)
+    np.testing.assert_allclose(stream.predict_proba()[0], prefix[-1], atol=1e-5)
+    X = as_multiindex(series[:6])
+    expected = clf.predict_proba(X)
+    for copy in (pickle.loads(pickle.dumps(clf)), load(clf.save())):
+        assert copy.network_.kernel_sizes == (2, 5)
+        np.testing.assert_array_equal(copy.predict_proba(X), expected)

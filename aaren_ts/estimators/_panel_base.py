@@ -20,8 +20,9 @@ from ._panel_net import PanelData, PanelNet, predict_outputs, train_panel
 from ._params import (
     NETWORK,
     PLACEMENT,
-    POSITIVE_INT,
     TRAINING,
+    InvalidParameterError,
+    KernelSizes,
     Real,
     check_network_params,
     resolve_device,
@@ -159,13 +160,19 @@ class AarenPanelMixin(PersistenceMixin):
         **NETWORK,
         **TRAINING,
         **PLACEMENT,
-        "kernel_size": POSITIVE_INT,
+        "kernel_size": KernelSizes(),
         "prefix_loss": Real(0.0, 1.0),
         "weight_decay": Real(0.0),
     }
 
     def _check_params(self) -> None:
         check_network_params(self, self._constraints)
+        sizes = self.kernel_size
+        if isinstance(sizes, (tuple, list)) and len(sizes) > self.d_model:
+            raise InvalidParameterError(
+                f"{type(self).__name__}: kernel_size={tuple(sizes)} asks for {len(sizes)} "
+                f"convolutions, more than d_model={self.d_model} embedding channels to share"
+            )
         if self.recency and self.backbone != "aaren":
             raise ValueError(f"recency=True applies to the aaren backbone, not {self.backbone!r}")
 

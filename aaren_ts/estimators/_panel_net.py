@@ -34,6 +34,20 @@ from ._optim import adam
 from ._sharding import Shard
 
 
+def _multi_scale_mask(sizes: tuple[int, ...], d_model: int, n_channels: int) -> torch.Tensor:
+    """``(d_model, n_channels, max(sizes))``: 1 on the last ``k`` taps of the output rows
+    of size ``k`` (an equal share of ``d_model`` per size, the remainder to the first)."""
+    share = [d_model // len(sizes)] * len(sizes)
+    share[0] += d_model - sum(share)
+    largest = max(sizes)
+    mask = torch.zeros(d_model, n_channels, largest)
+    start = 0
+    for size, rows in zip(sizes, share, strict=True):
+        mask[start : start + rows, :, largest - size :] = 1.0
+        start += rows
+    return mask
+
+
 class PanelNet(nn.Module):
     """Causal convolution -> backbone -> linear head at every step.
 
@@ -46,8 +60,11 @@ class PanelNet(nn.Module):
     backbone : {"aaren", "transformer", "gru"}
     d_model, n_layers, n_heads : int
     dropout : float
-    kernel_size : int
-        Steps each embedding reads (the step and ``kernel_size - 1`` before it).
+    kernel_size : int or tuple of int
+        Steps each embedding reads (the step and ``kernel_size - 1`` before it). A tuple
+        gives a multi-scale embedding: one causal convolution per size, each giving an equal
+        share of ``d_model`` (the first takes the remainder); ``self.kernel_size`` is then
+        the largest, the steps a stream keeps.
     recency : bool
         Aaren backbone only: a learnable per-head score term linear in the position.
     """
@@ -61,13 +78,23 @@ class PanelNet(nn.Module):
         n_layers: int = 2,
         n_heads: int = 4,
         dropout: float = 0.0,
-        kernel_size: int = 3,
+        kernel_size: int | Sequence[int] = 3,
         recency: bool = False,
     ) -> None:
         super().__init__()
         self.n_channels = n_channels
-        self.kernel_size = kernel_size
-        self.embed = nn.Conv1d(n_channels, d_model, kernel_size)
+        sizes = (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
+        self.kernel_sizes = tuple(int(k) for k in sizes)
+        self.kernel_size = max(self.kernel_sizes)
+        self.embed = nn.Conv1d(n_channels, d_model, self.kernel_size)
+        # one convolution of the largest size whose rows of the smaller ones read only
+        # their last taps: the multi-scale embedding in one call, stepped like the plain one
+        mask = None
+        if len(self.kernel_sizes) > 1:
+            mask = _multi_scale_mask(self.kernel_sizes, d_model, n_channels)
+            with torch.no_grad():
+                self.embed.weight.mul_(mask)  # the taps never read stay zero when saved
+        self.register_buffer("embed_mask", mask, persistent=False)  # rebuilt, never saved
         extra = {"recency": True} if recency else {}
         self.backbone = make_backbone(
             backbone, d_model, n_layers, n_heads, dropout=dropout, **extra
@@ -75,10 +102,16 @@ class PanelNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(d_model, n_outputs)
 
+    def _convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """The embedding's convolution of ``x`` ``(B, C, T)`` (masked when multi-scale)."""
+        if self.embed_mask is None:
+            return self.embed(x)
+        return F.conv1d(x, self.embed.weight * self.embed_mask, self.embed.bias)
+
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, C)`` -> ``(B, T, d_model)``, causal (zeros before the first step)."""
         x = F.pad(x.transpose(1, 2), (self.kernel_size - 1, 0))
-        return self.embed(x).transpose(1, 2)
+        return self._convolve(x).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs after every prefix: ``(B, T, C)`` -> ``(B, T, n_outputs)``."""
@@ -97,7 +130,7 @@ class PanelNet(nn.Module):
         Aaren and GRU backbones (the Transformer's cache grows)."""
         window, inner = state
         window = torch.cat([window, x_t.unsqueeze(1)], dim=1)  # (B, kernel_size, C)
-        e = self.embed(window.transpose(1, 2)).squeeze(-1)
+        e = self._convolve(window.transpose(1, 2)).squeeze(-1)
         y, inner = self.backbone.step(e, inner)
         return self.head(self.dropout(y)), (window[:, 1:], inner)
 

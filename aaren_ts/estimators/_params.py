@@ -47,6 +47,20 @@ class Device(Constraint):
         return True
 
 
+class KernelSizes(Constraint):
+    """A positive int, or a non-empty tuple or list of distinct positive ints (one causal
+    convolution per size: a multi-scale embedding)."""
+
+    description = "a positive int or a tuple of distinct positive ints, such as (3, 7)"
+
+    def accepts(self, value: Any) -> bool:
+        if Int(1).accepts(value):
+            return True
+        if not isinstance(value, (tuple, list)) or not value:
+            return False
+        return all(Int(1).accepts(k) for k in value) and len(set(value)) == len(value)
+
+
 POSITIVE_INT = Int(1)
 OPTIONAL_POSITIVE_INT = (Options(None), Int(1))
 FRACTION = Real(0.0, 1.0, open={"high"})  # [0, 1)
@@ -104,6 +118,7 @@ def resolve_device(device: str) -> torch.device:
 __all__ = [
     "FRACTION", "NETWORK", "OPTIONAL_POSITIVE_INT", "PLACEMENT", "POSITIVE_INT", "THREADS",
     "TRAINING",
-    "Bool", "Device", "InstanceOf", "Int", "InvalidParameterError", "Options", "Real", "Seed",
+    "Bool", "Device", "InstanceOf", "Int", "InvalidParameterError", "KernelSizes", "Options",
+    "Real", "Seed",
     "check_network_params", "check_params", "resolve_device",
 ]  # fmt: skip

@@ -92,7 +92,9 @@ def network_kwargs(module: nn.Module) -> dict[str, Any]:
             **_backbone_kwargs(module.backbone),
             "n_channels": module.n_channels,
             "n_outputs": module.head.out_features,
-            "kernel_size": module.kernel_size,
+            "kernel_size": (
+                module.kernel_size if len(module.kernel_sizes) == 1 else list(module.kernel_sizes)
+            ),
             "dropout": module.dropout.p,
         }
     if isinstance(module, TPPNet):
