@@ -136,6 +136,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
+        "--kernel-size",
+        type=int,
+        nargs="+",
+        help="the embedding's size, or several: a multi-scale embedding (default: the "
+        "AarenClassifier default)",
+    )
+    parser.add_argument(
         "--recency", action="store_true", help="aaren: recency=True (cells named aaren+recency)"
     )
     parser.add_argument("--no-minirocket", action="store_true")
@@ -170,6 +177,9 @@ def main(argv: list[str] | None = None) -> None:
         "lr": args.lr,
         "batch_size": args.batch_size,
     }
+    if args.kernel_size:
+        sizes = args.kernel_size
+        params["kernel_size"] = sizes[0] if len(sizes) == 1 else tuple(sizes)
     record = {
         "command": "python "
         + shlex.join(["benchmarks/classification.py", *(argv or sys.argv[1:])]),

@@ -49,6 +49,12 @@ CANDIDATES: dict[str, dict] = {
     "max_epochs=200": {"max_epochs": 200},
     "label_smoothing=0.1": {"label_smoothing": 0.1},
     "lr=3e-3": {"lr": 3e-3},
+    # multi-scale causal embeddings (issue 17's list)
+    "kernel_size=(3,7)": {"kernel_size": (3, 7)},
+    "kernel_size=(3,11)": {"kernel_size": (3, 11)},
+    "kernel_size=(3,5,7)": {"kernel_size": (3, 5, 7)},
+    "kernel_size=(3,15)": {"kernel_size": (3, 15)},
+    "kernel_size=(3,21)": {"kernel_size": (3, 21)},
 }
 
 
