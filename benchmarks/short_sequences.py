@@ -10,6 +10,12 @@ Two tables, one thread by default:
    feed-forward included) forward + backward at 12, 96, 512 and 2,048 tokens, the same number
    of tokens per call (the batch shrinks as the sequence grows), and their ratio.
 
+3. **Attention's share.** At one shape (default: the windowed forecaster's ETTh1 batches,
+   224 rows x 12 tokens, ``d_model`` 32, 4 heads), each block and its attention sublayer
+   (the pre-norm included) forward + backward. The Transformer block's attention share ``f``
+   bounds what a cheaper attention can do to a block's time: at a ratio ``r`` of the two
+   attentions a block costs ``1 - f (1 - r)`` of the Transformer's.
+
 Medians of ``--repeats`` timed calls after two warm-up calls. Only torch and ``aaren_ts.nn``
 are needed.
 
@@ -96,6 +102,43 @@ def block_row(n: int, tokens: int, repeats: int) -> dict:
     return {"n": n, "batch": batch, "aaren_ms": a, "transformer_ms": t, "ratio": a / t}
 
 
+def share_row(rows: int, n: int, d_model: int, heads: int, repeats: int) -> dict:
+    """Forward + backward of each block and of its attention sublayer at one shape."""
+    torch.manual_seed(0)
+    x = torch.randn(rows, n, d_model, requires_grad=True)
+    aaren = AarenBlock(d_model, heads)
+    transformer = TransformerBlock(d_model, heads, None, 0.0)
+    empty = torch.zeros(rows, heads, 0, d_model // heads)
+    cache = KVCache(empty, empty)
+    calls = {
+        "aaren_block": lambda: aaren(x)[0].sum().backward(),
+        "aaren_attention": lambda: aaren.attn(aaren.norm_attn(x))[0].sum().backward(),
+        "transformer_block": lambda: transformer(x, cache)[0].sum().backward(),
+        "transformer_attention": (
+            lambda: transformer.attn(transformer.norm_attn(x), cache)[0].sum().backward()
+        ),
+    }
+    row = {"rows": rows, "n": n, "d_model": d_model, "heads": heads}
+    # round-robin: the four are timed in turn, so a change of load hits them alike
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(2):
+        for call in calls.values():
+            call()
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    row.update({f"{name}_ms": 1000 * statistics.median(t) for name, t in times.items()})
+    row["transformer_share"] = row["transformer_attention_ms"] / row["transformer_block_ms"]
+    row["attention_ratio"] = row["aaren_attention_ms"] / row["transformer_attention_ms"]
+    row["block_ratio"] = row["aaren_block_ms"] / row["transformer_block_ms"]
+    # an attention at half the Transformer's: its value and output projections against
+    # the query, key, value and output ones, the matmul floor of this attention
+    row["block_ratio_at_half"] = 1 - row["transformer_share"] / 2
+    return row
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=positive_int_option(), default=1)
@@ -104,11 +147,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--n", type=int, nargs="+", default=[4, 12, 32, 64, 128])
     parser.add_argument("--block-n", type=int, nargs="+", default=[12, 96, 512, 2048])
     parser.add_argument("--block-tokens", type=positive_int_option(), default=16384)
+    parser.add_argument(
+        "--share-shape",
+        type=positive_int_option(),
+        nargs=4,
+        default=[224, 12, 32, 4],
+        metavar=("ROWS", "N", "D_MODEL", "HEADS"),
+    )
     parser.add_argument("--quick", action="store_true", help="a tiny grid, 2 repeats")
     parser.add_argument("--json", type=json_option("--json"), default=None)
     args = parser.parse_args(argv)
     if args.quick:
         args.rows, args.n, args.block_n, args.block_tokens, args.repeats = [8], [4, 12], [12], 96, 2
+        args.share_shape = [8, 12, 16, 4]
     torch.set_num_threads(args.threads)
 
     scans = [scan_row(r, n, args.repeats) for r in args.rows for n in args.n]
@@ -130,10 +181,26 @@ def main(argv: list[str] | None = None) -> dict:
             f"| {b['n']} | {b['batch']} | {b['aaren_ms']:.1f} | {b['transformer_ms']:.1f} | "
             f"{b['ratio']:.2f} |"
         )
+    share = share_row(*args.share_shape, args.repeats)
+    print(
+        f"\nAttention's share, forward + backward, {share['rows']} rows x {share['n']} tokens, "
+        f"d_model {share['d_model']}, {share['heads']} heads:\n"
+    )
+    print("| block | whole block ms | attention sublayer ms | attention share |")
+    print("|---|---:|---:|---:|")
+    for name in ("aaren", "transformer"):
+        block, attention = share[f"{name}_block_ms"], share[f"{name}_attention_ms"]
+        print(f"| {name} | {block:.2f} | {attention:.2f} | {attention / block:.2f} |")
+    print(
+        f"\nAaren / Transformer: attention {share['attention_ratio']:.2f}, block "
+        f"{share['block_ratio']:.2f}; with Aaren's attention at half the Transformer's, a block "
+        f"would be at {share['block_ratio_at_half']:.2f}"
+    )
     result = {
         **run_header("short_sequences.py", argv, args.threads, ["torch"]),
         "scan": scans,
         "blocks": blocks,
+        "share": share,
     }
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1))

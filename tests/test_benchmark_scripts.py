@@ -160,6 +160,12 @@ def test_short_sequences_quick(tmp_path):
     assert all(r["dense_fwdbwd_ms"] > 0 and r["chunked_fwdbwd_ms"] > 0 for r in saved["scan"])
     assert [b["n"] for b in saved["blocks"]] == [12] and saved["blocks"][0]["ratio"] > 0
     assert "| rows | N | auto |" in stdout and "Aaren / Transformer" in stdout
+    share = saved["share"]
+    assert (share["rows"], share["n"], share["d_model"], share["heads"]) == (8, 12, 16, 4)
+    for name in ("aaren", "transformer"):  # a sublayer costs part of its block
+        assert 0 < share[f"{name}_attention_ms"] < share[f"{name}_block_ms"]
+    assert share["block_ratio_at_half"] == pytest.approx(1 - share["transformer_share"] / 2)
+    assert "| block | whole block ms | attention sublayer ms | attention share |" in stdout
 
 
 @pytest.mark.slow
