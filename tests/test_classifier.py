@@ -382,3 +382,24 @@ def test_a_multi_scale_embedding_reads_each_size_and_streams_like_one_pass(ragge
     for copy in (pickle.loads(pickle.dumps(clf)), load(clf.save())):
         assert copy.network_.kernel_sizes == (2, 5)
         np.testing.assert_array_equal(copy.predict_proba(X), expected)
+
+
+def test_a_network_pickled_before_multi_scale_embeddings_still_runs_and_exports():
+    """A PanelNet pickled by a version without ``kernel_sizes`` and ``embed_mask`` reads
+    series as before and exports its (single) kernel size."""
+    import pickle
+
+    from aaren_ts.estimators._panel_net import PanelNet
+    from aaren_ts.estimators._portable import network_kwargs
+
+    torch.manual_seed(0)
+    net = PanelNet(2, 3, d_model=8, n_layers=1, n_heads=2, kernel_size=4).eval()
+    x = torch.randn(2, 7, 2)
+    with torch.no_grad():
+        expected = net(x)
+    del net.kernel_sizes
+    del net._buffers["embed_mask"]  # what an older pickle holds
+    old = pickle.loads(pickle.dumps(net))
+    with torch.no_grad():
+        assert torch.equal(old(x), expected)
+    assert network_kwargs(old)["kernel_size"] == 4

@@ -97,6 +97,18 @@ def test_a_step_without_gradients_follows_every_parameter_change(rng, bias):
     assert not any(isinstance(v, tuple) for v in vars(copy.deepcopy(attn)).values())
 
 
+def test_steps_with_gradients_train_every_weight_even_with_a_frozen_query(rng):
+    """Only a step without gradients takes the kept, folded projection."""
+    attn = AarenAttention(16, 4)
+    attn.query.requires_grad_(False)
+    with torch.no_grad():  # a prefix to attend over, so that the new token's score matters
+        state = attn(torch.randn(3, 5, 16, generator=rng))[1]
+    out, _ = attn.step(torch.randn(3, 16, generator=rng), state)
+    out.square().sum().backward()
+    for p in (attn.v_proj.weight, attn.k_proj.weight, attn.q_proj.weight):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
 def test_a_block_step_in_training_mode_keeps_dropout():
     """Steps skip the dropout layers only where they are identities (eval, or p = 0)."""
     torch.manual_seed(0)

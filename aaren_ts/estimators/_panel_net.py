@@ -104,9 +104,10 @@ class PanelNet(nn.Module):
 
     def _convolve(self, x: torch.Tensor) -> torch.Tensor:
         """The embedding's convolution of ``x`` ``(B, C, T)`` (masked when multi-scale)."""
-        if self.embed_mask is None:
+        mask = getattr(self, "embed_mask", None)  # None too in networks pickled before it
+        if mask is None:
             return self.embed(x)
-        return F.conv1d(x, self.embed.weight * self.embed_mask, self.embed.bias)
+        return F.conv1d(x, self.embed.weight * mask, self.embed.bias)
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, C)`` -> ``(B, T, d_model)``, causal (zeros before the first step)."""

@@ -93,7 +93,9 @@ def network_kwargs(module: nn.Module) -> dict[str, Any]:
             "n_channels": module.n_channels,
             "n_outputs": module.head.out_features,
             "kernel_size": (
-                module.kernel_size if len(module.kernel_sizes) == 1 else list(module.kernel_sizes)
+                list(module.kernel_sizes)
+                if len(getattr(module, "kernel_sizes", ())) > 1  # absent: pickled before tuples
+                else module.kernel_size
             ),
             "dropout": module.dropout.p,
         }

@@ -205,7 +205,7 @@ class AarenAttention(nn.Module):
         batch = x_t.shape[0]
         if state is None:
             state = self.init_state(batch, x_t.device)
-        if torch.is_grad_enabled() and self.query.requires_grad:
+        if torch.is_grad_enabled():  # training through steps: gradients reach every weight
             value = self.v_proj(x_t).view(batch, self.n_heads, self.d_head)
             score = self.scores(x_t)  # (batch, n_heads)
         else:  # a stream's step: one matmul for values and scores, weights folded once
