@@ -52,14 +52,22 @@ D_HEAD, D_MODEL, N_HEADS = 32, 128, 4
 
 
 def median_ms(call: Callable[[], None], repeats: int) -> float:
-    call()
-    call()
-    times = []
+    return medians_in_turn({"call": call}, repeats)["call"]
+
+
+def medians_in_turn(calls: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median milliseconds of each call after two warm-up rounds, the calls timed in turn
+    (round robin), so that a change of load hits them alike."""
+    for _ in range(2):
+        for call in calls.values():
+            call()
+    times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return {name: 1000 * statistics.median(t) for name, t in times.items()}
 
 
 def scan_row(rows: int, n: int, repeats: int) -> dict:
@@ -119,17 +127,7 @@ def share_row(rows: int, n: int, d_model: int, heads: int, repeats: int) -> dict
         ),
     }
     row = {"rows": rows, "n": n, "d_model": d_model, "heads": heads}
-    # round-robin: the four are timed in turn, so a change of load hits them alike
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(2):
-        for call in calls.values():
-            call()
-    for _ in range(repeats):
-        for name, call in calls.items():
-            start = time.perf_counter()
-            call()
-            times[name].append(time.perf_counter() - start)
-    row.update({f"{name}_ms": 1000 * statistics.median(t) for name, t in times.items()})
+    row.update({f"{name}_ms": ms for name, ms in medians_in_turn(calls, repeats).items()})
     row["transformer_share"] = row["transformer_attention_ms"] / row["transformer_block_ms"]
     row["attention_ratio"] = row["aaren_attention_ms"] / row["transformer_attention_ms"]
     row["block_ratio"] = row["aaren_block_ms"] / row["transformer_block_ms"]

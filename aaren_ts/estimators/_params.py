@@ -47,6 +47,11 @@ class Device(Constraint):
         return True
 
 
+POSITIVE_INT = Int(1)
+OPTIONAL_POSITIVE_INT = (Options(None), Int(1))
+FRACTION = Real(0.0, 1.0, open={"high"})  # [0, 1)
+
+
 class KernelSizes(Constraint):
     """A positive int, or a non-empty tuple or list of distinct positive ints (one causal
     convolution per size: a multi-scale embedding)."""
@@ -54,16 +59,11 @@ class KernelSizes(Constraint):
     description = "a positive int or a tuple of distinct positive ints, such as (3, 7)"
 
     def accepts(self, value: Any) -> bool:
-        if Int(1).accepts(value):
+        if POSITIVE_INT.accepts(value):
             return True
         if not isinstance(value, (tuple, list)) or not value:
             return False
-        return all(Int(1).accepts(k) for k in value) and len(set(value)) == len(value)
-
-
-POSITIVE_INT = Int(1)
-OPTIONAL_POSITIVE_INT = (Options(None), Int(1))
-FRACTION = Real(0.0, 1.0, open={"high"})  # [0, 1)
+        return all(POSITIVE_INT.accepts(k) for k in value) and len(set(value)) == len(value)
 
 
 # the network every torch estimator builds (make_backbone)

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from ._stream_table import StreamTable
-from ._values import FLOAT32_MAX, check_float32
+from ._values import check_float32
 
 
 def _frame_rows(table: StreamTable, index: pd.Index) -> tuple[np.ndarray, pd.Index] | None:
@@ -72,8 +72,7 @@ def plain_table_update(
     if not np.isfinite(raw).all():
         return None
     scaled = (raw - table.mean[series]) / table.std[series]
-    if np.abs(scaled).max() > FLOAT32_MAX:  # the general path's error names it
-        check_float32(scaled, "y")
+    check_float32(scaled, "y")  # the general path's error for values float32 cannot hold
     device = table.device
     values = torch.from_numpy(scaled.astype(np.float32)).to(device)  # rounded as torch.tensor
     moved = series[starts]

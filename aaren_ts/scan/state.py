@@ -74,10 +74,7 @@ def combine(a: ScanState, b: ScanState) -> ScanState:
     ``w / u`` does not depend on it, so detaching it is exact and keeps autograd away from the
     max. The inputs' own ``m`` keep theirs: for a leaf ``(s_i, 1, v_i)`` it is the score.
     """
-    m = torch.maximum(a.m, b.m).detach()
-    ref = safe_reference(m)
-    scale_a = torch.exp(a.m - ref)
-    scale_b = torch.exp(b.m - ref)
+    m, scale_a, scale_b = _common_level(a.m, b.m)
     u = torch.addcmul(b.u * scale_b, a.u, scale_a)
     w = torch.addcmul(b.w * scale_b.unsqueeze(-1), a.w, scale_a.unsqueeze(-1))
     return ScanState(m, u, w)
@@ -87,13 +84,19 @@ def absorb(a: ScanState, score: torch.Tensor, value: torch.Tensor) -> ScanState:
     """``combine(a, ScanState(score, 1, value))``: the prefix ``a`` followed by one token, the
     same numbers without building the leaf's ``u = 1`` (``1 * scale`` is exactly ``scale``).
     A stream's step does this per layer and token."""
-    m = torch.maximum(a.m, score).detach()
-    ref = safe_reference(m)
-    scale_a = torch.exp(a.m - ref)
-    scale_b = torch.exp(score - ref)
+    m, scale_a, scale_b = _common_level(a.m, score)
     u = torch.addcmul(scale_b, a.u, scale_a)
     w = torch.addcmul(value * scale_b.unsqueeze(-1), a.w, scale_a.unsqueeze(-1))
     return ScanState(m, u, w)
+
+
+def _common_level(
+    m_a: torch.Tensor, m_b: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The joined reference level (the max, detached) and each side's factor to it."""
+    m = torch.maximum(m_a, m_b).detach()
+    ref = safe_reference(m)
+    return m, torch.exp(m_a - ref), torch.exp(m_b - ref)
 
 
 def safe_denominator(u: torch.Tensor) -> torch.Tensor:
