@@ -11,6 +11,9 @@ scored on the test split:
 - fit time, and the time of ``predict_proba`` on the whole test split;
 - ``n_epochs`` trained.
 
+The constant baseline ("majority") predicts the train split's most frequent class for every
+test series (scikit-learn's ``DummyClassifier``), once per data set.
+
 MiniRocket is sktime's ``RocketClassifier(rocket_transform="minirocket")`` (ridge classifier
 on 10,000 MiniRocket features), with the same seeds. It needs equal-length series: ragged
 sets (JapaneseVowels) are zero-padded at the end to the longest series by sktime's
@@ -83,6 +86,18 @@ def run_aaren(data, backbone: str, seed: int, params: dict) -> dict:
         "predict_s": predict_s,
         "n_epochs": clf.n_epochs_,
     }
+
+
+def run_majority(data) -> dict:
+    """The constant baseline: the train split's most frequent class, for every series."""
+    from sklearn.dummy import DummyClassifier
+
+    (_, y), (_, y_test) = data
+    start = time.perf_counter()
+    clf = DummyClassifier(strategy="most_frequent").fit(np.zeros((len(y), 1)), y)
+    fit_s = time.perf_counter() - start
+    pred = clf.predict(np.zeros((len(y_test), 1)))
+    return {"accuracy": float((pred == y_test).mean()), "fit_s": fit_s, "predict_s": 0.0}
 
 
 def run_minirocket(data, seed: int) -> dict:
@@ -194,7 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     # worker thread of its stays busy in this process and slows torch down (measured here:
     # BasicMotions fits 3-4x slower after JapaneseVowels' MiniRocket).
     datasets = args.datasets or local_datasets()
-    jobs = [(d, b, s) for d in datasets for b in args.backbones for s in args.seeds]
+    jobs = [(d, "majority", args.seeds[0]) for d in datasets]
+    jobs += [(d, b, s) for d in datasets for b in args.backbones for s in args.seeds]
     if not args.no_minirocket:
         jobs += [(d, "minirocket", s) for d in datasets for s in args.seeds]
     loaded: dict[str, tuple] = {}
@@ -205,7 +221,9 @@ def main(argv: list[str] | None = None) -> None:
                 data = tuple(_head(X, y, 20) for X, y in data)
             loaded[dataset] = data
         data = loaded[dataset]
-        if model == "minirocket":
+        if model == "majority":
+            result = run_majority(data)
+        elif model == "minirocket":
             result = run_minirocket(data, seed)
         else:
             extra = {"recency": True} if args.recency and model == "aaren" else {}

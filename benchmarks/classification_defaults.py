@@ -78,6 +78,23 @@ def cross_validate(X, y, params: dict, folds: int, seed: int, quick: bool) -> li
     return out
 
 
+def majority_folds(y, folds: int, seed: int) -> list[dict]:
+    """The constant baseline on the same folds: each held-out fold scored by the most
+    frequent class of the folds fitted on."""
+    from sklearn.dummy import DummyClassifier
+    from sklearn.model_selection import StratifiedKFold
+
+    out = []
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fold, (fit_rows, held_rows) in enumerate(splitter.split(np.zeros(len(y)), y)):
+        clf = DummyClassifier(strategy="most_frequent").fit(
+            np.zeros((len(fit_rows), 1)), y[fit_rows]
+        )
+        accuracy = float((clf.predict(np.zeros((len(held_rows), 1))) == y[held_rows]).mean())
+        out.append({"fold": fold, "accuracy": accuracy, "fit_s": 0.0})
+    return out
+
+
 def report(rows: list[dict]) -> str:
     """Mean held-out accuracy per candidate (rows) and data set (columns), and the mean."""
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
@@ -99,11 +116,20 @@ def report(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", help="default: the UEA sets found locally")
-    parser.add_argument("--candidates", nargs="+", choices=list(CANDIDATES), default=None)
+    parser.add_argument(
+        "--candidates",
+        nargs="*",
+        choices=list(CANDIDATES),
+        default=None,
+        help="none: --baseline only",
+    )
     parser.add_argument("--folds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="2 epochs, tiny model")
+    parser.add_argument(
+        "--baseline", action="store_true", help="also the constant (majority class) baseline"
+    )
     parser.add_argument("--json", type=json_option(kind=str), help="rows written after each")
     parser.add_argument("--report", nargs="+", help="print the table of saved --json files")
     args = parser.parse_args(argv)
@@ -119,9 +145,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     header = run_header("classification_defaults.py", argv, args.threads, PACKAGES)
     record = {**header, "rows": []}
-    names = args.candidates or list(CANDIDATES)
+    names = list(CANDIDATES) if args.candidates is None else args.candidates
     for dataset in args.datasets or local_datasets():
         X, y = load_uea(dataset, "train")  # never the test split
+        for row in majority_folds(y, args.folds, args.seed) if args.baseline else []:
+            record["rows"].append({"dataset": dataset, "candidate": "majority (baseline)", **row})
         for name in names:
             for row in cross_validate(X, y, CANDIDATES[name], args.folds, args.seed, args.quick):
                 record["rows"].append({"dataset": dataset, "candidate": name, **row})
