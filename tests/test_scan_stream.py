@@ -130,3 +130,32 @@ def test_absorb_is_combine_with_a_unit_leaf(rng, dtype):
     grads = [torch.autograd.grad(state_output(s).sum(), (score, value)) for s in (fast, general)]
     for a, b in zip(*grads, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fitting_step_is_aaren_step(rng, dtype):
+    """A stream layer's unchecked step gives aaren_step's numbers bit for bit (empty and
+    filled prefixes, a non-canonical empty one included), and declines anything aaren_step
+    would check, cast or reject."""
+    from aaren_ts.scan.recurrent import fitting_step
+
+    m = torch.randn(4, 2, generator=rng, dtype=dtype) * 5
+    m[0] = -math.inf
+    m[1] = 7.0  # an empty prefix written with a finite level
+    u = torch.rand(4, 2, generator=rng, dtype=dtype) + 0.5
+    u[:2] = 0.0
+    w = torch.randn(4, 2, 3, generator=rng, dtype=dtype)
+    w[:2] = 0.0
+    state = ScanState(m, u, w)
+    score = torch.randn(4, 2, generator=rng, dtype=dtype) * 5
+    value = torch.randn(4, 2, 3, generator=rng, dtype=dtype)
+    out, new = fitting_step(state, score, value)
+    ref_out, ref_new = aaren_step(state, score, value)
+    assert torch.equal(out, ref_out)
+    for a, b in zip(new, ref_new, strict=True):
+        assert torch.equal(a, b)
+    other = torch.float64 if dtype == torch.float32 else torch.float32
+    assert fitting_step(state, score.to(other), value.to(other)) is None  # a cast is needed
+    assert fitting_step(state, score[:2], value[:2]) is None  # shapes differ
+    assert fitting_step(tuple(state), score, value) is None  # not a ScanState
+    assert fitting_step(state, score.half(), value.half()) is None

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..scan import ScanState, aaren_attention, aaren_step, init_state
+from ..scan.recurrent import fitting_step
 
 
 def _time_dtype(device: torch.device | str | None) -> torch.dtype:
@@ -221,5 +222,7 @@ class AarenAttention(nn.Module):
             else:
                 age = (old_time - new_time).unsqueeze(-1).to(rate.dtype)
                 scan = self._relevel(scan, rate * age)
-        out, scan = aaren_step(scan, score, value)
+        # a state of this layer's own dtype and shape skips aaren_step's checks (same numbers)
+        stepped = fitting_step(scan, score, value)
+        out, scan = aaren_step(scan, score, value) if stepped is None else stepped
         return self.out_proj(out.reshape(batch, self.d_model)), AttentionState(scan, new_time)

@@ -13,6 +13,8 @@ import torch
 from .checks import check_inputs, prepare_state
 from .state import ScanState, absorb, accumulation_dtype, combine, state_output
 
+_NEG_INF = float("-inf")
+
 
 def scan_leaves(leaves: ScanState, init: ScanState) -> ScanState:
     """Inclusive scan of ``init (+) leaf_1 (+) ... (+) leaf_k`` for every ``k``, token by token.
@@ -84,3 +86,34 @@ def aaren_step(
     state = prepare_state(state, batch_shape, d, acc, score.device)
     new_state = absorb(state, score.to(acc), value.to(acc))
     return state_output(new_state).to(dtype), new_state
+
+
+def fitting_step(
+    state: ScanState, score: torch.Tensor, value: torch.Tensor
+) -> tuple[torch.Tensor, ScanState] | None:
+    """``aaren_step(state, score, value)`` when the three already fit each other: tensors of
+    one floating dtype (float32 or float64, so no cast) on one device, ``state.m`` shaped
+    like ``score`` and ``state.w`` like ``value``; None otherwise (``aaren_step`` then checks,
+    casts or names the problem).
+
+    The same numbers as ``aaren_step`` (the empty prefix made canonical, then ``absorb``),
+    without its argument checks and no-op casts: a stream's layer calls this once per token,
+    and those checks cost as much as the arithmetic.
+    """
+    if type(state) is not ScanState:
+        return None
+    m, u, w = state
+    if not (isinstance(m, torch.Tensor) and isinstance(u, torch.Tensor)
+            and isinstance(w, torch.Tensor)):  # fmt: skip
+        return None
+    dtype = score.dtype
+    if dtype not in (torch.float32, torch.float64) or not (
+        m.dtype == u.dtype == w.dtype == value.dtype == dtype
+        and m.shape == score.shape == u.shape
+        and w.shape == value.shape
+        and m.device == score.device == value.device == u.device == w.device
+    ):
+        return None
+    canonical = ScanState(m.masked_fill(u == 0, _NEG_INF), u, w)
+    new_state = absorb(canonical, score, value)
+    return state_output(new_state), new_state
