@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from aaren_ts.estimators import AarenForecaster
 from aaren_ts.estimators._interval_tracking import (
+    _record,
+    _record_numpy,
+    _record_torch,
+    _stacked,
     all_shifts,
     record,
     record_many,
@@ -170,3 +175,52 @@ def test_many_streams_at_once_equal_one_record_each():
     for i, t in enumerate(ragged):
         single = record(t, *(x[i * batch : (i + 1) * batch] for x in rows), LEVELS, 0.1)
         assert torch.equal(mixed[i].shifts, single.shifts)
+
+
+def _random_record_inputs(g, series, batch, rows, horizon, channels, n_q=3):
+    forecast = torch.randn(series, batch, rows, horizon, channels, n_q, generator=g)
+    centre = torch.randn(series, batch, rows, channels, generator=g)
+    scale = torch.rand(series, batch, rows, channels, generator=g) + 0.5
+    values = torch.randn(series, batch, rows, channels, generator=g)
+    return forecast.sort(-1).values, centre, scale, values
+
+
+@pytest.mark.parametrize(
+    ("series", "batch", "channels", "horizon"), [(1, 1, 1, 24), (3, 2, 2, 5), (2, 1, 3, 40)]
+)
+@pytest.mark.parametrize("adapt", [True, False])
+def test_the_numpy_record_equals_the_torch_record(series, batch, channels, horizon, adapt):
+    """CPU records run in NumPy; the torch record (any device) is the reference: the same
+    ring, units, count and shifts after rows one at a time, in blocks and past the ring's
+    length, with and without the shifts history."""
+    g = torch.Generator().manual_seed(series * 100 + horizon)
+    start = [start_tracking(np.full((horizon, 3), 0.1), batch, channels) for _ in range(series)]
+    ours = ref = _stacked(start)
+    for rows in [1, 1, 3, 1, 2 * horizon, 1, 7]:
+        inputs = _random_record_inputs(g, series, batch, rows, horizon, channels)
+        seen_ours, seen_ref = [], []
+        ours = _record_numpy(ours, *inputs, LEVELS, 0.05, adapt, seen_ours)
+        ref = _record_torch(ref, *inputs, LEVELS, 0.05, adapt, seen_ref)
+        for a, b in zip(ours, ref, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        assert len(seen_ours) == len(seen_ref) == rows
+        for a, b in zip(seen_ours, seen_ref, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        # the long block without a history takes the keep-the-last-rows shortcut
+        quick = _record_numpy(ours, *inputs, LEVELS, 0.05, adapt)
+        slow = _record_torch(ref, *inputs, LEVELS, 0.05, adapt)
+        for a, b in zip(quick, slow, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert not torch.equal(ours.shifts, _stacked(start).shifts) or not adapt
+
+
+def test_a_cpu_record_never_writes_into_the_record_it_reads():
+    g = torch.Generator().manual_seed(5)
+    before = _stacked([start_tracking(np.full((6, 3), 0.1), 1, 1)])
+    copies = [t.clone() for t in before]
+    inputs = _random_record_inputs(g, 1, 1, 9, 6, 1)
+    after = _record(before, *inputs, LEVELS, 0.1, True)
+    for a, b in zip(before, copies, strict=True):
+        assert torch.equal(a, b)
+    assert not torch.equal(after.shifts, before.shifts)

@@ -214,7 +214,120 @@ def _record(
     """``record`` with a leading series dimension ``P``: ``forecast`` ``(P, B, T, H, C, Q)``,
     ``centre``, ``scale``, ``values`` ``(P, B, T, C)``; the tracker's ``forecasts``
     ``(K, P, B, S, C, Q)``, ``centre``, ``scale`` ``(K, P, B, C)``, ``shifts`` ``(P, S, Q)``
-    and one ``count`` for all."""
+    and one ``count`` for all.
+
+    On the CPU the arithmetic runs in NumPy on views of the same memory (``_record_numpy``):
+    a live stream records one row per tick, a few dozen operations on arrays of a few
+    hundred numbers, where each torch call costs several times a NumPy one. The two give
+    the same record (tested)."""
+    parts = (*tracker, forecast, centre, scale, values)
+    if all(t.device.type == "cpu" and not t.requires_grad for t in parts):
+        return _record_numpy(tracker, forecast, centre, scale, values, quantiles, rate, adapt,
+                             history)  # fmt: skip
+    return _record_torch(tracker, forecast, centre, scale, values, quantiles, rate, adapt,
+                         history)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=64)
+def _numpy_steps(horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``tracked_steps``, their 0-based horizon positions and ``0 .. S-1``, as read-only
+    int64 arrays (``_record_numpy`` reads them at every row)."""
+    steps = np.asarray(_tracked_steps(horizon), dtype=np.int64)
+    made = (steps, steps - 1, np.arange(len(steps)))
+    for array in made:
+        array.setflags(write=False)
+    return made
+
+
+@functools.lru_cache(maxsize=64)
+def _numpy_levels(levels: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``_levels_on`` as read-only float64 arrays."""
+    values = np.asarray(levels, dtype=np.float64)
+    moves = (values != 0.5).astype(np.float64)
+    values.setflags(write=False)
+    moves.setflags(write=False)
+    return values, moves
+
+
+def _record_numpy(
+    tracker: IntervalTracker,
+    forecast: torch.Tensor,
+    centre: torch.Tensor,
+    scale: torch.Tensor,
+    values: torch.Tensor,
+    quantiles: torch.Tensor,
+    rate: float,
+    adapt: bool,
+    history: list[torch.Tensor] | None = None,
+) -> IntervalTracker:
+    """``_record_torch`` in NumPy, for CPU tensors: the same steps in the same dtypes
+    (float32 local values, float64 bounds and shifts), on new arrays handed back as tensors
+    (the tracker's own arrays are never written)."""
+    horizon = forecast.shape[3]
+    steps, columns, positions = _numpy_steps(horizon)
+    ring = tracker.forecasts.shape[0]
+    rows = forecast.shape[2]
+    at_steps = np.take(forecast.numpy(), columns, axis=3)  # (P, B, T, S, C, Q), a copy
+    centre, scale, values = centre.numpy(), scale.numpy(), values.numpy()
+    forecasts = tracker.forecasts.numpy().copy()
+    centres, scales = tracker.centre.numpy().copy(), tracker.scale.numpy().copy()
+    count, shifts = int(tracker.count), tracker.shifts
+    if not adapt and history is None and rows >= ring:
+        # nothing to settle: only the last K rows stay in the ring
+        keep = slice(rows - ring, None)
+        order = (count + np.arange(rows - ring, rows)) % ring
+        forecasts[order] = at_steps[:, :, keep].transpose(2, 0, 1, 3, 4, 5)
+        centres[order] = centre[:, :, keep].transpose(2, 0, 1, 3)
+        scales[order] = scale[:, :, keep].transpose(2, 0, 1, 3)
+        return IntervalTracker(torch.from_numpy(forecasts), torch.from_numpy(centres),
+                               torch.from_numpy(scales), torch.tensor(count + rows),
+                               shifts)  # fmt: skip
+    settled = _tracked_steps(horizon)
+    levels, moves = _numpy_levels(tuple(quantiles.tolist())) if adapt else (None, None)
+    pooled = centres.shape[2] * centres.shape[3]  # B * C: the entries each mean pools
+    for t in range(rows):
+        if adapt:
+            # forecasts made s rows ago for step s (see _record_torch)
+            n = bisect.bisect_right(settled, min(count, ring))
+            if n:
+                slots = (count - steps[:n]) % ring
+                made = forecasts[slots, :, :, positions[:n]]  # (S', P, B, C, Q)
+                local = (values[:, :, t] - centres[slots]) / scales[slots]  # (S', P, B, C)
+                old = shifts.numpy()
+                bound = made + old[:, :n].transpose(1, 0, 2)[:, :, None, None, :]
+                # means over B and C: sums of the flattened entries, over their number
+                below = (local[..., None] <= bound).reshape(n, -1, pooled, bound.shape[-1])
+                covered = below.sum(2, dtype=np.float64) / pooled  # (S', P, Q)
+                outer = (bound[..., -1] - bound[..., 0]).reshape(n, -1, pooled)
+                width = np.maximum(outer.sum(2) / pooled, 1e-3)  # (S', P)
+                step = rate * width[..., None] * (levels - covered) * moves  # (S', P, Q)
+                new = old.copy()
+                new[:, :n] += step.transpose(1, 0, 2)  # positions 0..n-1, each once
+                shifts = torch.from_numpy(new)
+        slot = count % ring
+        forecasts[slot] = at_steps[:, :, t]
+        centres[slot] = centre[:, :, t]
+        scales[slot] = scale[:, :, t]
+        count += 1
+        if history is not None:
+            history.append(shifts)
+    return IntervalTracker(torch.from_numpy(forecasts), torch.from_numpy(centres),
+                           torch.from_numpy(scales), torch.tensor(count), shifts)  # fmt: skip
+
+
+def _record_torch(
+    tracker: IntervalTracker,
+    forecast: torch.Tensor,
+    centre: torch.Tensor,
+    scale: torch.Tensor,
+    values: torch.Tensor,
+    quantiles: torch.Tensor,
+    rate: float,
+    adapt: bool,
+    history: list[torch.Tensor] | None = None,
+) -> IntervalTracker:
+    """``_record`` in torch, on any device (the reference ``_record_numpy`` is tested
+    against)."""
     horizon = forecast.shape[3]
     steps, positions = _steps_on(horizon, forecast.device)
     ring = tracker.forecasts.shape[0]
