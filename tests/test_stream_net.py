@@ -149,3 +149,28 @@ def test_recency_starts_at_several_time_scales():
     assert math.isclose(float(rates[1:].log10().diff().mean()), 1.0, rel_tol=1e-5)
     plain = StreamNet(1, 2, [0.5], d_model=8, n_heads=4, recency=False)
     assert plain.core.backbone.layers[0].attn.recency_rate is None
+
+
+@pytest.mark.parametrize(
+    ("n_lags", "window", "channels", "batch"), [(4, 48, 1, 1), (16, 9, 3, 2), (8, 3, 2, 3)]
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_streamed_rows_numpy_frame_equals_the_torch_frame(n_lags, window, channels, batch, dtype):
+    """A single row read without gradients takes the NumPy frame; with gradients enabled
+    the torch one runs. Both agree on every output, at the series start (NaN rows) too."""
+    net = StreamNet(channels, 3, [0.1, 0.5, 0.9], n_lags=n_lags, local_window=window,
+                    d_model=8, n_heads=2)  # fmt: skip
+    g = torch.Generator().manual_seed(n_lags + window)
+    length = net.memory + 1
+    for absent in [length - 1, length - 2, window // 2, 1, 0]:
+        scale = 10.0 ** float(torch.randint(-3, 4, (), generator=g))
+        joined = (torch.randn(batch, length, channels, generator=g) * scale + 100).to(dtype)
+        joined[:, :absent] = float("nan")  # rows before the series start
+        values = joined[:, -1:]
+        with torch.no_grad():
+            streamed = net._frame(values, joined, None)
+        with torch.enable_grad():
+            reference = net._frame(values, joined, None)
+        for a, b in zip(streamed, reference, strict=True):
+            assert a.dtype == b.dtype == dtype and a.shape == b.shape
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

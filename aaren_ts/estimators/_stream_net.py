@@ -30,9 +30,11 @@ Pure torch: no sktime here.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -189,6 +191,22 @@ class StreamNet(nn.Module):
     ) -> LocalFrame:
         """``frame`` given the recent rows and ``values`` joined ``(B, R + T, C)``."""
         count = values.shape[1]
+        if (
+            count == 1
+            and self.local_window is not None
+            and values.device.type == "cpu"
+            and values.dtype in (torch.float32, torch.float64)
+            and not torch.is_grad_enabled()
+        ):
+            # a live stream's row: the same statistics in NumPy (see _local_frame_numpy)
+            tokens, window, centre, scale = _local_frame_numpy(
+                joined.numpy(), self.n_lags, int(self.local_window), _NUMPY[values.dtype]
+            )
+            tokens = torch.from_numpy(tokens)
+            if exog is not None and self.n_exog:
+                tokens = torch.cat([tokens, exog.to(values.dtype)], -1)
+            return LocalFrame(tokens, torch.from_numpy(window), torch.from_numpy(centre),
+                              torch.from_numpy(scale))  # fmt: skip
         rows = joined.double()
         span = max(self.n_lags, self.local_window or 0)
         # lags[b, t, c, j] = value of row t - j (newest first), NaN before the series start
@@ -253,6 +271,58 @@ class StreamNet(nn.Module):
             out = out + self.future_term(future) / local.scale[:, :, None, :, None]
         recent = joined[:, joined.shape[1] - self.memory :]
         return out, local.centre, local.scale, StreamState(recent, backbone_state)
+
+
+_NUMPY = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+@functools.lru_cache(maxsize=32)
+def _window_positions(n_lags: int, width: int, length: int) -> np.ndarray:
+    """``(n_lags + 1, width)``: the row positions of the windows ending at the last
+    ``n_lags + 1`` of ``length`` rows (read-only)."""
+    ends = np.arange(length - n_lags - 1, length)
+    positions = ends[:, None] + np.arange(1 - width, 1)[None, :]
+    positions.setflags(write=False)
+    return positions
+
+
+def _local_frame_numpy(
+    joined: np.ndarray, n_lags: int, width: int, dtype: type
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``StreamNet._frame`` of the last row of ``joined`` ``(B, R + 1, C)`` with local
+    scaling, in NumPy: ``tokens`` ``(B, 1, n_features)``, ``window`` ``(B, 1, C, width)``,
+    ``centre``, ``scale`` ``(B, 1, C)``, all in ``dtype``.
+
+    A stream reads one row per tick, and the torch version is about forty calls on arrays
+    of a few dozen numbers, each costing several times its NumPy equivalent. The same
+    float64 steps (masked sums over the windows, two-pass variance, the same NaN rules;
+    rows are finite or NaN, as everywhere in this module, so zeroing NaN is
+    ``nan_to_num``): equal to the torch frame to float64 rounding of the window sums
+    (tested), and so to float32 rounding after the final cast.
+    """
+    rows = joined.astype(np.float64)
+    span = max(n_lags, width)
+    length = rows.shape[1]
+    # lags[b, 0, c, j] = value of the last row - j (newest first), NaN before the series start
+    lags = rows[:, length - span :].transpose(0, 2, 1)[:, None, :, ::-1]  # (B, 1, C, span)
+    # local moments of the n_lags + 1 windows ending at the last n_lags + 1 rows
+    windows = rows[:, _window_positions(n_lags, width, length)]  # (B, n_lags + 1, width, C)
+    absent = np.isnan(windows)
+    n = np.maximum(width - absent.sum(2), 1)
+    mean = np.where(absent, 0.0, windows).sum(2) / n
+    deviation = np.where(absent, 0.0, windows - mean[:, :, None])
+    var = (deviation * deviation).sum(2) / n
+    mean[absent.all(2)] = np.nan  # no row in the window: no mean
+    sd = np.sqrt(var[:, n_lags:] + LOCAL_VARIANCE_FLOOR)  # (B, 1, C)
+    mu = mean[:, n_lags:]
+    local = (lags - mu[..., None]) / sd[..., None]
+    local[np.isnan(local)] = 0.0
+    moved = (mu - mean[:, :1]) / sd
+    moved[np.isnan(moved)] = 0.0
+    lagged = local[..., :n_lags].transpose(0, 1, 3, 2).reshape(*local.shape[:2], -1)
+    tokens = np.concatenate([lagged, np.log(sd), moved], -1)
+    window = local[..., :width].astype(dtype)
+    return tokens.astype(dtype), window, lags[..., 0].astype(dtype), sd.astype(dtype)
 
 
 def batched_state(states: Sequence[Any]) -> Any:
