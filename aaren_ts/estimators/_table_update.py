@@ -36,6 +36,40 @@ def _frame_rows(table: StreamTable, index: pd.Index) -> tuple[np.ndarray, pd.Ind
     return np.zeros(len(index), dtype=np.int64), index
 
 
+def _float64(values: torch.Tensor) -> np.ndarray:
+    """A tensor's values as a float64 NumPy array (on the CPU)."""
+    return values.cpu().numpy().astype(np.float64)
+
+
+# a single row's read plan (members, rows each, positions) and row count, read-only
+_SINGLE_ROW = (np.zeros(1, dtype=np.int64), 1, np.zeros((1, 1), dtype=np.int64))
+_ONE = np.ones(1, dtype=np.int64)
+for _array in (_SINGLE_ROW[0], _SINGLE_ROW[2], _ONE):
+    _array.setflags(write=False)
+
+
+def _read_groups(
+    n_rows: np.ndarray, starts: np.ndarray, recorded: np.ndarray
+) -> list[tuple[np.ndarray, int, np.ndarray]]:
+    """The moved series (positions in ``starts``) grouped by (rows read, rows recorded), so
+    that each group is one batched read: ``[(members, rows each, frame positions (P, n))]``.
+    A panel's tick is usually one group; a single row always is."""
+    if len(n_rows) == 1 and n_rows[0] == 1:
+        return [_SINGLE_ROW]
+    if (n_rows == n_rows[0]).all() and (recorded == recorded[0]).all():
+        which = np.zeros(len(n_rows), dtype=np.int64)
+    else:
+        _, which = np.unique(np.stack([n_rows, recorded], 1), axis=0, return_inverse=True)
+        which = which.ravel()
+    groups = []
+    for g in range(int(which.max()) + 1):
+        members = np.flatnonzero(which == g)
+        count = int(n_rows[members[0]])
+        positions = starts[members][:, None] + np.arange(count)[None, :]  # (P, n)
+        groups.append((members, count, positions))
+    return groups
+
+
 def plain_table_update(
     table: StreamTable,
     index: pd.Index,
@@ -57,7 +91,7 @@ def plain_table_update(
     if numbers is None or len(series) == 0:
         return None
     if len(series) == 1:  # a single row (a live series' usual tick): nothing to sort out
-        starts, n_rows = np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64)
+        starts, n_rows = _SINGLE_ROW[0], _ONE
         within = starts
     else:
         # each series' rows together and in order; sktime's layouts sort by series, then time
@@ -77,18 +111,8 @@ def plain_table_update(
     values = torch.from_numpy(scaled.astype(np.float32)).to(device)  # rounded as torch.tensor
     moved = series[starts]
     n_channels = raw.shape[1]
-    # one batched read per (rows read, rows recorded): a panel's tick is usually one group
     groups, raw_rows = [], []
-    recorded = table.counts[moved]
-    if (n_rows == n_rows[0]).all() and (recorded == recorded[0]).all():
-        which = np.zeros(len(moved), dtype=np.int64)
-    else:
-        _, which = np.unique(np.stack([n_rows, recorded], 1), axis=0, return_inverse=True)
-        which = which.ravel()
-    for g in range(int(which.max()) + 1):
-        members = np.flatnonzero(which == g)
-        count = int(n_rows[members[0]])
-        positions = starts[members][:, None] + np.arange(count)[None, :]  # (P, n)
+    for members, count, positions in _read_groups(n_rows, starts, table.counts[moved]):
         if len(members) == len(moved):  # one group: the rows are the block as they lie
             block = values
         else:
@@ -105,8 +129,8 @@ def plain_table_update(
             forecast = out[:, :, 0].unflatten(0, (len(members), n_channels)).transpose(1, 2)
         else:
             forecast = out
-        centre = centre.reshape(len(members), n_channels).double().cpu().numpy()
-        scale = scale.reshape(len(members), n_channels).double().cpu().numpy()
+        centre = _float64(centre.reshape(len(members), n_channels))
+        scale = _float64(scale.reshape(len(members), n_channels))
         groups.append((owners, state, tracker, forecast.cpu(), centre, scale))
         raw_rows.append((owners, raw[positions]))
     last = numbers[starts + n_rows - 1]

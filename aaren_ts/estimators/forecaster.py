@@ -92,6 +92,10 @@ def check_standardisable(mean: np.ndarray, std: np.ndarray, name: str) -> None:
         )
 
 
+_FIRST = np.zeros(1, dtype=np.int64)  # the first (only) series' row
+_FIRST.setflags(write=False)
+
+
 def _interp_level(values: np.ndarray, learned: np.ndarray, level: float) -> np.ndarray:
     """``np.interp(level, learned, row)`` for every row of ``values`` (last axis: the learned
     quantile levels, increasing), as array operations; a learned level is read exactly."""
@@ -1135,19 +1139,20 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         learned = np.asarray(self.quantiles, dtype=np.float64)
         stored = self._stored_forecasts()
         keys = stored["keys"]
-        # steps and labels once per distinct last time (a panel's series mostly end
-        # together); checked for every series before any is read
         if len(keys) == 1:  # a single series: no sorting out of distinct times
-            distinct, which = stored["last"][:1], np.zeros(1, dtype=np.int64)
+            own_steps, own_labels = self._series_horizon(keys[0], stored["times"](_FIRST)[0], fh)
+            steps, labels = own_steps[None], [own_labels]  # (1, L)
         else:
+            # steps and labels once per distinct last time (a panel's series mostly end
+            # together); checked for every series before any is read
             distinct, which = np.unique(stored["last"], return_inverse=True)
-        first = np.zeros(len(distinct), dtype=np.int64)
-        first[which[::-1]] = np.arange(len(keys))[::-1]  # a series ending at each time
-        pairs = zip(first, stored["times"](first), strict=True)
-        found = [self._series_horizon(keys[i], last, fh) for i, last in pairs]
-        which = which.ravel()
-        steps = np.stack([f[0] for f in found])[which]  # (S, L)
-        labels = [found[g][1] for g in which]
+            first = np.zeros(len(distinct), dtype=np.int64)
+            first[which[::-1]] = np.arange(len(keys))[::-1]  # a series ending at each time
+            pairs = zip(first, stored["times"](first), strict=True)
+            found = [self._series_horizon(keys[i], last, fh) for i, last in pairs]
+            which = which.ravel()
+            steps = np.stack([f[0] for f in found])[which]  # (S, L)
+            labels = [found[g][1] for g in which]
         forecast, scale, centre = stored["forecast"], stored["scale"], stored["centre"]
         if self.x_columns_ is not None and X is not None:
             self._check_x(X)
