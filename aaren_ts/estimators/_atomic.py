@@ -56,24 +56,35 @@ def restored_on_error(obj: Any) -> Iterator[None]:
     >>> box.store
     {'name': 'a', 'seen': ['a']}
     """
-    memo: dict[int, Any] = {}  # a container met twice is copied once: sharing is kept
-    # most attributes are no containers: kept as they are without a call each
-    snapshot = {
-        name: _skeleton(value, memo) if type(value) in _CONTAINERS else value
-        for name, value in obj.__dict__.items()
-    }
-    caches = _lazy_caches(obj.__dict__.values())
+    saved = _snapshot(obj)
     try:
         yield
     except BaseException:
-        obj.__dict__.clear()
-        obj.__dict__.update(snapshot)
-        for holder, cache in caches:
-            if cache is None:  # none before the call
-                holder.__dict__.pop("_cache", None)
-            else:
-                holder.__dict__["_cache"] = cache
+        _restore(obj, saved)
         raise
+
+
+def _snapshot(obj: Any) -> tuple[dict, list]:
+    """What ``_restore`` needs to put ``obj``'s attributes back (see ``restored_on_error``)."""
+    memo: dict[int, Any] = {}  # a container met twice is copied once: sharing is kept
+    # most attributes are no containers: kept as they are without a call each
+    attributes = obj.__dict__
+    snapshot = {
+        name: _skeleton(value, memo) if type(value) in _CONTAINERS else value
+        for name, value in attributes.items()
+    }
+    return snapshot, _lazy_caches(attributes.values())
+
+
+def _restore(obj: Any, saved: tuple[dict, list]) -> None:
+    snapshot, caches = saved
+    obj.__dict__.clear()
+    obj.__dict__.update(snapshot)
+    for holder, cache in caches:
+        if cache is None:  # none before the call
+            holder.__dict__.pop("_cache", None)
+        else:
+            holder.__dict__["_cache"] = cache
 
 
 def _lazy_caches(values) -> list[tuple[Any, dict | None]]:
@@ -178,7 +189,13 @@ def atomic(method: Callable) -> Callable:
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        with instance_lock(self), restored_on_error(self):
-            return method(self, *args, **kwargs)
+        # restored_on_error spelled out: a stream calls this twice per observation
+        with instance_lock(self):
+            saved = _snapshot(self)
+            try:
+                return method(self, *args, **kwargs)
+            except BaseException:
+                _restore(self, saved)
+                raise
 
     return wrapper

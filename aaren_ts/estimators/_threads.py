@@ -15,6 +15,7 @@ it (a user's own ``torch.set_num_threads`` outside those calls is left as it was
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 import numbers
@@ -112,6 +113,10 @@ def torch_threads(count: int | None) -> Iterator[None]:
             torch.set_num_threads(before)
 
 
+# the context of a call that needs no change (a do-nothing ``with``)
+_UNCHANGED = contextlib.nullcontext()
+
+
 def estimator_threads(estimator: Any):
     """``torch_threads`` for ``estimator``'s ``n_threads`` and width (its ``d_model``).
 
@@ -121,7 +126,10 @@ def estimator_threads(estimator: Any):
     check_params(estimator, {"n_threads": THREADS})
     d_model = getattr(estimator, "d_model", None)
     valid_width = isinstance(d_model, numbers.Integral) and not isinstance(d_model, bool)
-    return torch_threads(resolve_threads(estimator.n_threads, d_model if valid_width else None))
+    count = resolve_threads(estimator.n_threads, d_model if valid_width else None)
+    if count is None or count == torch.get_num_threads():
+        return _UNCHANGED  # nothing to set or restore
+    return torch_threads(count)
 
 
 def threaded(method: Callable) -> Callable:
@@ -129,7 +137,10 @@ def threaded(method: Callable) -> Callable:
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        with estimator_threads(self):
+        threads = estimator_threads(self)
+        if threads is _UNCHANGED:  # a warm stream's usual call: no context to enter
+            return method(self, *args, **kwargs)
+        with threads:
             return method(self, *args, **kwargs)
 
     return wrapper
