@@ -283,3 +283,49 @@ def test_constructor_errors():
     with pytest.raises(ValueError, match="positional"):
         CausalTransformer(16, positional="rotary")
     assert isinstance(make_backbone("gru", 8), GRUStack)
+
+
+def test_fast_layer_calls_equal_module_calls_and_keep_hooks():
+    """The streaming step's direct calls of plain layers give the module's numbers bit for
+    bit, and any hook (on the layer or global) or a subclass sends the call through the
+    module, so hooks still run."""
+    from aaren_ts.nn._fast import call
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 8)
+    layers = [nn.Linear(8, 5), nn.Linear(8, 5, bias=False), nn.LayerNorm(8),
+              nn.LayerNorm(8, elementwise_affine=False), nn.GELU(), nn.GELU("tanh")]  # fmt: skip
+    for layer in layers:
+        assert torch.equal(call(layer, x), layer(x))
+    seen = []
+    hooked = nn.Linear(8, 5)
+    hooked.register_forward_hook(lambda module, args, out: seen.append("layer"))
+    call(hooked, x)
+    handle = nn.modules.module.register_module_forward_hook(
+        lambda module, args, out: seen.append("global")
+    )
+    try:
+        call(nn.LayerNorm(8), x)
+    finally:
+        handle.remove()
+
+    class Doubled(nn.Linear):
+        def forward(self, inputs):
+            return 2 * super().forward(inputs)
+
+    sub = Doubled(8, 5)
+    assert torch.equal(call(sub, x), 2 * nn.functional.linear(x, sub.weight, sub.bias))
+    assert seen == ["layer", "global"]
+
+
+def test_a_hooked_layer_inside_a_streamed_block_still_sees_every_step():
+    from aaren_ts.nn import Aaren
+
+    model = Aaren(d_model=8, n_layers=1, n_heads=2, recency=True).eval()
+    calls = []
+    model.layers[0].norm_ff.register_forward_hook(lambda module, args, out: calls.append(1))
+    with torch.no_grad():
+        state = None
+        for _ in range(3):
+            _, state = model.step(torch.randn(2, 8), state)
+    assert len(calls) == 3

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..nn._fast import call
 from ._forecast_net import ForecastNet
 
 # Floor of the local variance, in units of the training standard deviation (as RevIN's eps):
@@ -150,7 +151,7 @@ class StreamNet(nn.Module):
 
     @property
     def quantiles(self) -> torch.Tensor:
-        return self.core.quantiles
+        return self._modules["core"]._buffers["quantiles"]  # read at every streamed row
 
     def future_term(self, future: torch.Tensor) -> torch.Tensor:
         """``future`` ``(..., H, n_future)`` (NaN: unknown) -> ``(..., H, n_targets, Q)``, in
@@ -255,17 +256,17 @@ class StreamNet(nn.Module):
             state = self.init_state(batch, values.device)
         joined = torch.cat([state.recent.to(values.dtype), values], 1)
         local = self._frame(values, joined, exog)
-        core = self.core
-        embedded = core.embed(local.tokens)
+        layers = self._modules["core"]._modules  # see aaren_ts.nn._fast
+        embedded = call(layers["embed"], local.tokens)
         if count == 1:
-            hidden, backbone_state = core.backbone.step(embedded[:, 0], state.backbone)
+            hidden, backbone_state = layers["backbone"].step(embedded[:, 0], state.backbone)
             hidden = hidden.unsqueeze(1)
         else:
-            hidden, backbone_state = core.backbone(embedded, state.backbone)
-        out = core.head(hidden).unflatten(-1, (self.horizon, self.n_targets, -1))
+            hidden, backbone_state = layers["backbone"](embedded, state.backbone)
+        out = call(layers["head"], hidden).unflatten(-1, (self.horizon, self.n_targets, -1))
         if local.window is not None:
             # (B, T, C, L) -> (B, T, C, H * Q) -> (B, T, H, C, Q)
-            linear = core.window_linear(local.window).unflatten(-1, (self.horizon, -1))
+            linear = call(layers["window_linear"], local.window).unflatten(-1, (self.horizon, -1))
             out = out + linear.transpose(2, 3)
         if future is not None and self.n_future:
             out = out + self.future_term(future) / local.scale[:, :, None, :, None]

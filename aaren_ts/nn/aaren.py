@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._fast import call
 from .attention import AarenAttention, AttentionState
 from .base import Backbone
 
@@ -67,16 +68,18 @@ class AarenBlock(nn.Module):
         state: AttentionState | None = None,
         time: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, AttentionState]:
-        a, state = self.attn.step(self.norm_attn(x_t), state, time)
-        if self.training and self.dropout.p > 0:
-            h = x_t + self.dropout(a)
-            return h + self.dropout(self.ff(self.norm_ff(h))), state
+        layers = self._modules  # see _fast: attribute reads of submodules cost a raise each
+        a, state = layers["attn"].step(call(layers["norm_attn"], x_t), state, time)
+        dropout = layers["dropout"]
+        if self.training and dropout.p > 0:
+            h = x_t + dropout(a)
+            return h + dropout(layers["ff"](layers["norm_ff"](h))), state
         # the dropout layers are identities here: a stream's step skips their calls
         h = x_t + a
-        f = self.norm_ff(h)
-        for layer in self.ff:
+        f = call(layers["norm_ff"], h)
+        for layer in layers["ff"]:
             if not isinstance(layer, nn.Dropout):
-                f = layer(f)
+                f = call(layer, f)
         return h + f, state
 
 
@@ -159,7 +162,8 @@ class Aaren(Backbone):
         self._check_input(x_t, 2, "x_t")
         state = self._default_state(x_t, state)
         new_state = []
-        for layer, layer_state in zip(self.layers, state, strict=False):
+        modules = self._modules  # see _fast
+        for layer, layer_state in zip(modules["layers"], state, strict=False):
             x_t, layer_state = layer.step(x_t, layer_state, time)
             new_state.append(layer_state)
-        return self.norm(x_t), tuple(new_state)
+        return call(modules["norm"], x_t), tuple(new_state)

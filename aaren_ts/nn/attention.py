@@ -25,6 +25,7 @@ from torch import nn
 
 from ..scan import ScanState, aaren_attention, aaren_step, init_state
 from ..scan.recurrent import fitting_step
+from ._fast import call
 
 
 def _time_dtype(device: torch.device | str | None) -> torch.dtype:
@@ -135,8 +136,14 @@ class AarenAttention(nn.Module):
         moves: an optimiser step, ``load_state_dict``) or replaced. The entry holds the
         parameters' storages, so a replaced one can never reuse its address.
         """
-        params = (self.query, self.q_proj.weight, self.q_proj.bias, self.k_proj.weight,
-                  self.k_proj.bias, self.v_proj.weight, self.v_proj.bias)  # fmt: skip
+        # read through the parameter dicts: on Python 3.11 every attribute that reaches
+        # nn.Module.__getattr__ first raises (and formats) an AttributeError, ten per step here
+        modules = self._modules
+        params = (
+            self._parameters["query"],
+            *(modules[name]._parameters[kind] for name in ("q_proj", "k_proj", "v_proj")
+              for kind in ("weight", "bias")),
+        )  # fmt: skip
         key = tuple((p.data_ptr(), p._version) if p is not None else None for p in params)
         entry = _STEP_PROJECTIONS.get(self)
         if entry is not None and entry[0] == key:
@@ -215,14 +222,17 @@ class AarenAttention(nn.Module):
             score = projected[:, self.d_model :]
         scan, old_time = state
         new_time = old_time + 1 if time is None else time.to(old_time)
-        if self.recency_rate is not None:
-            rate = self.recency_rate.unsqueeze(0)
+        recency_rate = self._parameters.get("recency_rate")  # None without recency; see _fast
+        if recency_rate is not None:
             if time is None:  # one position on: the shift rate * (-1) is exactly -rate
-                scan = ScanState(scan.m - rate.to(scan.m.dtype), scan.u, scan.w)
+                # (batch, n_heads) - (n_heads,): broadcast and promoted in the one call
+                scan = ScanState(scan.m - recency_rate, scan.u, scan.w)
             else:
+                rate = recency_rate.unsqueeze(0)
                 age = (old_time - new_time).unsqueeze(-1).to(rate.dtype)
                 scan = self._relevel(scan, rate * age)
         # a state of this layer's own dtype and shape skips aaren_step's checks (same numbers)
         stepped = fitting_step(scan, score, value)
         out, scan = aaren_step(scan, score, value) if stepped is None else stepped
-        return self.out_proj(out.reshape(batch, self.d_model)), AttentionState(scan, new_time)
+        out = call(self._modules["out_proj"], out.reshape(batch, self.d_model))
+        return out, AttentionState(scan, new_time)
