@@ -67,13 +67,16 @@ def restored_on_error(obj: Any) -> Iterator[None]:
 def _snapshot(obj: Any) -> tuple[dict, list]:
     """What ``_restore`` needs to put ``obj``'s attributes back (see ``restored_on_error``)."""
     memo: dict[int, Any] = {}  # a container met twice is copied once: sharing is kept
-    # most attributes are no containers: kept as they are without a call each
-    attributes = obj.__dict__
-    snapshot = {
-        name: _skeleton(value, memo) if type(value) in _CONTAINERS else value
-        for name, value in attributes.items()
-    }
-    return snapshot, _lazy_caches(attributes.values())
+    snapshot, indexes = {}, []
+    for name, value in obj.__dict__.items():  # one pass: a stream snapshots twice per row
+        kind = type(value)
+        if kind in _CONTAINERS:
+            snapshot[name] = _skeleton(value, memo)
+            continue
+        snapshot[name] = value  # no container: kept as it is
+        if kind not in _NEVER_INDEXES and isinstance(value, pd.Index):
+            indexes.append(value)
+    return snapshot, _lazy_caches(indexes)
 
 
 def _restore(obj: Any, saved: tuple[dict, list]) -> None:
@@ -105,6 +108,8 @@ def _lazy_caches(values) -> list[tuple[Any, dict | None]]:
 
 
 _CONTAINERS = (dict, list, set)
+# attribute types that are certainly no pandas index (most of an estimator's attributes)
+_NEVER_INDEXES = frozenset({type(None), bool, int, float, str, tuple})
 
 
 def _skeleton(value: Any, memo: dict[int, Any], depth: int = 8) -> Any:
