@@ -20,7 +20,7 @@ def grads(backend, scores, values, upstream, state=None):
     return ds, dv
 
 
-@pytest.mark.parametrize("backend", ["chunked", "dense", "recurrent"])
+@pytest.mark.parametrize("backend", ["chunked", "dense", "short", "recurrent"])
 @pytest.mark.parametrize("n", [1, 2, 65, 300])
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
 def test_gradients_match_naive_float64(rng, backend, n, scale):
@@ -154,19 +154,20 @@ def _auto(rows: int, n: int, grad: bool) -> str:
 @pytest.mark.parametrize(
     ("rows", "n", "training", "inference"),
     [
-        (8, 12, "dense", "dense"),
-        (1024, 4, "dense", "dense"),
+        # in training the dense block takes its hand-written backward ("short")
+        (8, 12, "short", "dense"),
+        (1024, 4, "short", "dense"),
         (4096, 12, "chunked", "chunked"),
         (1, 2048, "chunked", "chunked"),
         (128, 32, "chunked", "chunked"),  # > 16 tokens on many rows: the products dominate
-        (512, 16, "dense", "chunked"),  # no backward to pay for: the chunked scan wins
+        (512, 16, "short", "chunked"),  # no backward to pay for: the chunked scan wins
         # a few rows of a longer sequence (one short series read whole): dense in training
-        (4, 128, "dense", "chunked"),
-        (1, 256, "dense", "chunked"),
-        (4, 181, "dense", "chunked"),
-        (32, 64, "dense", "chunked"),
+        (4, 128, "short", "chunked"),
+        (1, 256, "short", "chunked"),
+        (4, 181, "short", "chunked"),
+        (32, 64, "short", "chunked"),
         (4, 256, "chunked", "chunked"),
-        (4, 64, "dense", "dense"),
+        (4, 64, "short", "dense"),
     ],
 )
 def test_auto_picks_dense_for_small_inputs_and_chunked_for_large(rows, n, training, inference):
@@ -226,3 +227,58 @@ def test_double_backward_is_refused_not_wrong(rng):
     (ds,) = torch.autograd.grad(out.sum(), s, create_graph=True)
     with pytest.raises(RuntimeError):
         ds.sum().backward()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_short_form_equals_the_oracle_and_refuses_double_backward(rng, dtype):
+    """The hand-written backward's outputs, final state and gradients (through both) equal
+    the float64 oracle's, masked (-inf) tokens and saturated softmaxes included; where it
+    does not apply (a carried prefix, NaN values, a row starting empty) the dense block's
+    autograd runs; gradients of gradients are refused, not wrong."""
+    tol = 1e-10 if dtype == torch.float64 else 2e-5
+    scores = torch.randn(5, 12, generator=rng, dtype=torch.float64) * 20
+    scores[1, 4] = -math.inf  # a masked token
+    scores[2] = scores[2] * 300  # saturated prefixes
+    values = torch.randn(5, 12, 3, generator=rng, dtype=torch.float64)
+    upstream = torch.randn(5, 12, 3, generator=rng, dtype=torch.float64)
+
+    def run(backend, s, v):
+        s, v = s.clone().requires_grad_(), v.clone().requires_grad_()
+        out, final = aaren_attention(s, v, return_state=True, backend=backend)
+        loss = (out * upstream.to(out.dtype)).sum() + (final.w / final.u.unsqueeze(-1)).sum()
+        return (out, final, *torch.autograd.grad(loss, (s, v)))
+
+    ref = run("naive", scores, values)
+    got = run("short", scores.to(dtype), values.to(dtype))
+    assert rel_err(got[0], ref[0]) <= tol
+    assert rel_err(got[1].w / got[1].u.unsqueeze(-1), ref[1].w / ref[1].u.unsqueeze(-1)) <= tol
+    assert rel_err(got[2], ref[2], scale=1.0) <= tol and rel_err(got[3], ref[3]) <= tol
+    s = scores.clone().requires_grad_()
+    out = aaren_attention(s, values, backend="short")
+    assert "_FreshPrefixSoftmaxBackward" in _graph_names(out)
+    (ds,) = torch.autograd.grad(out.sum(), s, create_graph=True)
+    with pytest.raises(RuntimeError):
+        ds.sum().backward()
+    # outside its case: the dense block (autograd), the same numbers
+    state = ScanState(torch.zeros(5, dtype=torch.float64), torch.ones(5, dtype=torch.float64),
+                      torch.ones(5, 3, dtype=torch.float64))  # fmt: skip
+    bad = values.clone()
+    bad[0, 5] = math.nan
+    empty = scores.clone()
+    empty[3, 0] = -math.inf
+    for args in [(scores, values, state), (scores, bad, None), (empty, values, None)]:
+        s = args[0].clone().requires_grad_()
+        out = aaren_attention(s, args[1], args[2], backend="short")
+        assert "_FreshPrefixSoftmaxBackward" not in _graph_names(out)
+        dense = aaren_attention(args[0], args[1], args[2], backend="dense")
+        torch.testing.assert_close(out, dense, equal_nan=True)
+
+
+def _graph_names(tensor: torch.Tensor) -> set[str]:
+    names, todo = set(), [tensor.grad_fn]
+    while todo:
+        fn = todo.pop()
+        if fn is not None:
+            names.add(type(fn).__name__)
+            todo.extend(f for f, _ in fn.next_functions)
+    return names

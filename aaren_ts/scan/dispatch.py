@@ -31,6 +31,7 @@ from .dense import (
 )
 from .naive import naive_attention
 from .recurrent import recurrent_attention
+from .short import short_attention
 from .state import ScanState, accumulation_dtype
 
 BackendFn = Callable[[torch.Tensor, torch.Tensor, ScanState], tuple[torch.Tensor, ScanState]]
@@ -101,6 +102,18 @@ def _dense_applies(scores: torch.Tensor, values: torch.Tensor) -> bool:
     return weights <= DENSE_MAX_WEIGHTS and (n <= DENSE_MAX_TOKENS or rows <= DENSE_FEW_ROWS)
 
 
+def _short_applies(scores: torch.Tensor, values: torch.Tensor) -> bool:
+    # the dense block's inputs, in training: the hand-written backward has a backward to save
+    wanted = torch.is_grad_enabled() and (scores.requires_grad or values.requires_grad)
+    return wanted and _dense_applies(scores, values)
+
+
+register_backend(
+    "short",
+    short_attention,
+    _short_applies,
+    "the dense block with a hand-written first-order backward: training on short sequences",
+)
 register_backend(
     "dense",
     dense_attention,
@@ -185,15 +198,16 @@ def aaren_attention(
         ``init_state``). ``None`` means an empty prefix.
     return_state : bool, default False
         Also return the state after the last token, to continue the stream later.
-    backend : {"auto", "triton", "dense", "chunked", "recurrent", "naive"} or a registered name
+    backend : {"auto", "triton", "short", "dense", "chunked", "recurrent", "naive"} or a name
         ``"auto"`` picks the fastest exact implementation for the inputs' device: the fused
         Triton kernels on CUDA (when Triton is installed), else the dense masked-softmax block
         for small inputs (with gradients: ``rows x N^2`` up to 65,536, or up to 131,072
         with at most 16 tokens or at most 32 rows, such as patch-token windows or one short
         series read whole; without: up to 16,384, such as a streamed update of a few rows),
-        else the chunked PyTorch path. The chunked path has a hand-written first-order
-        backward; for gradients of gradients use ``"dense"``, ``"recurrent"`` or ``"naive"``
-        (autograd all the way).
+        else the chunked PyTorch path. With gradients, from an empty state, the dense block
+        takes its hand-written backward (``"short"``). The short and chunked paths have
+        hand-written first-order backwards; for gradients of gradients use ``"dense"``,
+        ``"recurrent"`` or ``"naive"`` (autograd all the way).
 
     Returns
     -------
