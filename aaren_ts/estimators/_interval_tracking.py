@@ -33,16 +33,14 @@ MOST_TRACKED_STEPS = 16
 def _steps_on(horizon: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """``tracked_steps`` and their positions ``0 .. S-1`` on ``device``, made once (a stream
     reads them at every row; callers must not change them)."""
-    steps = tracked_steps(horizon).to(device)
-    return steps, torch.arange(len(steps), device=device)
+    steps, _, positions = _numpy_steps(horizon)
+    return torch.tensor(steps, device=device), torch.tensor(positions, device=device)
 
 
 @functools.lru_cache(maxsize=64)
 def _levels_on(levels: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
-    """The quantile levels (float64) and whether each one's shift moves (1.0) or stays
-    (0.0: the median is the network's point forecast, its shift stays as fitted)."""
-    values = torch.tensor(levels, dtype=torch.float64, device=device)
-    return values, (values != 0.5).to(torch.float64)
+    """``_numpy_levels`` on ``device``, made once."""
+    return tuple(torch.tensor(array, device=device) for array in _numpy_levels(levels))
 
 
 def tracked_steps(horizon: int) -> torch.Tensor:
@@ -241,7 +239,9 @@ def _numpy_steps(horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @functools.lru_cache(maxsize=64)
 def _numpy_levels(levels: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """``_levels_on`` as read-only float64 arrays."""
+    """The quantile levels and whether each one's shift moves (1.0) or stays (0.0: the
+    median is the network's point forecast, its shift stays as fitted), as read-only
+    float64 arrays (``_levels_on`` puts them on a device)."""
     values = np.asarray(levels, dtype=np.float64)
     moves = (values != 0.5).astype(np.float64)
     values.setflags(write=False)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from .state import ScanState, cast_state, init_state
+from .state import ScanState, canonical, cast_state, init_state
 
 
 def check_inputs(
@@ -66,6 +64,4 @@ def prepare_state(
             f"the inputs: expected m and u of shape {tuple(batch_shape)} and w of shape "
             f"{(*batch_shape, d)}"
         )
-    # Canonical form: an empty prefix has reference -inf, whatever level it was written with.
-    m = m.masked_fill(u == 0, -math.inf)
-    return cast_state(ScanState(m, u, w), dtype, device)
+    return cast_state(canonical(ScanState(m, u, w)), dtype, device)

@@ -49,6 +49,12 @@ DENSE_MAX_WEIGHTS = 131072
 DENSE_SMALL_WEIGHTS = 65536
 
 
+def fresh_start(scores: torch.Tensor, state: ScanState) -> bool:
+    """Training's usual case: no carried prefix and no row that starts empty (an empty
+    prefix needs its first score to be -inf): no prior term, and no denominator below 1."""
+    return not bool(state.u.any()) and bool((scores[:, 0] > -math.inf).all())
+
+
 def dense_attention(
     scores: torch.Tensor, values: torch.Tensor, state: ScanState
 ) -> tuple[torch.Tensor, ScanState]:
@@ -61,10 +67,8 @@ def dense_attention(
         # A masked weight is an exact 0, but 0 * NaN (or inf) is NaN: in the product a bad
         # value would reach the rows before it. The chunked scan keeps NaN causal.
         return chunked_attention(scores, values, state)
-    # Training's usual case: no carried prefix and no row that starts empty (an empty
-    # prefix needs its first score to be -inf): no prior term, and no denominator below 1.
     # (torch.softmax over the masked logits is exact too, but 10x slower here on a CPU.)
-    fresh = not bool(state.u.any()) and bool((scores[:, 0] > -math.inf).all())
+    fresh = fresh_start(scores, state)
     m0, u0, w0 = state
     # Levels carry no gradient: the outputs do not depend on them (state.combine's argument).
     with torch.no_grad():
@@ -100,6 +104,12 @@ def _weights(relative: torch.Tensor) -> torch.Tensor:
     the masked gradient ``0 * inf``.
     """
     n = relative.shape[-1]
+    return floored_exp(relative, torch.ones(n, n, dtype=torch.bool, device=relative.device).tril())
+
+
+def floored_exp(relative: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``exp(relative)`` (scores minus a level at least as large) where ``mask`` allows,
+    exactly 0 elsewhere and below ``exp(floor)`` (see ``_weights``; NaN is kept)."""
     floor = _FLOOR[relative.dtype]
-    kept = torch.ones(n, n, dtype=torch.bool, device=relative.device).tril() & ~(relative < floor)
+    kept = ~(relative < floor) if mask is None else mask & ~(relative < floor)
     return torch.where(kept, relative.clamp(floor, 0.0).exp(), 0.0)

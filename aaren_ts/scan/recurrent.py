@@ -11,9 +11,7 @@ from __future__ import annotations
 import torch
 
 from .checks import check_inputs, prepare_state
-from .state import ScanState, absorb, accumulation_dtype, combine, state_output
-
-_NEG_INF = float("-inf")
+from .state import ScanState, absorb, accumulation_dtype, canonical, combine, state_output
 
 
 def scan_leaves(leaves: ScanState, init: ScanState) -> ScanState:
@@ -114,6 +112,5 @@ def fitting_step(
         and m.device == score.device == value.device == u.device == w.device
     ):
         return None
-    canonical = ScanState(m.masked_fill(u == 0, _NEG_INF), u, w)
-    new_state = absorb(canonical, score, value)
+    new_state = absorb(canonical(state), score, value)
     return state_output(new_state), new_state

@@ -24,7 +24,7 @@ import math
 import torch
 from torch.autograd.function import once_differentiable
 
-from .dense import _FLOOR, _weights, dense_attention
+from .dense import _weights, dense_attention, floored_exp, fresh_start
 from .state import ScanState
 
 
@@ -64,9 +64,8 @@ def short_attention(
     if (
         n == 0
         or not wanted
-        or bool(state.u.any())  # a carried prefix
+        or not fresh_start(scores, state)  # a carried prefix, or a row that starts empty
         or not bool((scores < math.inf).all())  # NaN or +inf: dense keeps their rules
-        or not bool((scores[:, 0] > -math.inf).all())  # a row that starts empty
         or not bool(torch.isfinite(values).all())
     ):
         return dense_attention(scores, values, state)
@@ -74,8 +73,5 @@ def short_attention(
     # the final state, as dense_attention's: the last prefix's level, denominator and
     # numerator (its output times its denominator), differentiable through both
     level = scores.detach().amax(-1)
-    relative = scores - level.unsqueeze(-1)
-    floor = _FLOOR[scores.dtype]
-    last = torch.where(relative < floor, 0.0, relative.clamp(floor, 0.0).exp())
-    denom = last.sum(-1)
+    denom = floored_exp(scores - level.unsqueeze(-1)).sum(-1)
     return outputs, ScanState(level, denom, outputs[:, -1] * denom.unsqueeze(-1))

@@ -99,6 +99,13 @@ def _common_level(
     return m, torch.exp(m_a - ref), torch.exp(m_b - ref)
 
 
+def canonical(state: ScanState) -> ScanState:
+    """``state`` with an empty prefix (``u = 0``) at reference ``-inf``, whatever level it
+    was written with."""
+    m, u, w = state
+    return ScanState(m.masked_fill(u == 0, -math.inf), u, w)
+
+
 def safe_denominator(u: torch.Tensor) -> torch.Tensor:
     """``u`` where positive, else 1: an empty prefix (``u = w = 0``) reads as output 0.
 
