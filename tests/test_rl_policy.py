@@ -251,3 +251,59 @@ def test_verbose_shows_progress(episodes, capsys):
     pytest.importorskip("tqdm", reason="tqdm draws the bar (dev extra)")
     _small(verbose=True).fit(episodes)
     assert "update" in capsys.readouterr().err
+
+
+def test_training_streams_cover_every_step_once_per_pass_and_restart_at_episode_starts():
+    # rtg encodes (episode, step), so each yielded row says which step of which episode it is
+    lengths = torch.tensor([5, 23, 1, 40, 12, 7])
+    longest = int(lengths.max())
+    code = torch.arange(len(lengths))[:, None] * 1000.0 + torch.arange(longest)
+    data = {
+        "rtg": code,
+        "obs": torch.zeros(len(lengths), longest, 2),
+        "actions": torch.zeros(len(lengths), longest, 1),
+        "lengths": lengths,
+    }
+    policy = DecisionAaren(batch_size=3, segment_length=4)
+    batches = policy._streams(data, torch.Generator().manual_seed(0))
+    seen, previous = [], None
+    for _ in range(60):
+        (rtg, _, _, t, mask), fresh = next(batches)
+        assert rtg.shape == (3, 4) and fresh.shape == (3,)
+        episode = (rtg[:, 0] // 1000).long()
+        for row in range(3):
+            real = mask[row].bool()
+            steps = t[row][real].tolist()
+            assert (rtg[row][real] == episode[row] * 1000.0 + t[row][real]).all()
+            if fresh[row]:  # a restarted row begins its episode at step 0
+                assert steps[0] == 0
+            else:  # a carried row goes on where it stopped, in the same episode
+                assert episode[row] == previous[0][row] and steps[0] == previous[1][row] + 4
+            seen += [(int(episode[row]), s) for s in steps]
+        previous = (episode, t[:, 0])
+    # the shuffled passes: every step of every episode equally often, up to the pass in flight
+    counts = torch.zeros(len(lengths), longest)
+    for e, s in seen:
+        counts[e, s] += 1
+    valid = torch.arange(longest)[None] < lengths[:, None]
+    assert counts[~valid].sum() == 0
+    per_episode = counts.sum(1) / lengths
+    assert per_episode.min() >= per_episode.max() - 3  # each pass reads every episode whole
+
+
+@pytest.mark.parametrize("backbone", ["aaren", "gru"])
+def test_restarted_rows_equal_a_fresh_start_and_the_others_carry_on(backbone):
+    from aaren_ts.nn import make_backbone
+    from aaren_ts.rl.policy import _restart_rows
+
+    torch.manual_seed(0)
+    net = make_backbone(backbone, d_model=8, n_layers=2, n_heads=2).eval()
+    _, state = net(torch.randn(3, 5, 8))
+    restart = torch.tensor([True, False, True])
+    x = torch.randn(3, 4, 8)
+    out, _ = net(x, _restart_rows(net, state, restart))
+    fresh, _ = net(x[restart])
+    torch.testing.assert_close(out[restart], fresh)
+    carried, _ = net(x, state)
+    torch.testing.assert_close(out[1], carried[1])
+    assert not torch.allclose(out[0], carried[0])

@@ -29,7 +29,7 @@ from ..estimators._params import (
     resolve_device,
 )
 from ..estimators._threads import threaded
-from ..nn import detach_state
+from ..nn import Aaren, GRUStack, detach_state
 from ._net import DecisionNet
 from ._stream import EpisodeStream
 from ._trajectories import Trajectory, check_trajectories, returns_to_go, scale_actions
@@ -70,7 +70,8 @@ class DecisionAaren(BaseEstimator):
     context_length : int or None, default None
         None: the policy reads the whole episode. Aaren and the GRU then carry an O(1)
         state per step (trained on whole episodes, ``segment_length`` steps per gradient
-        step, the state carried between segments); a Transformer keeps a KV cache that
+        step, the state carried between segments; each batch row reads its own episode and
+        restarts on the next when it ends); a Transformer keeps a KV cache that
         grows with the episode. An int ``K``: the Decision Transformer's sliding window,
         trained on random ``K``-step windows; each action re-reads the last ``K`` steps
         (the paper's Transformer baseline uses ``K = 20``).
@@ -89,7 +90,7 @@ class DecisionAaren(BaseEstimator):
     max_updates : int, default 2000
         Gradient steps.
     batch_size : int, default 32
-        Windows (``context_length=K``) or whole episodes (``None``) per gradient step.
+        Rows per gradient step: windows (``context_length=K``) or episode streams (``None``).
     lr, weight_decay : float, default 1e-3, 1e-4
         AdamW, with a linear warm-up over the first 10% of the updates; gradients are
         clipped at norm 0.25 as in the Decision Transformer.
@@ -277,12 +278,18 @@ class DecisionAaren(BaseEstimator):
         )
         if self.context_length is not None:
             batches = self._windows(data, generator)
-        else:
+        elif isinstance(net.backbone, (Aaren, GRUStack)):
+            batches = self._streams(data, generator)
+        else:  # a KV cache's rows cannot restart on their own: whole batches of episodes
             batches = self._segments(data, generator)
         bar, losses, running, carried = self._progress(), [], [], None
         for update in range(self.max_updates):
             (rtg, obs, actions, timesteps, mask), fresh = next(batches)
-            pred, state = net(rtg, obs, actions, timesteps, None if fresh else carried)
+            if isinstance(fresh, torch.Tensor) and not fresh.all():
+                carried = _restart_rows(net.backbone, carried, fresh)
+            elif fresh is True or isinstance(fresh, torch.Tensor):
+                carried = None
+            pred, state = net(rtg, obs, actions, timesteps, carried)
             if self.context_length is None:
                 # truncated backpropagation: the next segment starts from this state, detached
                 carried = detach_state(state)
@@ -322,6 +329,41 @@ class DecisionAaren(BaseEstimator):
             t = t.clamp(max=last)
             rows = idx[:, None]
             yield _gather(data, rows, t, mask), True
+
+    def _streams(self, data: dict, generator: torch.Generator):
+        """Whole episodes for a recurrent backbone, as ``batch_size`` independent streams.
+
+        Each row of the batch reads its own episode ``segment_length`` steps at a time, from
+        the state its previous segment left; when the episode ends the row restarts (an empty
+        state) on the next episode of a shuffled pass over all of them. Rows sit at different
+        episodes and steps, so consecutive updates are nearly independent draws of the data,
+        as the windowed Transformer's are; whole-batch episode groups made runs of ~50
+        updates on the same few long episodes. ``fresh``: the rows that restart.
+        """
+        lengths = data["lengths"]
+        device = lengths.device
+        n, rows = len(lengths), self.batch_size
+        queue: list[int] = []
+
+        def next_episode() -> int:
+            if not queue:  # a new shuffled pass over the episodes
+                queue.extend(torch.randperm(n, generator=generator).tolist())
+            return queue.pop()
+
+        episode = torch.tensor([next_episode() for _ in range(rows)], device=device)
+        start = torch.zeros(rows, dtype=torch.long, device=device)
+        fresh = torch.ones(rows, dtype=torch.bool, device=device)
+        steps = torch.arange(self.segment_length, device=device)
+        last = data["rtg"].shape[1] - 1
+        while True:
+            t = start[:, None] + steps
+            mask = (t < lengths[episode, None]).float()
+            yield _gather(data, episode[:, None], t.clamp(max=last), mask), fresh
+            start = start + self.segment_length
+            fresh = start >= lengths[episode]
+            for row in fresh.nonzero().flatten().tolist():
+                episode[row] = next_episode()
+            start = torch.where(fresh, 0, start)
 
     def _segments(self, data: dict, generator: torch.Generator):
         """Whole episodes, ``batch_size`` at a time, ``segment_length`` steps per update;
@@ -506,6 +548,24 @@ def _safetensors():
             "saving and loading a DecisionAaren needs safetensors: pip install 'aaren-ts[rl]'"
         ) from None
     return safetensors
+
+
+def _restart_rows(backbone: torch.nn.Module, state: Any, restart: torch.Tensor) -> Any:
+    """``state`` with the rows where ``restart`` is True emptied (Aaren's and the GRU's
+    states; the GRU's batch is its second dimension)."""
+    fresh = backbone.init_state(len(restart), restart.device)
+    batch_dim = 1 if isinstance(backbone, GRUStack) else 0
+
+    def merge(old: Any, new: Any) -> Any:
+        if isinstance(old, torch.Tensor):
+            shape = [1] * old.dim()
+            shape[batch_dim] = -1
+            return torch.where(restart.view(shape), new, old)
+        if isinstance(old, tuple) and hasattr(old, "_fields"):
+            return type(old)(*(merge(a, b) for a, b in zip(old, new, strict=True)))
+        return type(old)(merge(a, b) for a, b in zip(old, new, strict=True))
+
+    return merge(state, fresh)
 
 
 def _gather(data: dict, rows: torch.Tensor, t: torch.Tensor, mask: torch.Tensor) -> tuple:
