@@ -278,16 +278,16 @@ class DecisionAaren(BaseEstimator):
         )
         if self.context_length is not None:
             batches = self._windows(data, generator)
-        elif isinstance(net.backbone, (Aaren, GRUStack)):
+        elif _row_dim(net.backbone) is not None:
             batches = self._streams(data, generator)
         else:  # a KV cache's rows cannot restart on their own: whole batches of episodes
             batches = self._segments(data, generator)
         bar, losses, running, carried = self._progress(), [], [], None
         for update in range(self.max_updates):
             (rtg, obs, actions, timesteps, mask), fresh = next(batches)
-            if isinstance(fresh, torch.Tensor) and not fresh.all():
-                carried = _restart_rows(net.backbone, carried, fresh)
-            elif fresh is True or isinstance(fresh, torch.Tensor):
+            if isinstance(fresh, torch.Tensor):  # episode streams: the rows that restart
+                carried = None if fresh.all() else _restart_rows(net.backbone, carried, fresh)
+            elif fresh:
                 carried = None
             pred, state = net(rtg, obs, actions, timesteps, carried)
             if self.context_length is None:
@@ -550,11 +550,21 @@ def _safetensors():
     return safetensors
 
 
+def _row_dim(backbone: torch.nn.Module) -> int | None:
+    """The batch dimension of the backbone's state when its rows can restart on their own
+    (Aaren: 0, the GRU's ``(layers, batch, d)``: 1); None for a KV cache, whose rows share
+    one context length."""
+    if isinstance(backbone, GRUStack):
+        return 1
+    if isinstance(backbone, Aaren):
+        return 0
+    return None
+
+
 def _restart_rows(backbone: torch.nn.Module, state: Any, restart: torch.Tensor) -> Any:
-    """``state`` with the rows where ``restart`` is True emptied (Aaren's and the GRU's
-    states; the GRU's batch is its second dimension)."""
+    """``state`` with the rows where ``restart`` is True emptied (see ``_row_dim``)."""
     fresh = backbone.init_state(len(restart), restart.device)
-    batch_dim = 1 if isinstance(backbone, GRUStack) else 0
+    batch_dim = _row_dim(backbone)
 
     def merge(old: Any, new: Any) -> Any:
         if isinstance(old, torch.Tensor):
