@@ -7,11 +7,11 @@ import math
 import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sktime.datasets import load_airline
+from warm_interpreter import run_python
 
 from aaren_ts import __version__
 from aaren_ts.cli import BENCHMARKS, main
@@ -21,8 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "aaren_ts.cli", *args], capture_output=True,
-                          text=True, timeout=300, env=env, check=False)  # fmt: skip
+    return run_python(["-m", "aaren_ts.cli", *args], env=env, timeout=300)
 
 
 MAE_LINE = re.compile(r"^1960 forecast: MAE (\d+\.\d) \(seasonal naive: (\d+\.\d)\)$")

@@ -1,27 +1,21 @@
-"""The examples run as a new user runs them, in a fresh interpreter."""
+"""The examples run as a new user runs them, each in a new process (started warm:
+``warm_interpreter.run_python``)."""
 
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from helpers import needs_dataset
 from sktime.datasets import load_airline
+from warm_interpreter import run_python
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def run_example(name: str, *args: str) -> list[str]:
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    )
+    result = run_python([str(EXAMPLES / name), *args], timeout=600, check=True)
     return result.stdout.splitlines()
 
 

@@ -22,6 +22,7 @@ from neuralforecast import NeuralForecast
 from neuralforecast.losses.pytorch import DistributionLoss, MQLoss
 from neuralforecast.utils import AirPassengersDF
 from pytorch_lightning.loggers import CSVLogger
+from warm_interpreter import run_python
 
 from aaren_ts.integrations import neuralforecast as nf_integration
 from aaren_ts.integrations.neuralforecast import Aaren, patch_tokens
@@ -378,11 +379,10 @@ def test_peers_benchmark_quick(tmp_path):
         model = peers.build_model(name, 24, budget, callbacks=[])
         assert type(model).__name__ == name and model.h == 24
     out = tmp_path / "peers.json"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks/neuralforecast_peers.py"), "--quick",
-         "--models", "Aaren", "PatchTST", "--out", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    result = run_python(
+        [str(ROOT / "benchmarks/neuralforecast_peers.py"), "--quick", "--models", "Aaren",
+         "PatchTST", "--out", str(out)],
+        timeout=600, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()

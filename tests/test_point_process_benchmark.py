@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from helpers import needs_dataset
+from warm_interpreter import run_python
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tpp.py"
 
@@ -20,11 +19,9 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "tpp.py"
 def test_tpp_benchmark_quick(tmp_path):
     out = tmp_path / "tpp.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, str(SCRIPT), "--quick", "--datasets", "taxi", "make_hawkes"]
-    result = subprocess.run(
-        [*cmd, "--backbones", "aaren", "gru", "--json", str(out)],
-        capture_output=True, text=True, timeout=600, check=True, env=env,
-    )  # fmt: skip
+    cmd = [str(SCRIPT), "--quick", "--datasets", "taxi", "make_hawkes"]
+    result = run_python([*cmd, "--backbones", "aaren", "gru", "--json", str(out)], env=env,
+                        timeout=600, check=True)  # fmt: skip
     rows = json.loads(out.read_text())["rows"]
     models = {(r["dataset"], r["model"]) for r in rows}
     baselines = {"previous-mark", "constant-gap"}  # on every data set
@@ -42,8 +39,5 @@ def test_tpp_benchmark_quick(tmp_path):
         if r["model"] == "constant-gap":
             assert r["rmse"] > 0 and "accuracy" not in r
     assert "| taxi | aaren | 1 |" in result.stdout
-    report = subprocess.run(
-        [sys.executable, str(SCRIPT), "--report", str(out)],
-        capture_output=True, text=True, timeout=60, check=True, env=env,
-    )  # fmt: skip
+    report = run_python([str(SCRIPT), "--report", str(out)], env=env, timeout=60, check=True)
     assert report.stdout.splitlines()[0].startswith("| data set | model |")

@@ -1,4 +1,5 @@
-"""The README's tour runs as written: every snippet, in a fresh interpreter, as a reader would.
+"""The README's tour runs as written: every snippet, in a new process, as a reader would (started
+warm: ``warm_interpreter.run_python``).
 
 The snippets are read from README.md between ``<!-- tour -->`` and ``<!-- /tour -->``, one per
 ``### Title`` subsection, so the README cannot drift from what works.
@@ -9,12 +10,11 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from helpers import DATA, needs_data_in
+from warm_interpreter import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 # what the tour must walk through (issue 7); more subsections are welcome
@@ -75,14 +75,8 @@ def test_install_snippet_names_only_real_extras():
 def test_tour_snippet_runs(title, tmp_path):
     _, code = SECTIONS[title]
     env = {**os.environ, "AAREN_TS_DATA": str(DATA), "MPLBACKEND": "Agg"}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,  # files a snippet writes land in a scratch folder
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    # files a snippet writes land in a scratch folder
+    result = run_python(["-c", code], cwd=tmp_path, env=env, timeout=600)
     assert result.returncode == 0, f"{title} snippet failed:\n{result.stderr[-3000:]}"
     assert result.stdout.strip(), f"{title} snippet printed nothing"
     if title == "Offline RL":

@@ -97,20 +97,17 @@ def test_making_a_task_leaves_no_mujoco_log_and_prints_nothing(tmp_path, monkeyp
 
 
 def test_selection_script_fits_and_scores_each_setting(tiny_sets):
-    import subprocess
-    import sys
     from pathlib import Path
+
+    from warm_interpreter import run_python
 
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "rl_select.py"
     settings = [
         '{"max_updates": 5, "d_model": 16}',
         '{"max_updates": 5, "d_model": 16, "n_heads": 1}',
     ]
-    done = subprocess.run(
-        [sys.executable, str(script), "hopper-medium", *settings, "--episodes", "2",
-         "--root", str(tiny_sets)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    done = run_python([str(script), "hopper-medium", *settings, "--episodes", "2",
+                       "--root", str(tiny_sets)], timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 2 and all(" score " in line and " +- " in line for line in lines)
