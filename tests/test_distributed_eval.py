@@ -10,7 +10,9 @@ same aaren_ts as the test, installed or not: no ray ``runtime_env`` is needed.
 
 from __future__ import annotations
 
+import os
 import time
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -48,12 +50,16 @@ def dask_client():
 def ray_session():
     import ray
 
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    # ray starts its workers at nice 15: beside any busy process (the other test worker, a
+    # build) they got about 3% of a core, and the first call here took 127-243 s instead of
+    # 9 s (issue 19). The variable is the one ray's own job manager sets for the same reason.
+    with mock.patch.dict(os.environ, {"RAY_worker_niceness": "0"}):
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
     yield
     ray.shutdown()
 
