@@ -20,7 +20,12 @@ from estimator_inputs import TINY
 from sktime.forecasting.base import ForecastingHorizon
 
 from aaren_ts.estimators import AarenForecaster
-from aaren_ts.estimators._time_index import horizon_labels, relative_steps
+from aaren_ts.estimators._time_index import (
+    GridClock,
+    horizon_labels,
+    relative_steps,
+    series_grid,
+)
 
 N = 40
 
@@ -289,3 +294,37 @@ def test_relative_steps_of_the_last_horizon_are_kept_read_only():
     assert relative_steps(first).tolist() == [1, 2, 3]
     del first, steps, other
     assert relative_steps(ForecastingHorizon([7], is_relative=True)).tolist() == [7]
+
+
+# ---------------------------------------------------------------------- stepping on a calendar
+@pytest.mark.parametrize(
+    "freq, tz, unit",
+    [
+        ("MS", None, "ns"),
+        ("ME", "Europe/Berlin", "ns"),
+        ("W-SUN", None, "s"),
+        ("B", None, "us"),
+        ("QE-NOV", None, "ns"),
+        ("D", "Europe/Berlin", "ns"),  # calendar days across the DST changes
+        ("h", "America/New_York", "ns"),  # a fixed step: the plain arithmetic
+        (pd.DateOffset(months=1), None, "ns"),  # not k-fold repetition: pandas per step
+    ],
+    ids=str,
+)
+def test_steps_after_times_equal_pandas_arithmetic_per_step(freq, tz, unit):
+    """``GridClock.after`` (one calendar built for all values where they lie on it) against
+    pandas' ``time + k * freq`` for each value and step, on and off the calendar."""
+    index = pd.date_range("2020-01-31", periods=40, freq=freq, tz=tz).as_unit(unit)
+    clock = GridClock.of(series_grid(index), index)
+    rng = np.random.default_rng(0)
+    on = clock.values(index[rng.integers(0, 40, 30)])
+    off = on + np.where(rng.random(30) < 0.3, 3_600 * 10 ** {"s": 0, "us": 6, "ns": 9}[unit], 0)
+    for values in (on, off, on[:1].repeat(12)):
+        steps = rng.integers(-25, 25, len(values))
+        expected = pd.DatetimeIndex(
+            [
+                clock.times([v])[0] + int(k) * clock.grid.freq
+                for v, k in zip(values, steps, strict=True)
+            ]
+        )
+        np.testing.assert_array_equal(clock.after(values, steps), expected.as_unit(unit).asi8)

@@ -111,12 +111,45 @@ class GridClock:
         if isinstance(freq, pd.offsets.Tick):  # a fixed length: plain arithmetic
             return values + steps * (pd.Timedelta(freq) // pd.Timedelta(1, unit=self.unit))
         # calendar offsets (days across a DST change, months, business days): pandas
+        if len(values) and type(freq) is not pd.DateOffset:
+            on_grid = self._after_on_grid(values, steps)
+            if on_grid is not None:
+                return on_grid
         out = np.empty_like(values)
         start = self.times(values)
         for k in np.unique(steps):
             at = steps == k
             out[at] = (start[at] + int(k) * freq).as_unit(self.unit).asi8
         return out
+
+    def _after_on_grid(self, values: np.ndarray, steps: np.ndarray) -> np.ndarray | None:
+        """``after`` read off one calendar through every value, built by pandas once: the
+        arithmetic per distinct step above costs about 0.1 ms each, and reading a stream's
+        tail asks for dozens (4 of the 9 s of sktime's update_predict test on monthly data).
+        Anchored offsets step the same way k times at once or one at a time, so the two
+        agree where every value lies on the calendar; None where one does not (the caller
+        then does the arithmetic). Not for the generic ``pd.DateOffset`` (months=1 from
+        31 January: twice one month is 28 March, two months 31 March)."""
+        freq = self.grid.freq
+        ends = self.times([values.min(), values.max()])
+        calendar = pd.date_range(ends[0], ends[-1], freq=freq).as_unit(self.unit)
+        if len(calendar) == 0 or calendar[-1] != ends[-1]:
+            return None
+        numbers = calendar.asi8
+        at = np.searchsorted(numbers, values)
+        if not np.array_equal(numbers[np.minimum(at, len(numbers) - 1)], values):
+            return None
+        target = at + steps
+        before = max(0, -int(target.min()))
+        after = max(0, int(target.max()) - (len(numbers) - 1))
+        parts = [numbers]
+        if before:
+            head = pd.date_range(end=ends[0], periods=before + 1, freq=freq)
+            parts.insert(0, head.as_unit(self.unit).asi8[:-1])
+        if after:
+            tail = pd.date_range(start=ends[-1], periods=after + 1, freq=freq)
+            parts.append(tail.as_unit(self.unit).asi8[1:])
+        return np.concatenate(parts)[target + before]
 
 
 def _kind(index: pd.Index) -> type:
