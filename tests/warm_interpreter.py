@@ -17,20 +17,22 @@ but ``RUNTIME_VARIABLES``). Tests of import behaviour itself (what ``import aare
 what an import prints) use plain subprocesses, not this.
 
 Run as a script, this file is the server: it reads one JSON request per line on standard
-input and answers on standard output with the child's pid, then its wait status.
+input and answers on standard output with the child's wait status (the child killed past the
+request's timeout).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 PRELOAD = (
     "torch",
@@ -55,12 +57,11 @@ RUNTIME_VARIABLES = frozenset(
 
 class _Server:
     def __init__(self, env: dict[str, str]):
-        self.env = dict(env)
         self.proc = subprocess.Popen(
             [sys.executable, __file__],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=self.env,
+            env=env,
             text=True,
             bufsize=1,
         )
@@ -71,16 +72,14 @@ class _Server:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def run(self, request: dict, timeout: float) -> int:
+    def run(self, request: dict) -> int:
+        """The child's exit code; the server enforces ``request["timeout"]``."""
         self.proc.stdin.write(json.dumps(request) + "\n")
         self.proc.stdin.flush()
-        pid = json.loads(self.proc.stdout.readline())["pid"]
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            os.killpg(pid, signal.SIGKILL)  # the child and whatever it started
-            self.proc.stdout.readline()
-            raise subprocess.TimeoutExpired(request["argv"], timeout)
-        return os.waitstatus_to_exitcode(json.loads(self.proc.stdout.readline())["status"])
+        reply = json.loads(self.proc.stdout.readline())
+        if reply["timed_out"]:
+            raise subprocess.TimeoutExpired(request["argv"], request["timeout"])
+        return os.waitstatus_to_exitcode(reply["status"])
 
     def close(self) -> None:
         if self.alive():
@@ -91,7 +90,7 @@ class _Server:
 _servers: dict[tuple, _Server] = {}
 
 
-def _server_for(env: dict[str, str]) -> _Server | None:
+def _server_for(env: dict[str, str]) -> _Server:
     """The server whose import-time environment matches ``env`` (started on first use)."""
     key = tuple(sorted((k, v) for k, v in env.items() if k not in RUNTIME_VARIABLES))
     server = _servers.get(key)
@@ -130,8 +129,9 @@ def run_python(
             "env": env,
             "stdout": out,
             "stderr": err,
+            "timeout": timeout,
         }
-        returncode = _server_for(env).run(request, timeout)
+        returncode = _server_for(env).run(request)
         with open(out) as f_out, open(err) as f_err:
             result = subprocess.CompletedProcess(command, returncode, f_out.read(), f_err.read())
     if check:
@@ -170,12 +170,26 @@ def _serve() -> None:
         if pid == 0:
             os.close(reply)
             _become(request, printed)  # does not return
-        os.write(reply, (json.dumps({"pid": pid}) + "\n").encode())
-        _, status = os.waitpid(pid, 0)
-        os.write(reply, (json.dumps({"status": status}) + "\n").encode())
+        status, timed_out = _wait(pid, request["timeout"])
+        os.write(reply, (json.dumps({"status": status, "timed_out": timed_out}) + "\n").encode())
     # the client closed the pipe: end without tearing the modules down (triton's bindings
     # report "leaked" objects to stderr when torch._dynamo's imports are torn down)
     os._exit(0)
+
+
+def _wait(pid: int, timeout: float) -> tuple[int, bool]:
+    """``pid``'s wait status, and whether it ran past ``timeout`` (then it and whatever it
+    started, its process group, are killed first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status, False
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            return os.waitpid(pid, 0)[1], True
+        time.sleep(0.01)
 
 
 def _become(request: dict, printed: list[bytes]) -> None:
