@@ -132,10 +132,9 @@ class GridClock:
         31 January: twice one month is 28 March, two months 31 March)."""
         freq = self.grid.freq
         ends = self.times([values.min(), values.max()])
-        calendar = pd.date_range(ends[0], ends[-1], freq=freq).as_unit(self.unit)
-        if len(calendar) == 0 or calendar[-1] != ends[-1]:
+        numbers = pd.date_range(ends[0], ends[-1], freq=freq).as_unit(self.unit).asi8
+        if len(numbers) == 0:  # the first value is off the calendar and the last before it
             return None
-        numbers = calendar.asi8
         at = np.searchsorted(numbers, values)
         if not np.array_equal(numbers[np.minimum(at, len(numbers) - 1)], values):
             return None
