@@ -20,7 +20,11 @@ sets (JapaneseVowels) are zero-padded at the end to the longest series by sktime
 ``PaddingTransformer``. ``AarenClassifier`` reads ragged series as they are.
 
 Data sets: JapaneseVowels, BasicMotions, Handwriting, and any other UEA set found in
-``$AAREN_TS_DATA/classification/<Name>/``.
+``$AAREN_TS_DATA/classification/<Name>/``. ``--sktime-shipped`` adds every classification set
+that sktime's own package ships (``sktime/datasets/data/<Name>/``, a ``.ts`` pair with class
+labels: ACSF1, ArrowHead, GunPoint, ItalyPowerDemand, OSULeaf, PLAID, UnitTest in sktime
+1.2), read from sktime's folder with sktime's ``load_from_tsfile``, never downloaded. A set in
+both places is read from ``AAREN_TS_DATA`` (checked against its pinned checksum).
 
 Targets (issue 5)
 -----------------
@@ -37,6 +41,8 @@ From the repository root, with the data in ``AAREN_TS_DATA`` (MiniRocket needs n
         --json benchmarks/results/classification_cpu.json
     python benchmarks/classification.py --datasets BasicMotions --seeds 0 --backbones aaren
     python benchmarks/classification.py --quick        # tiny: checks that it works
+    python benchmarks/classification.py --datasets ArrowHead GunPoint --threads 1
+    python benchmarks/classification.py --sktime-shipped --threads 1
     python benchmarks/classification.py --report benchmarks/results/classification_cpu.json
 """
 
@@ -65,6 +71,56 @@ def local_datasets() -> list[str]:
     root = Path(os.environ.get("AAREN_TS_DATA", "")) / "classification"
     found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     return DATASETS + [name for name in found if name not in DATASETS]
+
+
+def sktime_shipped_datasets() -> list[str]:
+    """The classification sets sktime's package ships: folders of ``sktime/datasets/data``
+    holding ``<Name>_TRAIN.ts`` and ``<Name>_TEST.ts`` whose header declares class labels
+    (regression sets such as Tecator declare ``@targetLabel`` instead)."""
+    names = []
+    for folder in sorted(_sktime_data_dir().iterdir()):
+        train = folder / f"{folder.name}_TRAIN.ts"
+        if not (train.is_file() and (folder / f"{folder.name}_TEST.ts").is_file()):
+            continue
+        if _declares_class_labels(train):
+            names.append(folder.name)
+    return names
+
+
+def _declares_class_labels(path: Path) -> bool:
+    """Whether a ``.ts`` file's header (the lines before ``@data``) says ``@classLabel true``."""
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            tag = line.strip().lower()
+            if tag.startswith("@classlabel"):
+                return tag.startswith("@classlabel true")
+            if tag.startswith("@data"):
+                break
+    return False
+
+
+def _sktime_data_dir() -> Path:
+    import sktime.datasets
+
+    return Path(sktime.datasets.__file__).parent / "data"
+
+
+def load_split(name: str, split: str):
+    """One split of ``name``: from ``AAREN_TS_DATA`` (or the cache) where it is there, else
+    sktime's shipped copy; ragged sets as pd-multiindex, the others as numpy3D."""
+    from aaren_ts.datasets import load_uea
+    from aaren_ts.datasets.uea import _local
+
+    shipped = _sktime_data_dir() / name / f"{name}_{split.upper()}.ts"
+    if _local(name, f"{name}_{split.upper()}.ts") is not None or not shipped.is_file():
+        return load_uea(name, split)
+    from sktime.datasets import load_from_tsfile
+    from sktime.datatypes import convert_to
+
+    X, y = load_from_tsfile(str(shipped), return_data_type="pd-multiindex")
+    if X.groupby(level=0).size().nunique() == 1:
+        X = convert_to(X, to_type="numpy3D")
+    return X, np.asarray(y)
 
 
 def run_aaren(data, backbone: str, seed: int, params: dict) -> dict:
@@ -142,6 +198,11 @@ def summarise(cells: list[dict]) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--datasets", nargs="+", help="default: the three named + local ones")
+    parser.add_argument(
+        "--sktime-shipped",
+        action="store_true",
+        help="add every classification set sktime's package ships (offline)",
+    )
     parser.add_argument("--backbones", nargs="*", default=BACKBONES, help="none: MiniRocket only")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=200)  # the AarenClassifier default
@@ -155,6 +216,12 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         nargs="+",
         help="the embedding's size, or several: a multi-scale embedding (default: the "
+        "AarenClassifier default)",
+    )
+    parser.add_argument(
+        "--readout",
+        choices=["last", "mean"],
+        help="the head reads the last step or the mean over steps (default: the "
         "AarenClassifier default)",
     )
     parser.add_argument(
@@ -180,8 +247,6 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from aaren_ts.datasets import load_uea
-
     if args.quick:
         args.epochs, args.d_model, args.seeds = 2, 8, args.seeds[:1]
     params = {
@@ -192,6 +257,8 @@ def main(argv: list[str] | None = None) -> None:
         "lr": args.lr,
         "batch_size": args.batch_size,
     }
+    if args.readout:
+        params["readout"] = args.readout
     if args.kernel_size:
         sizes = args.kernel_size
         params["kernel_size"] = sizes[0] if len(sizes) == 1 else tuple(sizes)
@@ -208,7 +275,9 @@ def main(argv: list[str] | None = None) -> None:
     # MiniRocket runs last, after every deep model: once numba's parallel code has run, a
     # worker thread of its stays busy in this process and slows torch down (measured here:
     # BasicMotions fits 3-4x slower after JapaneseVowels' MiniRocket).
-    datasets = args.datasets or local_datasets()
+    datasets = list(args.datasets or ([] if args.sktime_shipped else local_datasets()))
+    if args.sktime_shipped:
+        datasets += [name for name in sktime_shipped_datasets() if name not in datasets]
     jobs = [(d, "majority", args.seeds[0]) for d in datasets]
     jobs += [(d, b, s) for d in datasets for b in args.backbones for s in args.seeds]
     if not args.no_minirocket:
@@ -216,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     loaded: dict[str, tuple] = {}
     for dataset, model, seed in jobs:
         if dataset not in loaded:
-            data = (load_uea(dataset, "train"), load_uea(dataset, "test"))
+            data = (load_split(dataset, "train"), load_split(dataset, "test"))
             if args.quick:  # a few series of each split, every class represented
                 data = tuple(_head(X, y, 20) for X, y in data)
             loaded[dataset] = data

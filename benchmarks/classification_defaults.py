@@ -55,6 +55,8 @@ CANDIDATES: dict[str, dict] = {
     "kernel_size=(3,5,7)": {"kernel_size": (3, 5, 7)},
     "kernel_size=(3,15)": {"kernel_size": (3, 15)},
     "kernel_size=(3,21)": {"kernel_size": (3, 21)},
+    # the head reads the mean of the backbone's outputs over all steps so far
+    "readout=mean": {"readout": "mean"},
 }
 
 

@@ -242,6 +242,41 @@ def test_classification_defaults_quick_reads_only_the_train_split(tmp_path, monk
                                   "--candidates", "defaults"])  # fmt: skip
 
 
+def test_classification_reads_the_sets_sktime_ships_offline(tmp_path, monkeypatch):
+    """``--sktime-shipped`` finds sktime's classification sets (not its regression ones) and
+    reads them from sktime's package folder: no download, equal to sktime's own loader;
+    ragged sets stay ragged."""
+    from sktime.datasets import load_unit_test
+
+    from aaren_ts.datasets import uea
+
+    classification = _script("classification.py")
+    names = classification.sktime_shipped_datasets()
+    assert {"ArrowHead", "GunPoint", "ItalyPowerDemand", "UnitTest", "PLAID"} <= set(names)
+    assert not {"Tecator", "Covid3Month"} & set(names)  # regression sets: @targetLabel
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a shipped set was downloaded")
+
+    monkeypatch.setattr(uea, "fetch", refuse)
+    monkeypatch.setenv("AAREN_TS_DATA", str(tmp_path))  # nothing local
+    monkeypatch.setenv("AAREN_TS_CACHE", str(tmp_path / "cache"))
+    X, y = classification.load_split("UnitTest", "test")
+    X_ref, y_ref = load_unit_test(split="test", return_type="numpy3D")
+    np.testing.assert_array_equal(X, X_ref)
+    np.testing.assert_array_equal(y, y_ref)
+    plaid, _ = classification.load_split("PLAID", "train")
+    assert plaid.index.nlevels == 2 and plaid.groupby(level=0).size().nunique() > 1
+    out = tmp_path / "shipped.json"
+    args = ["--quick", "--datasets", "UnitTest", "--backbones", "aaren", "--no-minirocket"]
+    _run_here("classification.py", *args, "--readout", "mean", "--json", str(out))
+    record = json.loads(out.read_text())
+    assert record["params"]["readout"] == "mean"
+    assert [(c["dataset"], c["model"]) for c in record["cells"]] == [
+        ("UnitTest", "majority"), ("UnitTest", "aaren"),
+    ]  # fmt: skip
+
+
 def run_quick(script: str, tmp_path) -> tuple[subprocess.CompletedProcess, dict]:
     """``benchmarks/<script> --quick --json``: the finished process and its JSON record."""
     out = tmp_path / "out.json"

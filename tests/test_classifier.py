@@ -37,11 +37,15 @@ def ragged():
     return ramps(40, seed=0)
 
 
-@pytest.fixture(scope="module", params=["aaren", "transformer", "gru", "aaren-recency"])
+@pytest.fixture(
+    scope="module",
+    params=["aaren", "transformer", "gru", "aaren-recency", "aaren-mean", "transformer-mean"],
+)
 def fitted(request, ragged):
     series, labels = ragged
-    backbone = request.param.split("-")[0]
-    clf = AarenClassifier(backbone=backbone, recency=request.param.endswith("recency"), **TINY)
+    backbone, _, variant = request.param.partition("-")
+    readout = "mean" if variant == "mean" else "last"
+    clf = AarenClassifier(backbone=backbone, recency=variant == "recency", readout=readout, **TINY)
     return clf.fit(as_multiindex(series), labels)
 
 
@@ -286,6 +290,8 @@ def test_failed_fit_leaves_the_fitted_estimator_unchanged(small):
         ({"prefix_loss": 1.5}, r"prefix_loss must be a number in \[0.0, 1.0\]"),
         ({"label_smoothing": 1.0}, r"label_smoothing must be a number in \[0.0, 1.0\)"),
         ({"backbone": "gru", "recency": True}, "recency=True applies to the aaren backbone"),
+        ({"readout": "max"}, r"readout must be one of \('last', 'mean'\)"),
+        ({"readout": None}, r"readout must be one of \('last', 'mean'\)"),
         ({"kernel_size": (3, 3)}, "kernel_size must be a positive int or a tuple of distinct"),
         ({"kernel_size": (3, 0)}, "kernel_size must be a positive int or a tuple of distinct"),
         ({"kernel_size": ()}, "kernel_size must be a positive int or a tuple of distinct"),
@@ -403,3 +409,69 @@ def test_a_network_pickled_before_multi_scale_embeddings_still_runs_and_exports(
     with torch.no_grad():
         assert torch.equal(old(x), expected)
     assert network_kwargs(old)["kernel_size"] == 4
+
+
+@pytest.mark.parametrize("backbone", ["aaren", "gru"])
+def test_mean_readout_is_the_head_of_the_running_mean_of_the_backbone(ragged, backbone):
+    """readout="mean": the output at step t is the head applied to the mean of the
+    backbone's outputs at steps 0..t (an independent float64 loop), in one pass and in a
+    stream; "last" reads step t alone, so the two differ on the same weights."""
+    series, labels = ragged
+    clf = AarenClassifier(backbone=backbone, readout="mean", **TINY)
+    clf.fit(as_multiindex(series), labels)
+    net = clf.network_.eval()
+    x = torch.randn(3, 9, 2)
+    with torch.no_grad():
+        hidden, _ = net.backbone(net._embed(x))
+        hidden = hidden.double()
+        means = torch.stack([hidden[:, : t + 1].mean(1) for t in range(9)], dim=1)
+        expected = means @ net.head.weight.double().T + net.head.bias.double()
+        np.testing.assert_allclose(net(x).double(), expected, atol=1e-5)
+        state, steps = net.init_state(3), []
+        for t in range(9):
+            out, state = net.step(x[:, t], state)
+            steps.append(out)
+        np.testing.assert_allclose(torch.stack(steps, 1).double(), expected, atol=1e-5)
+        net.readout = "last"
+        last = hidden @ net.head.weight.double().T + net.head.bias.double()
+        np.testing.assert_allclose(net(x).double(), last, atol=1e-5)
+        assert (last - expected)[:, 1:].abs().max() > 1e-3  # the readouts genuinely differ
+
+
+def test_mean_readout_survives_both_save_formats(ragged):
+    import pickle
+
+    from aaren_ts import load
+
+    series, labels = ragged
+    clf = AarenClassifier(readout="mean", **TINY).fit(as_multiindex(series), labels)
+    X = as_multiindex(series[:6])
+    expected = clf.predict_proba(X)
+    for copy in (pickle.loads(pickle.dumps(clf)), load(clf.save())):
+        assert copy.network_.readout == "mean"
+        np.testing.assert_array_equal(copy.predict_proba(X), expected)
+
+
+def test_a_network_pickled_before_readouts_reads_its_last_step():
+    """A PanelNet pickled by a version without ``readout`` runs, streams and exports as the
+    last-step readout it was trained with."""
+    import pickle
+
+    from aaren_ts.estimators._panel_net import PanelNet
+    from aaren_ts.estimators._portable import network_kwargs
+
+    torch.manual_seed(0)
+    net = PanelNet(2, 3, d_model=8, n_layers=1, n_heads=2).eval()
+    x = torch.randn(2, 7, 2)
+    with torch.no_grad():
+        expected = net(x)
+    del net.readout  # what an older pickle holds
+    old = pickle.loads(pickle.dumps(net))
+    with torch.no_grad():
+        assert torch.equal(old(x), expected)
+        state = old.init_state(2)
+        assert len(state) == 2
+        for t in range(7):
+            out, state = old.step(x[:, t], state)
+        np.testing.assert_allclose(out, expected[:, -1], atol=1e-5)
+    assert network_kwargs(old)["readout"] == "last"

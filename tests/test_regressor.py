@@ -26,10 +26,10 @@ def mean_level(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     return X, np.array(target)
 
 
-@pytest.fixture(scope="module")
-def fitted():
+@pytest.fixture(scope="module", params=["last", "mean"])
+def fitted(request):
     X, y = mean_level(30, seed=0)
-    return X, AarenRegressor(**TINY).fit(X, y)
+    return X, AarenRegressor(readout=request.param, **TINY).fit(X, y)
 
 
 def test_learns_the_mean_of_a_ragged_series():

@@ -16,13 +16,14 @@ import torch
 
 from ._atomic import restored_on_error
 from ._distributed import check_devices, train_network
-from ._panel_net import PanelData, PanelNet, predict_outputs, train_panel
+from ._panel_net import READOUTS, PanelData, PanelNet, predict_outputs, train_panel
 from ._params import (
     NETWORK,
     PLACEMENT,
     TRAINING,
     InvalidParameterError,
     KernelSizes,
+    Options,
     Real,
     check_network_params,
     resolve_device,
@@ -161,6 +162,7 @@ class AarenPanelMixin(PersistenceMixin):
         **TRAINING,
         **PLACEMENT,
         "kernel_size": KernelSizes(),
+        "readout": Options(*READOUTS),
         "prefix_loss": Real(0.0, 1.0),
         "weight_decay": Real(0.0),
     }
@@ -250,6 +252,7 @@ class AarenPanelMixin(PersistenceMixin):
                 dropout=self.dropout,
                 kernel_size=self.kernel_size,
                 recency=self.recency,
+                readout=self.readout,
             ).to(self._device)
             validation = None
             if len(val):

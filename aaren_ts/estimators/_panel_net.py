@@ -2,14 +2,17 @@
 
 ``PanelNet`` reads a multivariate series step by step: a causal convolution embeds each step
 with the ``kernel_size - 1`` steps before it, a causal backbone reads the embedded sequence,
-and a linear head emits outputs (class logits, or a regression value) at EVERY step. The
-output at step ``t`` depends on steps ``0..t`` only, so:
+and a linear head emits outputs (class logits, or a regression value) at EVERY step, from
+the backbone's output at that step (``readout="last"``) or from the mean of its outputs at
+all steps so far (``readout="mean"``). The output at step ``t`` depends on steps ``0..t``
+only, so:
 
 - a series is read out at its own last step, and right-padding a batch of ragged series
   changes nothing (no padding artefacts);
 - the outputs at every step of one parallel pass are the predictions after every prefix;
 - ``step`` continues a series one observation at a time with a constant-size state (the last
-  ``kernel_size - 1`` inputs and the backbone's state), and gives the same outputs.
+  ``kernel_size - 1`` inputs, the backbone's state and, for the mean readout, the running sum
+  and count of the backbone's outputs), and gives the same outputs.
 
 Training (``fit_panel_network``) uses the loss at each series' last step, AdamW, shuffled
 mini-batches padded to their longest series, and optional early stopping on held-out series.
@@ -48,6 +51,16 @@ def _multi_scale_mask(sizes: tuple[int, ...], d_model: int, n_channels: int) -> 
     return mask
 
 
+READOUTS = ("last", "mean")
+
+
+def running_mean(y: torch.Tensor) -> torch.Tensor:
+    """``(B, T, D)`` -> the mean of steps ``0..t`` at every step ``t`` (causal: right-padding
+    after a series' last step leaves its means unchanged)."""
+    steps = torch.arange(1, y.shape[1] + 1, device=y.device, dtype=y.dtype)
+    return y.cumsum(1) / steps.view(1, -1, 1)
+
+
 class PanelNet(nn.Module):
     """Causal convolution -> backbone -> linear head at every step.
 
@@ -67,6 +80,9 @@ class PanelNet(nn.Module):
         the largest, the steps a stream keeps.
     recency : bool
         Aaren backbone only: a learnable per-head score term linear in the position.
+    readout : {"last", "mean"}
+        What the head reads at step ``t``: the backbone's output at ``t``, or the mean of its
+        outputs at steps ``0..t`` (a pooled summary of the whole prefix).
     """
 
     def __init__(
@@ -80,9 +96,13 @@ class PanelNet(nn.Module):
         dropout: float = 0.0,
         kernel_size: int | Sequence[int] = 3,
         recency: bool = False,
+        readout: str = "last",
     ) -> None:
         super().__init__()
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
         self.n_channels = n_channels
+        self.readout = readout
         sizes = (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
         self.kernel_sizes = tuple(int(k) for k in sizes)
         self.kernel_size = max(self.kernel_sizes)
@@ -114,26 +134,40 @@ class PanelNet(nn.Module):
         x = F.pad(x.transpose(1, 2), (self.kernel_size - 1, 0))
         return self._convolve(x).transpose(1, 2)
 
+    def _pools(self) -> bool:
+        return getattr(self, "readout", "last") == "mean"  # absent: pickled before readouts
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs after every prefix: ``(B, T, C)`` -> ``(B, T, n_outputs)``."""
         y, _ = self.backbone(self._embed(x))
+        if self._pools():
+            y = running_mean(y)
         return self.head(self.dropout(y))
 
     def init_state(self, batch: int, device: torch.device | str | None = None) -> tuple:
-        """The state before any step: ``(last kernel_size - 1 inputs, backbone state)``."""
+        """The state before any step: ``(last kernel_size - 1 inputs, backbone state)``, and
+        for the mean readout ``(sum of the backbone's outputs, steps)`` after them."""
         ref = self.head.weight
         device = device if device is not None else ref.device
         window = torch.zeros(batch, self.kernel_size - 1, self.n_channels, device=device)
-        return window, self.backbone.init_state(batch, device, ref.dtype)
+        state = (window, self.backbone.init_state(batch, device, ref.dtype))
+        if self._pools():
+            total = torch.zeros(batch, self.head.in_features, device=device, dtype=ref.dtype)
+            state += (total, torch.zeros(batch, 1, device=device, dtype=ref.dtype))
+        return state
 
     def step(self, x_t: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
         """One step ``(B, C)`` -> ``(outputs (B, n_outputs), state)``, constant cost for the
         Aaren and GRU backbones (the Transformer's cache grows)."""
-        window, inner = state
+        window, inner, *pool = state
         window = torch.cat([window, x_t.unsqueeze(1)], dim=1)  # (B, kernel_size, C)
         e = self._convolve(window.transpose(1, 2)).squeeze(-1)
         y, inner = self.backbone.step(e, inner)
-        return self.head(self.dropout(y)), (window[:, 1:], inner)
+        state = (window[:, 1:], inner)
+        if self._pools():
+            total, steps = pool[0] + y, pool[1] + 1
+            y, state = total / steps, (*state, total, steps)
+        return self.head(self.dropout(y)), state
 
 
 class PanelLoss:

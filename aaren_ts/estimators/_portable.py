@@ -98,6 +98,7 @@ def network_kwargs(module: nn.Module) -> dict[str, Any]:
                 else module.kernel_size
             ),
             "dropout": module.dropout.p,
+            "readout": getattr(module, "readout", "last"),  # absent: pickled before readouts
         }
     if isinstance(module, TPPNet):
         kwargs = _backbone_kwargs(module.encoder)

@@ -50,6 +50,10 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
     recency : bool, default False
         Aaren backbone only: a learnable per-head attention term linear in the position
         (exponential recency weighting), Aaren's own sense of order.
+    readout : {"last", "mean"}, default "last"
+        What the head reads at each step: the backbone's output at that step ("last"), or
+        the mean of its outputs over all steps so far ("mean", a pooled summary of the
+        whole series; streams keep its running sum, still O(1) per step).
     dropout : float, default 0.1
     max_epochs : int, default 100
     batch_size : int, default 32
@@ -118,6 +122,7 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         n_heads: int = 4,
         kernel_size: int | tuple[int, ...] = 3,
         recency: bool = False,
+        readout: str = "last",
         dropout: float = 0.1,
         max_epochs: int = 100,
         batch_size: int = 32,
@@ -139,6 +144,7 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         self.n_heads = n_heads
         self.kernel_size = kernel_size
         self.recency = recency
+        self.readout = readout
         self.dropout = dropout
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -204,6 +210,7 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         """Tiny settings for sktime's conformance suite (one or two epochs, width 4-8)."""
         return [
             {"d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 2, "random_state": 0},
+            {"d_model": 4, "n_layers": 1, "n_heads": 2, "max_epochs": 1, "readout": "mean"},
             {
                 "backbone": "gru",
                 "d_model": 4,
