@@ -2,8 +2,9 @@
 
 What it measures
 ----------------
-For every data set (the UEA sets under ``$AAREN_TS_DATA/classification``) and every
-candidate setting (the defaults, and one change to them each), the archive's **train** split
+For every data set (the UEA sets under ``$AAREN_TS_DATA/classification``, or those named
+with ``--datasets``, which may be sets sktime ships: ``classification.py``'s ``load_split``)
+and every candidate setting (the defaults, and one change to them each), the **train** split
 is cut into ``--folds`` stratified folds; the classifier is fitted on all folds but one and
 scored (accuracy) on the one held out, for each fold in turn. The test split is never read.
 The table gives the mean held-out accuracy per data set and candidate, and their mean over
@@ -37,7 +38,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from aaren_ts._checks import json_option  # noqa: E402
 from benchmarks._run_record import run_header  # noqa: E402
-from benchmarks.classification import local_datasets, series_rows  # noqa: E402
+from benchmarks.classification import load_split, local_datasets, series_rows  # noqa: E402
 
 PACKAGES = ["torch", "numpy", "scikit-learn", "sktime"]
 # one change to the defaults each (what was tried: benchmarks/RESULTS.md)
@@ -142,14 +143,12 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from aaren_ts.datasets import load_uea
-
     torch.set_num_threads(args.threads)
     header = run_header("classification_defaults.py", argv, args.threads, PACKAGES)
     record = {**header, "rows": []}
     names = list(CANDIDATES) if args.candidates is None else args.candidates
     for dataset in args.datasets or local_datasets():
-        X, y = load_uea(dataset, "train")  # never the test split
+        X, y = load_split(dataset, "train")  # never the test split
         for row in majority_folds(y, args.folds, args.seed) if args.baseline else []:
             record["rows"].append({"dataset": dataset, "candidate": "majority (baseline)", **row})
         for name in names:

@@ -439,11 +439,12 @@ OWN_PARAMS = {
         ("strategy", "dp", "one of"), ("label_smoothing", 1.0, r"in \[0.0, 1.0\)"),
         ("class_weight", "auto", r"one of \(None, 'balanced'\) or a dict"),
         ("class_weight", [1, 2], "or a dict of weights"),
+        ("readout", "max", r"one of \('last', 'mean'\)"),
     ],
     "regressor": [
         ("kernel_size", 0, "a positive int"), ("prefix_loss", -0.5, r"in \[0.0, 1.0\]"),
         ("weight_decay", NAN, "a finite number >= 0"), ("devices", 1.5, "or 'auto'"),
-        ("strategy", "ddp2", "one of"),
+        ("strategy", "ddp2", "one of"), ("readout", ["mean"], r"one of \('last', 'mean'\)"),
     ],
     "point_process": [
         ("n_components", 0, "a positive int"), ("n_marks", 0, "None or a positive int"),
