@@ -82,9 +82,15 @@ class _Server:
         return os.waitstatus_to_exitcode(reply["status"])
 
     def close(self) -> None:
-        if self.alive():
-            self.proc.stdin.close()
-            self.proc.wait(timeout=30)
+        """Stop the server (end of its input) and close both pipes: an unclosed pipe would
+        print a ResourceWarning when the test worker exits."""
+        try:
+            if self.alive():
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+        finally:
+            for pipe in (self.proc.stdin, self.proc.stdout):
+                pipe.close()
 
 
 _servers: dict[tuple, _Server] = {}
@@ -95,6 +101,8 @@ def _server_for(env: dict[str, str]) -> _Server:
     key = tuple(sorted((k, v) for k, v in env.items() if k not in RUNTIME_VARIABLES))
     server = _servers.get(key)
     if server is None or not server.alive():
+        if server is not None:
+            server.close()  # a server that died (a timeout's kill): its pipes
         server = _servers[key] = _Server({k: v for k, v in key})
     return server
 
