@@ -109,18 +109,15 @@ def load_split(name: str, split: str):
     """One split of ``name``: from ``AAREN_TS_DATA`` (or the cache) where it is there, else
     sktime's shipped copy; ragged sets as pd-multiindex, the others as numpy3D."""
     from aaren_ts.datasets import load_uea
-    from aaren_ts.datasets.uea import _local
+    from aaren_ts.datasets.uea import _local, as_return_type
 
     shipped = _sktime_data_dir() / name / f"{name}_{split.upper()}.ts"
-    if _local(name, f"{name}_{split.upper()}.ts") is not None or not shipped.is_file():
+    if _local(name, shipped.name) is not None or not shipped.is_file():
         return load_uea(name, split)
     from sktime.datasets import load_from_tsfile
-    from sktime.datatypes import convert_to
 
     X, y = load_from_tsfile(str(shipped), return_data_type="pd-multiindex")
-    if X.groupby(level=0).size().nunique() == 1:
-        X = convert_to(X, to_type="numpy3D")
-    return X, np.asarray(y)
+    return as_return_type(X), np.asarray(y)
 
 
 def run_aaren(data, backbone: str, seed: int, params: dict) -> dict:

@@ -174,6 +174,12 @@ def load_uea(
 
     path = uea_path(name, split, download, allow_unpinned)
     X, y = load_from_tsfile(str(path), return_data_type="pd-multiindex")
+    return as_return_type(X, return_type), np.asarray(y)
+
+
+def as_return_type(X, return_type: str | None = None):
+    """A pd-multiindex panel as ``return_type``; None: numpy3D when every series has the
+    same length, else pd-multiindex (ragged series kept as they are)."""
     if return_type is None:
         lengths = X.groupby(level=0).size()
         return_type = "numpy3D" if lengths.nunique() == 1 else "pd-multiindex"
@@ -181,4 +187,4 @@ def load_uea(
         from sktime.datatypes import convert_to
 
         X = convert_to(X, to_type=return_type)
-    return X, np.asarray(y)
+    return X
