@@ -6,6 +6,8 @@ aaren_attention(scores, values, state=None, *, return_state=False, backend="auto
     Many-to-many outputs for a whole sequence, optionally continuing a stream.
 aaren_step(state, score, value)
     One new token in O(1) time and memory.
+aaren_reduce(scores, values, state=None)
+    The state after a whole block (many-to-one): the last output in O(N), no prefixes.
 init_state(batch_shape, d, dtype, device)
     The empty-prefix state. ``ScanState(m, u, w)`` is documented in ``aaren_ts.scan.state``.
 
@@ -16,11 +18,13 @@ Only torch is needed to import this package.
 
 from .dispatch import aaren_attention, available_backends, register_backend, select_backend
 from .recurrent import aaren_step
+from .reduce import aaren_reduce
 from .state import ScanState, combine, init_state, state_output
 
 __all__ = [
     "ScanState",
     "aaren_attention",
+    "aaren_reduce",
     "aaren_step",
     "available_backends",
     "combine",
