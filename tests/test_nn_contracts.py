@@ -329,3 +329,76 @@ def test_a_hooked_layer_inside_a_streamed_block_still_sees_every_step():
         for _ in range(3):
             _, state = model.step(torch.randn(2, 8), state)
     assert len(calls) == 3
+
+
+# torch's GRU has no zero-layer form; the attention stacks do (the final norm alone)
+STACKS = [(n, k, layers) for n, k in CONFIGS for layers in (0, 1, 2) if n != "gru" or layers]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "n_layers"), STACKS)
+@pytest.mark.parametrize("carried", [False, True])
+def test_last_only_is_the_last_position_of_forward_with_the_same_state_and_gradients(
+    rng, name, kwargs, n_layers, carried
+):
+    """``forward(x, state, last_only=True)`` (the top layer reduced, its feed-forward on one
+    token) gives ``forward(x, state)[0][:, -1]``, the same state, and the same gradients
+    with respect to the input and every parameter, in float64 (training mode, no dropout)."""
+    torch.manual_seed(0)
+    model = make_backbone(name, 16, n_layers=n_layers, n_heads=4, **kwargs).double().train()
+    if kwargs.get("recency"):
+        with torch.no_grad():
+            for layer in model.layers:
+                layer.attn.recency_rate.copy_(torch.tensor([0.3, -0.2, 0.05, 1.0]))
+    x = torch.randn(3, 13, 16, generator=rng, dtype=torch.float64, requires_grad=True)
+    state = None
+    if carried:
+        with torch.no_grad():
+            _, state = model(torch.randn(3, 6, 16, generator=rng, dtype=torch.float64))
+    weight = torch.randn(3, 16, generator=rng, dtype=torch.float64)
+    params = [x, *model.parameters()]
+
+    full, full_state = model(x, state)
+    want = torch.autograd.grad((full[:, -1] * weight).sum(), params, allow_unused=True)
+    last, last_state = model(x, state, last_only=True)
+    got = torch.autograd.grad((last * weight).sum(), params, allow_unused=True)
+
+    assert last.shape == (3, 16)
+    assert rel_err(last, full[:, -1]) <= 1e-12
+    leaves = torch.utils._pytree.tree_leaves
+    for a, b in zip(leaves(last_state), leaves(full_state), strict=True):
+        assert a.shape == b.shape and rel_err(a, b, scale=1.0) <= 1e-12
+    for g, w in zip(got, want, strict=True):
+        if w is None or g is None:  # a parameter that cannot reach the last position
+            assert g is None or not g.any()
+            continue
+        assert rel_err(g, w, scale=1e-6) <= 1e-8
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_last_only_streams_on_and_refuses_what_it_cannot_do(rng, name):
+    model = build(name, {})
+    x = torch.randn(2, 9, 16, generator=rng)
+    with torch.no_grad():
+        full, _ = model(torch.cat([x, x], 1))
+        _, state = model(x, last_only=True)  # the state carries on like forward's
+        again, _ = model(x, state, last_only=True)
+    assert rel_err(again, full[:, -1]) <= 1e-5
+    with pytest.raises(TypeError, match="last_only must be a bool"):
+        model(x, last_only="yes")
+    with pytest.raises(ValueError, match="at least one time step"):
+        model(x[:, :0], last_only=True)
+
+
+@pytest.mark.parametrize("name", ["aaren", "transformer"])
+def test_attention_captured_under_last_only_is_forwards(rng, name):
+    from aaren_ts.nn.inspect import capture_attention
+
+    model = build(name, {})
+    x = torch.randn(2, 11, 16, generator=rng)
+    with torch.no_grad(), capture_attention(model) as full:
+        model(x)
+    with torch.no_grad(), capture_attention(model) as last:
+        model(x, last_only=True)
+    assert len(last.weights) == len(full.weights) == 2
+    for a, b in zip(last.weights, full.weights, strict=True):
+        assert torch.equal(a, b)

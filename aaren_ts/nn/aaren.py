@@ -57,9 +57,13 @@ class AarenBlock(nn.Module):
         x: torch.Tensor,
         state: AttentionState | None = None,
         times: torch.Tensor | None = None,
+        *,
+        last_only: bool = False,
     ) -> tuple[torch.Tensor, AttentionState]:
-        a, state = self.attn(self.norm_attn(x), state, times)
-        h = x + self.dropout(a)
+        """``x`` ``(batch, time, d_model)`` -> ``(y, state)``; with ``last_only``, ``y`` is the
+        last position's ``(batch, d_model)``: the feed-forward reads that token only."""
+        a, state = self.attn(self.norm_attn(x), state, times, last_only=last_only)
+        h = (x[:, -1] if last_only else x) + self.dropout(a)
         return h + self.dropout(self.ff(self.norm_ff(h))), state
 
     def step(
@@ -142,13 +146,25 @@ class Aaren(Backbone):
         x: torch.Tensor,
         state: tuple[AttentionState, ...] | None = None,
         times: torch.Tensor | None = None,
+        *,
+        last_only: bool = False,
     ) -> tuple[torch.Tensor, tuple[AttentionState, ...]]:
-        """``x`` ``(batch, time, d_model)`` -> ``(y, state)``; ``times``: ``(batch, time)``."""
+        """``x`` ``(batch, time, d_model)`` -> ``(y, state)``; ``times``: ``(batch, time)``.
+
+        ``last_only``: ``y`` is the last position's output ``(batch, d_model)`` only (the
+        state is the same). The lower layers still give every position (the layer above
+        reads them all); the top layer reduces its tokens instead of scanning them and runs
+        its feed-forward on the last one.
+        """
         self._check_input(x, 3, "x")
+        self._check_last_only(x, last_only)
         state = self._default_state(x, state)
         new_state = []
-        for layer, layer_state in zip(self.layers, state, strict=False):
-            x, layer_state = layer(x, layer_state, times)
+        top = len(self.layers) - 1
+        if last_only and top < 0:  # no layer: the norm of the last token
+            x = x[:, -1]
+        for i, (layer, layer_state) in enumerate(zip(self.layers, state, strict=False)):
+            x, layer_state = layer(x, layer_state, times, last_only=last_only and i == top)
             new_state.append(layer_state)
         return self.norm(x), tuple(new_state)
 

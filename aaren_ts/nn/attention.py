@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..scan import ScanState, aaren_attention, aaren_step, init_state
+from ..scan import ScanState, aaren_attention, aaren_reduce, aaren_step, init_state, state_output
 from ..scan.recurrent import fitting_step
 from ._fast import call
 
@@ -172,12 +172,19 @@ class AarenAttention(nn.Module):
         x: torch.Tensor,
         state: AttentionState | None = None,
         times: torch.Tensor | None = None,
+        *,
+        last_only: bool = False,
     ) -> tuple[torch.Tensor, AttentionState]:
         """Attend over every prefix of ``x`` ``(batch, time, d_model)`` after ``state``.
 
         ``times`` ``(batch, time)``: timestamps for the recency term (default: positions).
+        With ``last_only`` the output is the last position's only, ``(batch, d_model)``,
+        from one reduction over the tokens (``aaren_reduce``) instead of the scan; the state
+        is the same.
         """
         batch, n, _ = x.shape
+        if last_only and n == 0:
+            raise ValueError("last_only needs at least one token: x has none")
         if state is None:
             state = self.init_state(batch, x.device)
         values = self.v_proj(x).view(batch, n, self.n_heads, self.d_head).transpose(1, 2)
@@ -197,6 +204,10 @@ class AarenAttention(nn.Module):
             age = (times - new_time.unsqueeze(-1)).to(scores.dtype)  # (batch, n)
             scores = scores + rate.unsqueeze(-1) * age.unsqueeze(1)
             scan = self._relevel(scan, rate * (time - new_time).unsqueeze(-1).to(rate.dtype))
+        if last_only:  # (batch, n_heads, d_head) -> (batch, d_model)
+            scan = aaren_reduce(scores, values, scan)
+            out = state_output(scan).to(values.dtype).reshape(batch, self.d_model)
+            return self.out_proj(out), AttentionState(scan, new_time)
         out, scan = aaren_attention(
             scores, values, scan, return_state=True, backend=self.scan_backend
         )

@@ -3,6 +3,9 @@
 A backbone maps ``(batch, time, d_model)`` to the same shape, causally, and can continue:
 
 - ``forward(x, state=None) -> (y, state)``: a whole block of time steps in parallel;
+  ``forward(x, state, last_only=True)`` gives the last step's ``y`` ``(batch, d_model)``
+  only, and the same state, by the cheapest exact route the backbone has (a model whose
+  head reads the last step, such as a windowed forecast, needs no more);
 - ``step(x_t, state) -> (y_t, state)``: one time step ``(batch, d_model)``;
 - ``init_state(batch, device=None, dtype=None)``: the state before any input.
 
@@ -26,7 +29,9 @@ class Backbone(nn.Module):
 
     d_model: int
 
-    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+    def forward(
+        self, x: torch.Tensor, state: Any = None, *, last_only: bool = False
+    ) -> tuple[torch.Tensor, Any]:
         raise NotImplementedError
 
     def step(self, x_t: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
@@ -45,6 +50,13 @@ class Backbone(nn.Module):
             raise ValueError(
                 f"{what} must have shape {layout} with d_model={self.d_model}, got {tuple(x.shape)}"
             )
+
+    @staticmethod
+    def _check_last_only(x: torch.Tensor, last_only: bool) -> None:
+        if not isinstance(last_only, bool):
+            raise TypeError(f"last_only must be a bool, got {type(last_only).__name__}")
+        if last_only and x.shape[1] == 0:
+            raise ValueError("last_only needs at least one time step: x has none")
 
     def _default_state(self, x: torch.Tensor, state: Any) -> Any:
         return self.init_state(x.shape[0], x.device, x.dtype) if state is None else state

@@ -49,12 +49,14 @@ class GRUStack(Backbone):
         )
 
     def forward(
-        self, x: torch.Tensor, state: torch.Tensor | None = None
+        self, x: torch.Tensor, state: torch.Tensor | None = None, *, last_only: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x`` ``(batch, time, d_model)`` -> ``(y, h)``."""
+        """``x`` ``(batch, time, d_model)`` -> ``(y, h)``; ``last_only``: ``y`` of the last
+        step only, ``(batch, d_model)`` (the top layer's final hidden state, normed)."""
         self._check_input(x, 3, "x")
+        self._check_last_only(x, last_only)
         y, h = self.gru(x, self._default_state(x, state))
-        return self.norm(y), h
+        return self.norm(h[-1] if last_only else y), h
 
     def step(
         self, x_t: torch.Tensor, state: torch.Tensor | None = None

@@ -57,14 +57,19 @@ class CausalSelfAttention(nn.Module):
         self.qkv_proj = nn.Linear(d_model, 3 * d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
 
-    def forward(self, x: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
+    def forward(
+        self, x: torch.Tensor, cache: KVCache, *, last_only: bool = False
+    ) -> tuple[torch.Tensor, KVCache]:
+        """``x`` ``(batch, n, d_model)`` -> outputs and the extended cache; ``last_only``: the
+        last token's output ``(batch, d_model)`` only (its query alone is projected)."""
         batch, n, d_model = x.shape
+        if last_only:
+            return self._last(x, cache)
         q, k, v = (
             t.view(batch, n, self.n_heads, self.d_head).transpose(1, 2)
             for t in self.qkv_proj(x).chunk(3, dim=-1)
         )
-        keys = torch.cat([cache.keys.to(k.dtype), k], dim=2)
-        values = torch.cat([cache.values.to(v.dtype), v], dim=2)
+        keys, values = self._extend(cache, k, v)
         past = cache.keys.shape[2]
         if past == 0:
             out = F.scaled_dot_product_attention(q, keys, values, is_causal=True)
@@ -74,6 +79,25 @@ class CausalSelfAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
         out = out.transpose(1, 2).reshape(batch, n, d_model)
         return self.out_proj(out), KVCache(keys, values)
+
+    @staticmethod
+    def _extend(cache: KVCache, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if cache.keys.shape[2] == 0:  # nothing to copy in front: an empty cache's dtype too
+            return k, v
+        keys = torch.cat([cache.keys.to(k.dtype), k], 2)
+        return keys, torch.cat([cache.values.to(v.dtype), v], 2)
+
+    def _last(self, x: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
+        batch, n, d_model = x.shape
+        weight, bias = self.qkv_proj.weight, self.qkv_proj.bias
+        q = F.linear(x[:, -1:], weight[:d_model], None if bias is None else bias[:d_model])
+        kv = F.linear(x, weight[d_model:], None if bias is None else bias[d_model:])
+        k, v = kv.view(batch, n, 2, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)
+        keys, values = self._extend(cache, k, v)
+        q = q.view(batch, 1, self.n_heads, self.d_head).transpose(1, 2)
+        # the last token sees every cached and new token: no mask
+        out = F.scaled_dot_product_attention(q, keys, values)  # (batch, heads, 1, d_head)
+        return self.out_proj(out.reshape(batch, d_model)), KVCache(keys, values)
 
 
 class TransformerBlock(nn.Module):
@@ -87,9 +111,11 @@ class TransformerBlock(nn.Module):
         self.ff = feed_forward(d_model, d_ff or 4 * d_model, dropout)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
-        a, cache = self.attn(self.norm_attn(x), cache)
-        h = x + self.dropout(a)
+    def forward(
+        self, x: torch.Tensor, cache: KVCache, *, last_only: bool = False
+    ) -> tuple[torch.Tensor, KVCache]:
+        a, cache = self.attn(self.norm_attn(x), cache, last_only=last_only)
+        h = (x[:, -1] if last_only else x) + self.dropout(a)
         return h + self.dropout(self.ff(self.norm_ff(h))), cache
 
 
@@ -151,18 +177,27 @@ class CausalTransformer(Backbone):
         return TransformerState(caches, torch.zeros((), dtype=torch.long, device=device))
 
     def forward(
-        self, x: torch.Tensor, state: TransformerState | None = None
+        self, x: torch.Tensor, state: TransformerState | None = None, *, last_only: bool = False
     ) -> tuple[torch.Tensor, TransformerState]:
-        """``x`` ``(batch, time, d_model)`` -> ``(y, state)`` with the caches extended."""
+        """``x`` ``(batch, time, d_model)`` -> ``(y, state)`` with the caches extended.
+
+        ``last_only``: ``y`` is the last position's output ``(batch, d_model)`` only (the
+        caches are the same): the top layer projects one query and runs its feed-forward on
+        the last token.
+        """
         self._check_input(x, 3, "x")
+        self._check_last_only(x, last_only)
         state = self._default_state(x, state)
         n = x.shape[1]
         if self.positional is not None:
             positions = state.position + torch.arange(n, device=x.device)
             x = x + sinusoidal_encoding(positions, self.d_model).to(x.dtype)
         caches = []
-        for layer, cache in zip(self.layers, state.caches, strict=False):
-            x, cache = layer(x, cache)
+        top = len(self.layers) - 1
+        if last_only and top < 0:  # no layer: the norm of the last token
+            x = x[:, -1]
+        for i, (layer, cache) in enumerate(zip(self.layers, state.caches, strict=False)):
+            x, cache = layer(x, cache, last_only=last_only and i == top)
             caches.append(cache)
         return self.norm(x), TransformerState(tuple(caches), state.position + n)
 
