@@ -12,6 +12,7 @@ from aaren_ts.estimators._forecast_net import (
     future_targets,
     lagged_inputs,
     pinball_loss,
+    strided_lagged_inputs,
     window_forecast,
 )
 from aaren_ts.estimators._forecast_training import (
@@ -208,3 +209,37 @@ def test_strided_tokens_are_every_strideth_step_counted_back_from_the_last():
         out, _ = net(tokens)
         expected = out[:, -1] + net.window_term(normal)
     assert torch.allclose(strided, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("backbone", ["aaren", "transformer", "gru"])
+@pytest.mark.parametrize("stride", [1, 4])
+def test_window_forecast_trains_like_the_forecast_at_every_position(backbone, stride):
+    """``window_forecast`` reads the last token through the backbone's last-step route
+    (``last_only``) and gathers only the strided tokens: the same forecast and the same
+    gradients for every parameter as the full forward's last position (float64)."""
+    torch.manual_seed(0)
+    net = ForecastNet(4, 1, horizon=3, quantiles=[0.1, 0.5, 0.9], d_model=8, backbone=backbone,
+                      context_length=12).double()  # fmt: skip
+    window = torch.randn(5, 12, 2, dtype=torch.float64)
+    forecast, centre, scale = window_forecast(net, window, 4, independent=True, stride=stride)
+    got = torch.autograd.grad(forecast.square().sum(), list(net.parameters()))
+
+    normal = ((window - centre) / scale).transpose(1, 2).reshape(10, 12, 1)
+    tokens = lagged_inputs(normal, 4)[:, torch.arange(11, -1, -stride).flip(0)]
+    out, _ = net(tokens)
+    expected = out[:, -1] + net.window_term(normal)
+    expected = expected.reshape(5, 2, 3, -1).transpose(1, 2)
+    want = torch.autograd.grad(expected.square().sum(), list(net.parameters()))
+    assert torch.allclose(forecast, expected, atol=1e-12)
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g, w, atol=1e-10)
+
+
+@pytest.mark.parametrize(("length", "n_lags", "stride", "channels"), [
+    (96, 16, 8, 1), (12, 4, 4, 3), (13, 3, 5, 2), (7, 1, 3, 1), (5, 8, 2, 2), (4, 2, 9, 1),
+])  # fmt: skip
+def test_strided_lagged_inputs_gather_exactly_the_strided_tokens(length, n_lags, stride, channels):
+    series = torch.randn(2, 3, length, channels)
+    keep = torch.arange(length - 1, -1, -stride).flip(0)
+    want = lagged_inputs(series, n_lags)[..., keep, :]
+    assert torch.equal(strided_lagged_inputs(series, n_lags, stride), want)

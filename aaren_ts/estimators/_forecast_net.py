@@ -111,13 +111,21 @@ class ForecastNet(nn.Module):
         return self.backbone.init_state(batch, device)
 
     def forward(
-        self, inputs: torch.Tensor, state: Any = None, future: torch.Tensor | None = None
+        self,
+        inputs: torch.Tensor,
+        state: Any = None,
+        future: torch.Tensor | None = None,
+        *,
+        last_only: bool = False,
     ) -> tuple[torch.Tensor, Any]:
         """``inputs`` ``(B, T, n_inputs)`` -> forecasts ``(B, T, H, n_targets, Q)``, state.
 
         ``future`` ``(B, T, H, n_future)``: covariates at ``t + h`` for every position.
+        ``last_only``: the forecast from the last position only, ``(B, H, n_targets, Q)``
+        (``future`` then ``(B, H, n_future)``), through the backbone's cheaper last-step
+        route; the state is the same.
         """
-        hidden, state = self.backbone(self.embed(inputs), state)
+        hidden, state = self.backbone(self.embed(inputs), state, last_only=last_only)
         out = self._read_out(hidden)
         if future is not None and self.n_future:
             out = out + self.future_term(future)
@@ -173,6 +181,19 @@ def lagged_inputs(series: torch.Tensor, n_lags: int) -> torch.Tensor:
     return torch.cat(lags, dim=-1)
 
 
+def strided_lagged_inputs(series: torch.Tensor, n_lags: int, stride: int) -> torch.Tensor:
+    """``lagged_inputs(series, n_lags)`` at every ``stride``-th step counted back from the last
+    ``(..., ceil(T / stride), C * n_lags)``, gathered directly: the skipped steps' tokens are
+    never built (the same values)."""
+    length = series.shape[-2]
+    ends = torch.arange(length - 1, -1, -stride, device=series.device).flip(0)  # (P,)
+    pad = series.new_zeros((*series.shape[:-2], n_lags - 1, series.shape[-1]))
+    padded = torch.cat([pad, series], dim=-2)
+    # token at step e, lag j reads series[e - j] = padded[e + n_lags - 1 - j]
+    rows = ends.unsqueeze(-1) + (n_lags - 1) - torch.arange(n_lags, device=series.device)
+    return padded[..., rows, :].flatten(-2)  # (..., P, n_lags, C) -> (..., P, n_lags * C)
+
+
 def window_forecast(
     net: ForecastNet,
     window: torch.Tensor,
@@ -205,13 +226,18 @@ def window_forecast(
         normal = normal.transpose(1, 2).reshape(batch * channels, length, 1)
         x = None if x is None else x.repeat_interleave(channels, 0)
         future = None if future is None else future.repeat_interleave(channels, 0)
-    tokens = lagged_inputs(normal, n_lags)
-    if x is not None:
-        tokens = torch.cat([tokens, x], dim=-1)
     if stride > 1:
-        tokens = tokens[:, torch.arange(length - 1, -1, -stride, device=tokens.device).flip(0)]
-    out, _ = net(tokens)
-    forecast = out[:, -1] + net.window_term(normal)
+        tokens = strided_lagged_inputs(normal, n_lags, stride)
+        if x is not None:
+            steps = torch.arange(length - 1, -1, -stride, device=x.device).flip(0)
+            tokens = torch.cat([tokens, x[:, steps]], dim=-1)
+    else:
+        tokens = lagged_inputs(normal, n_lags)
+        if x is not None:
+            tokens = torch.cat([tokens, x], dim=-1)
+    # the head reads the last token only: the backbone's last-step route gives just that
+    out, _ = net(tokens, last_only=True)
+    forecast = out + net.window_term(normal)
     if future is not None and net.n_future:
         forecast = forecast + net.future_term(future)
     if independent:  # (B * C, H, 1, Q) -> (B, H, C, Q)
