@@ -475,3 +475,45 @@ def test_a_network_pickled_before_readouts_reads_its_last_step():
             out, state = old.step(x[:, t], state)
         np.testing.assert_allclose(out, expected[:, -1], atol=1e-5)
     assert network_kwargs(old)["readout"] == "last"
+
+
+@pytest.mark.parametrize("backbone", ["aaren", "transformer", "gru"])
+@pytest.mark.parametrize("readout", ["last", "mean"])
+def test_last_only_outputs_and_gradients_equal_the_full_pass_at_the_last_step(backbone, readout):
+    """Training on an unpadded batch and predicting read only the last step
+    (``PanelNet(x, last_only=True)``, the backbone's last-step route): the outputs and every
+    parameter's gradient equal the full pass's last step (float64)."""
+    from aaren_ts.estimators._panel_net import PanelNet
+
+    torch.manual_seed(0)
+    net = PanelNet(3, 4, backbone=backbone, d_model=8, n_layers=2, n_heads=2,
+                   kernel_size=(2, 5), readout=readout).double()  # fmt: skip
+    x = torch.randn(5, 17, 3, dtype=torch.float64)
+    params = list(net.parameters())
+    full = net(x)[:, -1]
+    want = torch.autograd.grad(full.square().sum(), params)
+    last = net(x, last_only=True)
+    got = torch.autograd.grad(last.square().sum(), params)
+    assert last.shape == (5, 4)
+    assert torch.allclose(last, full, atol=1e-12)
+    for g, w in zip(got, want, strict=True):
+        assert torch.allclose(g, w, atol=1e-10)
+
+
+def test_padded_and_unpadded_batches_give_each_series_its_own_last_output():
+    """``outputs_at_ends`` takes the last-step route only when no series is padded; a ragged
+    batch still reads each series at its own end."""
+    from aaren_ts.estimators._panel_net import PanelNet, outputs_at_ends, pad_batch
+
+    torch.manual_seed(0)
+    net = PanelNet(2, 3, d_model=8, n_layers=2, n_heads=2).eval()
+    rng = np.random.default_rng(0)
+    series = [rng.normal(size=(n, 2)).astype(np.float32) for n in (9, 4, 9)]
+    with torch.no_grad():
+        x, lengths = pad_batch(series)
+        ragged = outputs_at_ends(net, x, lengths)
+        for i, s in enumerate(series):
+            alone = net(torch.from_numpy(s)[None])[0, -1]
+            assert torch.allclose(ragged[i], alone, atol=1e-5)
+        equal, lengths = pad_batch([series[0], series[2]])
+        assert torch.allclose(outputs_at_ends(net, equal, lengths), ragged[[0, 2]], atol=1e-5)

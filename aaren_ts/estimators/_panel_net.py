@@ -137,12 +137,22 @@ class PanelNet(nn.Module):
     def _pools(self) -> bool:
         return getattr(self, "readout", "last") == "mean"  # absent: pickled before readouts
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Outputs after every prefix: ``(B, T, C)`` -> ``(B, T, n_outputs)``."""
+    def forward(self, x: torch.Tensor, *, last_only: bool = False) -> torch.Tensor:
+        """Outputs after every prefix: ``(B, T, C)`` -> ``(B, T, n_outputs)``.
+
+        ``last_only``: the outputs after the last step only, ``(B, n_outputs)`` (for a batch
+        whose series all end there). With the last-step readout the backbone's top layer
+        then reads its tokens for that step alone (``last_only`` of the backbone); the mean
+        readout needs every step's output, so it slices the full pass.
+        """
+        if last_only and not self._pools():
+            y, _ = self.backbone(self._embed(x), last_only=True)
+            return self.head(self.dropout(y))
         y, _ = self.backbone(self._embed(x))
         if self._pools():
             y = running_mean(y)
-        return self.head(self.dropout(y))
+        out = self.head(self.dropout(y))
+        return out[:, -1] if last_only else out
 
     def init_state(self, batch: int, device: torch.device | str | None = None) -> tuple:
         """The state before any step: ``(last kernel_size - 1 inputs, backbone state)``, and
@@ -259,6 +269,14 @@ def last_outputs(outputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return outputs[torch.arange(outputs.shape[0], device=outputs.device), lengths - 1]
 
 
+def outputs_at_ends(net: nn.Module, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """``net``'s outputs at each series' own last step ``(B, K)``: when no series of the
+    batch is padded (the usual equal-length panel), through its last-step route."""
+    if bool((lengths == x.shape[1]).all()):
+        return net(x, last_only=True)
+    return last_outputs(net(x), lengths)
+
+
 @torch.no_grad()
 def predict_outputs(
     net: PanelNet,
@@ -278,10 +296,14 @@ def predict_outputs(
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         x, lengths = pad_batch([series[i] for i in idx], device)
+        if not every_step:
+            outputs = outputs_at_ends(net, x, lengths).double().cpu()
+            for row, i in enumerate(idx):
+                results[i] = outputs[row].numpy()
+            continue
         outputs = net(x).double().cpu()
         for row, i in enumerate(idx):
-            n = int(lengths[row])
-            results[i] = outputs[row, :n].numpy() if every_step else outputs[row, n - 1].numpy()
+            results[i] = outputs[row, : int(lengths[row])].numpy()
     return results
 
 
@@ -313,15 +335,17 @@ def _batch_loss(
         return shard.share(loss_fn.rows(output, target).sum(), total, weight)
 
     def compute(net: nn.Module) -> torch.Tensor:
+        if prefix_loss == 0:  # only the last steps are read
+            return mean(
+                outputs_at_ends(net, x, lengths), target, None if shard is None else last_weight
+            )
         outputs = net(x)
         loss = mean(last_outputs(outputs, lengths), target, None if shard is None else last_weight)
-        if prefix_loss > 0:
-            steps = torch.arange(outputs.shape[1], device=device)
-            seen = steps.unsqueeze(0) < lengths.unsqueeze(1)  # (B, T): inside the series
-            every = target.unsqueeze(1).expand(-1, outputs.shape[1], *target.shape[1:])
-            every_loss = mean(outputs[seen], every[seen], None if shard is None else every_weight)
-            loss = (1 - prefix_loss) * loss + prefix_loss * every_loss
-        return loss
+        steps = torch.arange(outputs.shape[1], device=device)
+        seen = steps.unsqueeze(0) < lengths.unsqueeze(1)  # (B, T): inside the series
+        every = target.unsqueeze(1).expand(-1, outputs.shape[1], *target.shape[1:])
+        every_loss = mean(outputs[seen], every[seen], None if shard is None else every_weight)
+        return (1 - prefix_loss) * loss + prefix_loss * every_loss
 
     return compute
 
@@ -387,7 +411,7 @@ def fit_panel_network(
         if validation is not None:
             net.eval()
             with torch.no_grad():
-                score = float(loss_fn(last_outputs(net(val_x), val_lengths), val_y))
+                score = float(loss_fn(outputs_at_ends(net, val_x, val_lengths), val_y))
             if shard is not None:  # one decision for all ranks, so that they stop together
                 score = shard.from_rank_zero(score)
             val_history.append(score)
