@@ -17,8 +17,17 @@ Two tables, one thread by default:
    bounds what a cheaper attention can do to a block's time: at a ratio ``r`` of the two
    attentions a block costs ``1 - f (1 - r)`` of the Transformer's.
 
-Medians of ``--repeats`` timed calls after two warm-up calls. Only torch and ``aaren_ts.nn``
-are needed.
+4. **The windowed forecaster's training step.** One optimiser step of the windowed
+   forecasting network at ETTh1's shape (32 windows x 7 channels, context 96, patch tokens
+   of 16 values every 8 steps, ``d_model`` 32, 2 layers, H = 96, 5 quantiles):
+   ``window_forecast``, the pinball loss, backward and AdamW, with the Aaren backbone, the
+   Transformer backbone and none (the backbone skipped: what the two share, the patching,
+   the embedding, the head, the window's linear path, the loss and the optimiser). The
+   step ratio is what a windowed fit's time per epoch can show; the backbone-only ratio
+   ``(aaren - shared) / (transformer - shared)`` is its floor with no shared cost at all.
+
+Medians of ``--repeats`` timed calls after two warm-up calls. Tables 1-3 need only torch
+and ``aaren_ts.nn``; table 4 imports the forecaster's network (``aaren_ts.estimators``).
 
 Running it
 ----------
@@ -142,6 +151,51 @@ def share_row(rows: int, n: int, d_model: int, heads: int, repeats: int) -> dict
     return row
 
 
+def window_step_row(d_model: int, heads: int, repeats: int) -> dict:
+    """One training step of the windowed forecaster's network per backbone, and without one."""
+    from aaren_ts.estimators._forecast_net import ForecastNet, pinball_loss, window_forecast
+    from aaren_ts.estimators._optim import adam
+
+    class NoBackbone(torch.nn.Module):  # the tokens straight to the head
+        def forward(self, x, state=None, *, last_only=False):
+            return (x[:, -1] if last_only else x), None
+
+    quantiles, horizon, context = [0.025, 0.1, 0.5, 0.9, 0.975], 96, 96
+    gen = torch.Generator().manual_seed(0)
+    window = torch.randn(32, context, 7, generator=gen)
+    target = torch.randn(32, horizon, 7, generator=gen)
+    calls = {}
+    for name in ("aaren", "transformer", "shared"):
+        torch.manual_seed(0)
+        net = ForecastNet(
+            16, 1, horizon, quantiles, backbone="aaren" if name == "shared" else name,
+            d_model=d_model, n_layers=2, n_heads=heads, context_length=context,
+        ).train()  # fmt: skip
+        if name == "shared":
+            net.backbone = NoBackbone()
+        optimizer = adam(net.parameters(), lr=1e-3)
+
+        def step(net=net, optimizer=optimizer) -> None:
+            forecast, centre, scale = window_forecast(net, window, 16, True, stride=8)
+            forecast = forecast * scale.unsqueeze(-1) + centre.unsqueeze(-1)
+            loss = pinball_loss(forecast, target, net.quantiles)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+
+        calls[name] = step
+    row = {f"{k}_ms": v for k, v in medians_in_turn(calls, repeats).items()}
+    a, t, shared = row["aaren_ms"], row["transformer_ms"], row["shared_ms"]
+    row.update(
+        d_model=d_model,
+        heads=heads,
+        step_ratio=a / t,
+        backbone_ratio=(a - shared) / (t - shared),
+        shared_share=shared / t,
+    )
+    return row
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=positive_int_option(), default=1)
@@ -200,11 +254,27 @@ def main(argv: list[str] | None = None) -> dict:
         f"{share['block_ratio']:.2f}; with Aaren's attention at half the Transformer's, a block "
         f"would be at {share['block_ratio_at_half']:.2f}"
     )
+    step = window_step_row(args.share_shape[2], args.share_shape[3], args.repeats)
+    print(
+        f"\nThe windowed forecaster's training step (ETTh1's shape, d_model {step['d_model']}, "
+        f"{step['heads']} heads), one optimiser step:\n"
+    )
+    print("| backbone | step ms |")
+    print("|---|---:|")
+    for name in ("aaren", "transformer", "shared"):
+        label = "none (the shared part)" if name == "shared" else name
+        print(f"| {label} | {step[f'{name}_ms']:.2f} |")
+    print(
+        f"\nAaren / Transformer: step {step['step_ratio']:.2f}, backbones alone "
+        f"{step['backbone_ratio']:.2f}; the shared part is {step['shared_share']:.2f} of the "
+        "Transformer's step"
+    )
     result = {
         **run_header("short_sequences.py", argv, args.threads, ["torch"]),
         "scan": scans,
         "blocks": blocks,
         "share": share,
+        "window_step": step,
     }
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=1))

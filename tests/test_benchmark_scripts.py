@@ -196,6 +196,14 @@ def test_short_sequences_quick(tmp_path):
     )
     assert share["block_ratio_at_half"] == pytest.approx(1 - share["transformer_share"] / 2)
     assert "| block | whole block ms | attention sublayer ms | attention share |" in stdout
+    step = saved["window_step"]
+    assert (step["d_model"], step["heads"]) == (16, 4)
+    assert all(step[f"{name}_ms"] > 0 for name in ("aaren", "transformer", "shared"))
+    assert step["step_ratio"] == pytest.approx(step["aaren_ms"] / step["transformer_ms"])
+    assert step["backbone_ratio"] == pytest.approx(
+        (step["aaren_ms"] - step["shared_ms"]) / (step["transformer_ms"] - step["shared_ms"])
+    )
+    assert "| none (the shared part) |" in stdout
 
 
 @pytest.mark.slow
