@@ -202,7 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--backbones", nargs="*", default=BACKBONES, help="none: MiniRocket only")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=200)  # the AarenClassifier default
+    parser.add_argument(  # the AarenClassifier default: "auto"
+        "--epochs", type=lambda v: v if v == "auto" else int(v), default="auto"
+    )
     parser.add_argument("--d-model", type=int, default=64)
     parser.add_argument("--n-layers", type=int, default=2)
     parser.add_argument("--dropout", type=float, default=0.1)

@@ -47,7 +47,12 @@ CANDIDATES: dict[str, dict] = {
     "recency": {"recency": True},
     "kernel_size=7": {"kernel_size": 7},
     "dropout=0.2": {"dropout": 0.2},
+    # 200 epochs whatever the size of the set: the default before max_epochs="auto"
     "max_epochs=200": {"max_epochs": 200},
+    # three times the optimiser steps (ArrowHead's fits ended underfitted at 200 epochs)
+    "max_epochs=600": {"max_epochs": 600},
+    # the "auto" budget's floor in optimiser steps (the default is 1200)
+    "min_steps=800": {"min_steps": 800},
     "label_smoothing=0.1": {"label_smoothing": 0.1},
     "lr=3e-3": {"lr": 3e-3},
     # multi-scale causal embeddings (issue 17's list)

@@ -440,11 +440,14 @@ OWN_PARAMS = {
         ("class_weight", "auto", r"one of \(None, 'balanced'\) or a dict"),
         ("class_weight", [1, 2], "or a dict of weights"),
         ("readout", "max", r"one of \('last', 'mean'\)"),
+        ("min_steps", -1, "an int >= 0"), ("min_steps", 1.5, "an int >= 0"),
+        ("max_epochs", "all", "a positive int or 'auto'"), ("max_epochs", 0, "or 'auto'"),
     ],
     "regressor": [
         ("kernel_size", 0, "a positive int"), ("prefix_loss", -0.5, r"in \[0.0, 1.0\]"),
         ("weight_decay", NAN, "a finite number >= 0"), ("devices", 1.5, "or 'auto'"),
         ("strategy", "ddp2", "one of"), ("readout", ["mean"], r"one of \('last', 'mean'\)"),
+        ("max_epochs", "auto", "a positive int"),
     ],
     "point_process": [
         ("n_components", 0, "a positive int"), ("n_marks", 0, "None or a positive int"),

@@ -316,6 +316,47 @@ def test_verbose_shows_progress_per_epoch(small, capfd):
     assert "AarenClassifier (aaren)" in err and "2/2" in err and "val=" in err
 
 
+@pytest.mark.parametrize(
+    ("n_series", "max_epochs", "min_steps", "epochs"),
+    [
+        (12, "auto", 0, 200),  # the auto rule's floor: 200 epochs
+        (12, "auto", 300, 300),  # one batch per epoch: 300 steps need 300 epochs
+        (70, "auto", 1000, 334),  # three batches: ceil(1000 / 3)
+        (200, "auto", 1200, 200),  # seven batches: 200 epochs already make 1,400 steps
+        (12, 3, 5000, 3),  # an explicit int is what it says
+    ],
+)
+def test_auto_epochs_plan_enough_optimiser_steps_for_few_batches(
+    n_series, max_epochs, min_steps, epochs, monkeypatch
+):
+    """``max_epochs="auto"``: ``max(200, ceil(min_steps / batches))`` epochs, with
+    ``ceil(n / 32)`` batches of n series; an int ``max_epochs`` ignores ``min_steps``. The
+    planned count is checked (the fit itself is stubbed: 200 epochs are not needed here)."""
+    from aaren_ts.estimators import _panel_base
+
+    planned = []
+
+    def fake_train(net, data, **kwargs):
+        planned.append(kwargs["max_epochs"])
+        return ([0.0], []), 1
+
+    monkeypatch.setattr(_panel_base, "train_network", fake_train)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(n_series, 2, 6))
+    y = np.array(["p", "q"] * (n_series // 2) + ["p"] * (n_series % 2))
+    params = {**TINY, "max_epochs": max_epochs, "min_steps": min_steps}
+    AarenClassifier(**params).fit(X, y)
+    assert planned == [epochs]
+
+
+def test_auto_epochs_train_and_show_in_the_progress_bar(small, capfd):
+    X, y, _ = small  # 12 series: one batch per epoch
+    params = {**TINY, "max_epochs": "auto", "min_steps": 203, "verbose": True}
+    clf = AarenClassifier(**params).fit(X, y)
+    assert clf.n_epochs_ == 203 == len(clf.loss_history_)
+    assert "203/203" in capfd.readouterr().err
+
+
 def test_exported_lazily_from_the_package():
     import subprocess
     import sys

@@ -7,6 +7,7 @@ Ragged panels arrive as ``df-list`` (or ``pd-multiindex``); every series becomes
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -198,7 +199,19 @@ class AarenPanelMixin(PersistenceMixin):
             return order, order[:0]
         return order[n_val:], order[:n_val]
 
-    def _progress(self) -> tuple[Callable | None, Callable[[], None]]:
+    # max_epochs="auto" (where a class allows it): this many epochs, or more when the
+    # training series make so few batches that they would take fewer than min_steps
+    # optimiser steps (a set of 30 series makes one batch of 32 per epoch)
+    _AUTO_EPOCHS = 200
+
+    def _epochs(self, n_train: int) -> int:
+        """The most epochs of this fit (``max_epochs``, or its ``"auto"`` rule)."""
+        if self.max_epochs != "auto":
+            return int(self.max_epochs)
+        batches = -(-n_train // self.batch_size)
+        return max(self._AUTO_EPOCHS, -(-int(self.min_steps) // batches))
+
+    def _progress(self, epochs: int) -> tuple[Callable | None, Callable[[], None]]:
         """Per-epoch reporting for ``verbose=True``: a tqdm bar when tqdm is installed."""
         if not self.verbose:
             return None, lambda: None
@@ -209,10 +222,10 @@ class AarenPanelMixin(PersistenceMixin):
 
             def report_print(epoch: int, loss: float, val: float | None) -> None:
                 extra = "" if val is None else f", validation {val:.4f}"
-                print(f"{name} epoch {epoch + 1}/{self.max_epochs}: loss {loss:.4f}{extra}")
+                print(f"{name} epoch {epoch + 1}/{epochs}: loss {loss:.4f}{extra}")
 
             return report_print, lambda: None
-        bar = tqdm(total=self.max_epochs, desc=name, unit="epoch")
+        bar = tqdm(total=epochs, desc=name, unit="epoch")
 
         def report(epoch: int, loss: float, val: float | None) -> None:
             bar.update(1)
@@ -260,8 +273,9 @@ class AarenPanelMixin(PersistenceMixin):
             data = PanelData(
                 [series[i] for i in train], targets[torch.as_tensor(train)], loss, validation
             )
+            epochs = self._epochs(len(train))
             fit_kwargs = {
-                "max_epochs": self.max_epochs,
+                "max_epochs": epochs,
                 "batch_size": self.batch_size,
                 "lr": self.lr,
                 "weight_decay": self.weight_decay,
@@ -276,7 +290,7 @@ class AarenPanelMixin(PersistenceMixin):
                 device=self._device,
                 generator=generator,
                 verbose=self.verbose,
-                progress=self._progress,
+                progress=functools.partial(self._progress, epochs),
                 train=train_panel,
                 **fit_kwargs,
             )
