@@ -181,12 +181,17 @@ def lagged_inputs(series: torch.Tensor, n_lags: int) -> torch.Tensor:
     return torch.cat(lags, dim=-1)
 
 
+def token_steps(length: int, stride: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """The steps of a ``length``-step window that a windowed forecast reads as tokens: every
+    ``stride``-th, counted back from the last, in time order ``(ceil(length / stride),)``."""
+    return torch.arange(length - 1, -1, -stride, device=device).flip(0)
+
+
 def strided_lagged_inputs(series: torch.Tensor, n_lags: int, stride: int) -> torch.Tensor:
-    """``lagged_inputs(series, n_lags)`` at every ``stride``-th step counted back from the last
-    ``(..., ceil(T / stride), C * n_lags)``, gathered directly: the skipped steps' tokens are
-    never built (the same values)."""
-    length = series.shape[-2]
-    ends = torch.arange(length - 1, -1, -stride, device=series.device).flip(0)  # (P,)
+    """``lagged_inputs(series, n_lags)`` at the ``token_steps`` ``(..., ceil(T / stride),
+    C * n_lags)``, gathered directly: the skipped steps' tokens are never built (the same
+    values)."""
+    ends = token_steps(series.shape[-2], stride, series.device)  # (P,)
     pad = series.new_zeros((*series.shape[:-2], n_lags - 1, series.shape[-1]))
     padded = torch.cat([pad, series], dim=-2)
     # token at step e, lag j reads series[e - j] = padded[e + n_lags - 1 - j]
@@ -226,15 +231,9 @@ def window_forecast(
         normal = normal.transpose(1, 2).reshape(batch * channels, length, 1)
         x = None if x is None else x.repeat_interleave(channels, 0)
         future = None if future is None else future.repeat_interleave(channels, 0)
-    if stride > 1:
-        tokens = strided_lagged_inputs(normal, n_lags, stride)
-        if x is not None:
-            steps = torch.arange(length - 1, -1, -stride, device=x.device).flip(0)
-            tokens = torch.cat([tokens, x[:, steps]], dim=-1)
-    else:
-        tokens = lagged_inputs(normal, n_lags)
-        if x is not None:
-            tokens = torch.cat([tokens, x], dim=-1)
+    tokens = strided_lagged_inputs(normal, n_lags, stride)
+    if x is not None:
+        tokens = torch.cat([tokens, x[:, token_steps(length, stride, x.device)]], dim=-1)
     # the head reads the last token only: the backbone's last-step route gives just that
     out, _ = net(tokens, last_only=True)
     forecast = out + net.window_term(normal)

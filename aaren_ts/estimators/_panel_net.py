@@ -334,13 +334,13 @@ def _batch_loss(
             return loss_fn(output, target)
         return shard.share(loss_fn.rows(output, target).sum(), total, weight)
 
+    last_total = None if shard is None else last_weight
+
     def compute(net: nn.Module) -> torch.Tensor:
         if prefix_loss == 0:  # only the last steps are read
-            return mean(
-                outputs_at_ends(net, x, lengths), target, None if shard is None else last_weight
-            )
+            return mean(outputs_at_ends(net, x, lengths), target, last_total)
         outputs = net(x)
-        loss = mean(last_outputs(outputs, lengths), target, None if shard is None else last_weight)
+        loss = mean(last_outputs(outputs, lengths), target, last_total)
         steps = torch.arange(outputs.shape[1], device=device)
         seen = steps.unsqueeze(0) < lengths.unsqueeze(1)  # (B, T): inside the series
         every = target.unsqueeze(1).expand(-1, outputs.shape[1], *target.shape[1:])

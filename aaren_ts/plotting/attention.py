@@ -105,7 +105,7 @@ def forecaster_attention(
             net(sequences, None, exog)
             index = frame.index
         else:
-            from ..estimators._forecast_net import window_forecast
+            from ..estimators._forecast_net import token_steps, window_forecast
 
             length = int(forecaster.context_length)
             if len(frame) < length:
@@ -119,8 +119,7 @@ def forecaster_attention(
                 net, window, forecaster.n_lags, forecaster.channel_independent, x_window,
                 stride=stride,
             )  # fmt: skip
-            # the tokens window_forecast reads: every stride-th step, counted back from the end
-            index = frame.index[-length:][np.arange(length - 1, -1, -stride)[::-1]]
+            index = frame.index[-length:][token_steps(length, stride).numpy()]
     weights = np.stack([w.cpu().numpy() for w in captured.weights])
     return ForecastAttention(index, weights, forecaster.backbone)
 

@@ -40,6 +40,15 @@ def check_inputs(
     return scores.shape, values.shape[-1], torch.promote_types(scores.dtype, values.dtype)
 
 
+def check_sequence_inputs(
+    scores: torch.Tensor, values: torch.Tensor
+) -> tuple[torch.Size, int, torch.dtype]:
+    """``check_inputs`` for a block of tokens: scores ``(..., N)`` must have a token axis."""
+    if isinstance(scores, torch.Tensor) and scores.dim() == 0:
+        raise ValueError("scores must have shape (..., N): got a 0-dimensional tensor")
+    return check_inputs(scores, values)
+
+
 def prepare_state(
     state: ScanState | None,
     batch_shape: torch.Size,

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from .checks import check_inputs, prepare_state
+from .checks import check_sequence_inputs, prepare_state
 from .chunked_grad import chunked_attention
 from .dense import (
     DENSE_FEW_ROWS,
@@ -237,9 +237,7 @@ def aaren_attention(
     """
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a string, got {type(backend).__name__}")
-    if isinstance(scores, torch.Tensor) and scores.dim() == 0:
-        raise ValueError("scores must have shape (..., N): got a 0-dimensional tensor")
-    score_shape, d, out_dtype = check_inputs(scores, values)
+    score_shape, d, out_dtype = check_sequence_inputs(scores, values)
     batch_shape = score_shape[:-1]
     n = score_shape[-1]
     if backend == "auto":

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .checks import check_inputs, prepare_state
+from .checks import check_sequence_inputs, prepare_state
 from .state import ScanState, accumulation_dtype, combine, safe_reference
 
 
@@ -49,9 +49,7 @@ def aaren_reduce(
     >>> torch.allclose(last, aaren_attention(s, v)[:, -1], atol=1e-6)
     True
     """
-    if isinstance(scores, torch.Tensor) and scores.dim() == 0:
-        raise ValueError("scores must have shape (..., N): got a 0-dimensional tensor")
-    score_shape, d, _ = check_inputs(scores, values)
+    score_shape, d, _ = check_sequence_inputs(scores, values)
     acc = accumulation_dtype(scores.dtype, values.dtype)
     state = prepare_state(state, score_shape[:-1], d, acc, scores.device)
     if score_shape[-1] == 0:
