@@ -15,7 +15,7 @@ Running it
 ----------
 ::
 
-    python -m aaren_ts.rl.datasets hopper halfcheetah     # the data sets, once (~1 h)
+    python -m aaren_ts.rl.datasets hopper halfcheetah walker2d   # the data sets, once (~1.5 h)
     python benchmarks/rl.py --json benchmarks/results/rl_cpu.json
     python benchmarks/rl.py --quick                        # minutes: checks that it works
 """
