@@ -226,6 +226,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--recency", action="store_true", help="aaren: recency=True (cells named aaren+recency)"
     )
+    parser.add_argument(
+        "--positional",
+        action="store_true",
+        help="aaren and gru: positional=True (cells named <backbone>+positional)",
+    )
     parser.add_argument("--no-minirocket", action="store_true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
@@ -295,8 +300,10 @@ def main(argv: list[str] | None = None) -> None:
             result = run_minirocket(data, seed)
         else:
             extra = {"recency": True} if args.recency and model == "aaren" else {}
+            if args.positional and model in ("aaren", "gru"):
+                extra["positional"] = True
             result = run_aaren(data, model, seed, {**params, **extra, "device": args.device})
-            model += "+recency" if extra else ""
+            model += "".join(f"+{name}" for name in extra)
         cell = {"dataset": dataset, "model": model, "seed": seed, **result}
         record["cells"].append(cell)
         print(json.dumps(cell), flush=True)

@@ -63,6 +63,10 @@ CANDIDATES: dict[str, dict] = {
     "kernel_size=(3,21)": {"kernel_size": (3, 21)},
     # the head reads the mean of the backbone's outputs over all steps so far
     "readout=mean": {"readout": "mean"},
+    # the sinusoidal code of each step's index added to its embedding (the Transformer
+    # backbone's own position signal; ArrowHead, where Aaren trails it, is shape data)
+    "positional": {"positional": True},
+    "positional=False": {"positional": False},  # the defaults before "auto"
 }
 
 

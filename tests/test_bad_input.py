@@ -442,12 +442,14 @@ OWN_PARAMS = {
         ("readout", "max", r"one of \('last', 'mean'\)"),
         ("min_steps", -1, "an int >= 0"), ("min_steps", 1.5, "an int >= 0"),
         ("max_epochs", "all", "a positive int or 'auto'"), ("max_epochs", 0, "or 'auto'"),
+        ("positional", "yes", "True or False or 'auto'"), ("positional", 1, "True or False"),
     ],
     "regressor": [
         ("kernel_size", 0, "a positive int"), ("prefix_loss", -0.5, r"in \[0.0, 1.0\]"),
         ("weight_decay", NAN, "a finite number >= 0"), ("devices", 1.5, "or 'auto'"),
         ("strategy", "ddp2", "one of"), ("readout", ["mean"], r"one of \('last', 'mean'\)"),
         ("max_epochs", "auto", "a positive int"),
+        ("positional", "on", "True or False or 'auto'"), ("positional", None, "True or False"),
     ],
     "point_process": [
         ("n_components", 0, "a positive int"), ("n_marks", 0, "None or a positive int"),
@@ -508,6 +510,6 @@ def test_numpy_scalars_are_accepted_where_python_ones_are():
     for model in (python, numpy):
         model.fit(_y(), fh=[1, 2])
     pd.testing.assert_frame_equal(numpy.predict(), python.predict())
-    AarenClassifier(**numpy_params).fit(_panel(), LABELS)
+    AarenClassifier(**numpy_params, positional=np.bool_(True)).fit(_panel(), LABELS)
     AarenPointProcess(**numpy_params, n_marks=np.int64(2)).fit(_events())
     HawkesPointProcess(n_marks=np.int64(2), decay=np.float64(1.0)).fit(_events())

@@ -277,11 +277,11 @@ def test_classification_reads_the_sets_sktime_ships_offline(tmp_path, monkeypatc
     assert plaid.index.nlevels == 2 and plaid.groupby(level=0).size().nunique() > 1
     out = tmp_path / "shipped.json"
     args = ["--quick", "--datasets", "UnitTest", "--backbones", "aaren", "--no-minirocket"]
-    _run_here("classification.py", *args, "--readout", "mean", "--json", str(out))
+    _run_here("classification.py", *args, "--readout", "mean", "--positional", "--json", str(out))
     record = json.loads(out.read_text())
     assert record["params"]["readout"] == "mean"
     assert [(c["dataset"], c["model"]) for c in record["cells"]] == [
-        ("UnitTest", "majority"), ("UnitTest", "aaren"),
+        ("UnitTest", "majority"), ("UnitTest", "aaren+positional"),
     ]  # fmt: skip
 
 

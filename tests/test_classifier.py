@@ -39,13 +39,27 @@ def ragged():
 
 @pytest.fixture(
     scope="module",
-    params=["aaren", "transformer", "gru", "aaren-recency", "aaren-mean", "transformer-mean"],
+    params=[
+        "aaren",
+        "transformer",
+        "gru",
+        "aaren-recency",
+        "aaren-mean",
+        "transformer-mean",
+        "aaren-positional",
+        "gru-positional-mean",
+    ],
 )
 def fitted(request, ragged):
     series, labels = ragged
-    backbone, _, variant = request.param.partition("-")
-    readout = "mean" if variant == "mean" else "last"
-    clf = AarenClassifier(backbone=backbone, recency=variant == "recency", readout=readout, **TINY)
+    backbone, *variants = request.param.split("-")
+    clf = AarenClassifier(
+        backbone=backbone,
+        recency="recency" in variants,
+        readout="mean" if "mean" in variants else "last",
+        positional="positional" in variants,
+        **TINY,
+    )
     return clf.fit(as_multiindex(series), labels)
 
 
@@ -290,6 +304,11 @@ def test_failed_fit_leaves_the_fitted_estimator_unchanged(small):
         ({"prefix_loss": 1.5}, r"prefix_loss must be a number in \[0.0, 1.0\]"),
         ({"label_smoothing": 1.0}, r"label_smoothing must be a number in \[0.0, 1.0\)"),
         ({"backbone": "gru", "recency": True}, "recency=True applies to the aaren backbone"),
+        (
+            {"backbone": "transformer", "positional": True},
+            "positional=True applies to the aaren and gru backbones",
+        ),
+        ({"positional": "yes"}, "positional must be True or False or 'auto'"),
         ({"readout": "max"}, r"readout must be one of \('last', 'mean'\)"),
         ({"readout": None}, r"readout must be one of \('last', 'mean'\)"),
         ({"kernel_size": (3, 3)}, "kernel_size must be a positive int or a tuple of distinct"),
@@ -558,3 +577,49 @@ def test_padded_and_unpadded_batches_give_each_series_its_own_last_output():
             assert torch.allclose(ragged[i], alone, atol=1e-5)
         equal, lengths = pad_batch([series[0], series[2]])
         assert torch.allclose(outputs_at_ends(net, equal, lengths), ragged[[0, 2]], atol=1e-5)
+
+
+def test_positional_adds_the_step_index_code_to_each_embedding():
+    """``positional=True`` is the plain network with the sinusoidal code of index ``t`` (0 at
+    the first step) added to step ``t``'s embedding, in one pass and stepped, and the
+    transformer backbone (which adds its own) refuses it."""
+    from aaren_ts.estimators._panel_net import PanelNet
+    from aaren_ts.nn.transformer import sinusoidal_encoding
+
+    torch.manual_seed(0)
+    kwargs = dict(n_channels=2, n_outputs=3, d_model=8, n_layers=2, n_heads=2, kernel_size=3)
+    coded = PanelNet(**kwargs, positional=True).eval()
+    plain = PanelNet(**kwargs).eval()
+    plain.load_state_dict(coded.state_dict())
+    x = torch.randn(4, 9, 2)
+    with torch.no_grad():
+        embedded = plain._embed(x) + sinusoidal_encoding(torch.arange(9), 8)
+        expected = plain.head(plain.backbone(embedded)[0])
+        torch.testing.assert_close(coded(x), expected)
+        assert not torch.allclose(coded(x), plain(x), atol=1e-3)  # the code is not a no-op
+        state = coded.init_state(4)
+        for t in range(9):
+            out, state = coded.step(x[:, t], state)
+            torch.testing.assert_close(out, expected[:, t], atol=1e-5, rtol=1e-5)
+        assert state[-1].tolist() == [9] * 4  # the next step's index, per stream
+    with pytest.raises(ValueError, match="the transformer backbone adds its own"):
+        PanelNet(**{**kwargs, "backbone": "transformer"}, positional=True)
+
+
+@pytest.mark.parametrize(
+    "backbone, channels, expected",
+    [("aaren", 1, True), ("gru", 1, True), ("aaren", 2, False), ("transformer", 1, False)],
+)
+def test_positional_auto_is_on_for_univariate_series_without_the_transformer(
+    backbone, channels, expected, ragged
+):
+    """The default ``positional="auto"`` resolves at fit from the channels: the code for
+    univariate series with the aaren or gru backbone; multivariate series and the
+    transformer (which adds its own code) go without."""
+    series, labels = ragged
+    panel = as_multiindex([s.iloc[:, :channels] for s in series])
+    clf = AarenClassifier(backbone=backbone, **TINY).fit(panel, labels)
+    assert clf.get_params()["positional"] == "auto"  # resolved on the network, not the param
+    assert clf.network_.positional is expected
+    explicit = AarenClassifier(backbone=backbone, positional=expected, **TINY).fit(panel, labels)
+    np.testing.assert_array_equal(clf.predict_proba(panel), explicit.predict_proba(panel))

@@ -261,9 +261,18 @@ def test_forecaster_stream_continues_exactly_after_save(tmp_path, window, update
     assert loaded.cutoff.equals(never_saved.cutoff)
 
 
-@pytest.mark.parametrize("cls, y", [(AarenClassifier, Y_CLASS), (AarenRegressor, Y_REG)])
-def test_panel_stream_objects_continue_after_pickling(cls, y):
-    model = cls(**TINY).fit(X_PANEL, y)
+@pytest.mark.parametrize(
+    "cls, y, params",
+    [
+        (AarenClassifier, Y_CLASS, {}),
+        (AarenRegressor, Y_REG, {}),
+        # the stream's step counter (positional) after the mean readout's running sum
+        (AarenClassifier, Y_CLASS, {"positional": True, "readout": "mean"}),
+        (AarenRegressor, Y_REG, {"positional": True}),
+    ],
+)
+def test_panel_stream_objects_continue_after_pickling(cls, y, params):
+    model = cls(**TINY, **params).fit(X_PANEL, y)
     stream = model.start_stream(3)
     for t in range(6):
         stream.update(X_PANEL[:3, :, t])

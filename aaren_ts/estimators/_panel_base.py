@@ -22,6 +22,7 @@ from ._params import (
     NETWORK,
     PLACEMENT,
     TRAINING,
+    Bool,
     InvalidParameterError,
     KernelSizes,
     Options,
@@ -164,6 +165,7 @@ class AarenPanelMixin(PersistenceMixin):
         **PLACEMENT,
         "kernel_size": KernelSizes(),
         "readout": Options(*READOUTS),
+        "positional": (Bool(), Options("auto")),
         "prefix_loss": Real(0.0, 1.0),
         "weight_decay": Real(0.0),
     }
@@ -178,6 +180,22 @@ class AarenPanelMixin(PersistenceMixin):
             )
         if self.recency and self.backbone != "aaren":
             raise ValueError(f"recency=True applies to the aaren backbone, not {self.backbone!r}")
+        if (
+            not isinstance(self.positional, str)
+            and self.positional
+            and self.backbone == "transformer"
+        ):
+            raise ValueError(
+                "positional=True applies to the aaren and gru backbones: the transformer "
+                "backbone adds its own sinusoidal code"
+            )
+
+    def _positional(self) -> bool:
+        """``positional`` for this fit (``n_channels_`` known): "auto" is on for univariate
+        series with the aaren or gru backbone (the transformer adds its own code)."""
+        if isinstance(self.positional, str):  # "auto" (the only string the check lets in)
+            return self.backbone != "transformer" and self.n_channels_ == 1
+        return bool(self.positional)
 
     def _series(self, X, fitted: bool) -> list[np.ndarray]:
         series = panel_arrays(X)
@@ -266,6 +284,7 @@ class AarenPanelMixin(PersistenceMixin):
                 kernel_size=self.kernel_size,
                 recency=self.recency,
                 readout=self.readout,
+                positional=self._positional(),
             ).to(self._device)
             validation = None
             if len(val):

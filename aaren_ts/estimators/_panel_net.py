@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..nn import make_backbone
+from ..nn.transformer import sinusoidal_encoding
 from ._optim import adam
 from ._sharding import Shard
 
@@ -83,6 +84,10 @@ class PanelNet(nn.Module):
     readout : {"last", "mean"}
         What the head reads at step ``t``: the backbone's output at ``t``, or the mean of its
         outputs at steps ``0..t`` (a pooled summary of the whole prefix).
+    positional : bool
+        Add the sinusoidal code of each step's index (0 at a series' first step) to its
+        embedding, as the Transformer backbone does inside itself; for the Aaren and GRU
+        backbones (a stream counts its steps in its state).
     """
 
     def __init__(
@@ -97,10 +102,17 @@ class PanelNet(nn.Module):
         kernel_size: int | Sequence[int] = 3,
         recency: bool = False,
         readout: str = "last",
+        positional: bool = False,
     ) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+        if positional and backbone == "transformer":
+            raise ValueError(
+                "positional=True applies to the aaren and gru backbones: the transformer "
+                "backbone adds its own sinusoidal code"
+            )
+        self.positional = bool(positional)
         self.n_channels = n_channels
         self.readout = readout
         sizes = (kernel_size,) if isinstance(kernel_size, int) else tuple(kernel_size)
@@ -132,7 +144,17 @@ class PanelNet(nn.Module):
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, T, C)`` -> ``(B, T, d_model)``, causal (zeros before the first step)."""
         x = F.pad(x.transpose(1, 2), (self.kernel_size - 1, 0))
-        return self._convolve(x).transpose(1, 2)
+        e = self._convolve(x).transpose(1, 2)
+        if self._positional():
+            e = e + self._position_code(torch.arange(e.shape[1], device=e.device), e)
+        return e
+
+    def _positional(self) -> bool:
+        return getattr(self, "positional", False)  # absent: pickled before the option
+
+    def _position_code(self, positions: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """The sinusoidal code of ``positions`` ``(n,)``: ``(n, d_model)``, ``like``'s dtype."""
+        return sinusoidal_encoding(positions, like.shape[-1]).to(like.dtype)
 
     def _pools(self) -> bool:
         return getattr(self, "readout", "last") == "mean"  # absent: pickled before readouts
@@ -156,7 +178,8 @@ class PanelNet(nn.Module):
 
     def init_state(self, batch: int, device: torch.device | str | None = None) -> tuple:
         """The state before any step: ``(last kernel_size - 1 inputs, backbone state)``, and
-        for the mean readout ``(sum of the backbone's outputs, steps)`` after them."""
+        for the mean readout ``(sum of the backbone's outputs, steps)`` after them, and with
+        ``positional`` the index of the next step ``(batch,)`` last."""
         ref = self.head.weight
         device = device if device is not None else ref.device
         window = torch.zeros(batch, self.kernel_size - 1, self.n_channels, device=device)
@@ -164,19 +187,26 @@ class PanelNet(nn.Module):
         if self._pools():
             total = torch.zeros(batch, self.head.in_features, device=device, dtype=ref.dtype)
             state += (total, torch.zeros(batch, 1, device=device, dtype=ref.dtype))
+        if self._positional():
+            state += (torch.zeros(batch, dtype=torch.long, device=device),)
         return state
 
     def step(self, x_t: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
         """One step ``(B, C)`` -> ``(outputs (B, n_outputs), state)``, constant cost for the
         Aaren and GRU backbones (the Transformer's cache grows)."""
-        window, inner, *pool = state
+        window, inner, *rest = state
+        position = rest.pop() if self._positional() else None
         window = torch.cat([window, x_t.unsqueeze(1)], dim=1)  # (B, kernel_size, C)
         e = self._convolve(window.transpose(1, 2)).squeeze(-1)
+        if position is not None:
+            e = e + self._position_code(position, e)
         y, inner = self.backbone.step(e, inner)
         state = (window[:, 1:], inner)
         if self._pools():
-            total, steps = pool[0] + y, pool[1] + 1
+            total, steps = rest[0] + y, rest[1] + 1
             y, state = total / steps, (*state, total, steps)
+        if position is not None:
+            state = (*state, position + 1)
         return self.head(self.dropout(y)), state
 
 

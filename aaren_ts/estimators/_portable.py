@@ -99,6 +99,7 @@ def network_kwargs(module: nn.Module) -> dict[str, Any]:
             ),
             "dropout": module.dropout.p,
             "readout": getattr(module, "readout", "last"),  # absent: pickled before readouts
+            "positional": getattr(module, "positional", False),  # absent: before the option
         }
     if isinstance(module, TPPNet):
         kwargs = _backbone_kwargs(module.encoder)

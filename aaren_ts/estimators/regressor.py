@@ -54,6 +54,12 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         What the head reads at each step: the backbone's output at that step ("last"), or
         the mean of its outputs over all steps so far ("mean", a pooled summary of the
         whole series; streams keep its running sum, still O(1) per step).
+    positional : bool or "auto", default False
+        Aaren and GRU backbones: add the sinusoidal code of each step's index (0 at a
+        series' first step) to its embedding, the position signal the Transformer backbone
+        adds inside itself (a stream counts its steps in its state, still O(1) per step).
+        "auto": on for univariate series (the ``AarenClassifier`` default; no folds were
+        run for the regressor, which keeps False).
     dropout : float, default 0.1
     max_epochs : int, default 100
     batch_size : int, default 32
@@ -123,6 +129,7 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         kernel_size: int | tuple[int, ...] = 3,
         recency: bool = False,
         readout: str = "last",
+        positional: bool | str = False,
         dropout: float = 0.1,
         max_epochs: int = 100,
         batch_size: int = 32,
@@ -145,6 +152,7 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         self.kernel_size = kernel_size
         self.recency = recency
         self.readout = readout
+        self.positional = positional
         self.dropout = dropout
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -210,7 +218,14 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         """Tiny settings for sktime's conformance suite (one or two epochs, width 4-8)."""
         return [
             {"d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 2, "random_state": 0},
-            {"d_model": 4, "n_layers": 1, "n_heads": 2, "max_epochs": 1, "readout": "mean"},
+            {
+                "d_model": 4,
+                "n_layers": 1,
+                "n_heads": 2,
+                "max_epochs": 1,
+                "readout": "mean",
+                "positional": True,
+            },
             {
                 "backbone": "gru",
                 "d_model": 4,
