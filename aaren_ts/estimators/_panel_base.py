@@ -17,7 +17,14 @@ import torch
 
 from ._atomic import restored_on_error
 from ._distributed import check_devices, train_network
-from ._panel_net import READOUTS, PanelData, PanelNet, predict_outputs, train_panel
+from ._panel_net import (
+    READOUTS,
+    PanelData,
+    PanelNet,
+    check_positional,
+    predict_outputs,
+    train_panel,
+)
 from ._params import (
     NETWORK,
     PLACEMENT,
@@ -180,15 +187,7 @@ class AarenPanelMixin(PersistenceMixin):
             )
         if self.recency and self.backbone != "aaren":
             raise ValueError(f"recency=True applies to the aaren backbone, not {self.backbone!r}")
-        if (
-            not isinstance(self.positional, str)
-            and self.positional
-            and self.backbone == "transformer"
-        ):
-            raise ValueError(
-                "positional=True applies to the aaren and gru backbones: the transformer "
-                "backbone adds its own sinusoidal code"
-            )
+        check_positional(self.positional, self.backbone)
 
     def _positional(self) -> bool:
         """``positional`` for this fit (``n_channels_`` known): "auto" is on for univariate

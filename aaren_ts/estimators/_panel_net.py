@@ -55,6 +55,16 @@ def _multi_scale_mask(sizes: tuple[int, ...], d_model: int, n_channels: int) -> 
 READOUTS = ("last", "mean")
 
 
+def check_positional(positional: object, backbone: str) -> None:
+    """Refuse ``positional=True`` with the transformer backbone, which adds its own code
+    ("auto" never asks for it there)."""
+    if not isinstance(positional, str) and positional and backbone == "transformer":
+        raise ValueError(
+            "positional=True applies to the aaren and gru backbones: the transformer "
+            "backbone adds its own sinusoidal code"
+        )
+
+
 def running_mean(y: torch.Tensor) -> torch.Tensor:
     """``(B, T, D)`` -> the mean of steps ``0..t`` at every step ``t`` (causal: right-padding
     after a series' last step leaves its means unchanged)."""
@@ -107,11 +117,7 @@ class PanelNet(nn.Module):
         super().__init__()
         if readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
-        if positional and backbone == "transformer":
-            raise ValueError(
-                "positional=True applies to the aaren and gru backbones: the transformer "
-                "backbone adds its own sinusoidal code"
-            )
+        check_positional(positional, backbone)
         self.positional = bool(positional)
         self.n_channels = n_channels
         self.readout = readout
