@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from aaren_ts.estimators import AarenClassifier
+from aaren_ts.estimators._panel_base import AUTO_POSITIONAL_MAX_STEPS
 
 TINY = {"d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 2, "random_state": 0}
 
@@ -607,17 +608,33 @@ def test_positional_adds_the_step_index_code_to_each_embedding():
 
 
 @pytest.mark.parametrize(
-    "backbone, channels, expected",
-    [("aaren", 1, True), ("gru", 1, True), ("aaren", 2, False), ("transformer", 1, False)],
+    "backbone, channels, longest, expected",
+    [
+        ("aaren", 1, 17, True),
+        ("gru", 1, 17, True),
+        ("aaren", 1, AUTO_POSITIONAL_MAX_STEPS, True),
+        ("aaren", 1, AUTO_POSITIONAL_MAX_STEPS + 1, False),
+        ("gru", 1, AUTO_POSITIONAL_MAX_STEPS + 1, False),
+        ("aaren", 2, 17, False),
+        ("transformer", 1, 17, False),
+    ],
 )
-def test_positional_auto_is_on_for_univariate_series_without_the_transformer(
-    backbone, channels, expected, ragged
+def test_positional_auto_is_on_for_short_univariate_series_without_the_transformer(
+    backbone, channels, longest, expected, ragged
 ):
-    """The default ``positional="auto"`` resolves at fit from the channels: the code for
-    univariate series with the aaren or gru backbone; multivariate series and the
-    transformer (which adds its own code) go without."""
+    """The default ``positional="auto"`` resolves at fit from the channels and the longest
+    series: the code for univariate series of at most ``AUTO_POSITIONAL_MAX_STEPS`` steps
+    with the aaren or gru backbone; longer or multivariate series and the transformer (which
+    adds its own code) go without."""
     series, labels = ragged
-    panel = as_multiindex([s.iloc[:, :channels] for s in series])
+    series = [s.iloc[:, :channels] for s in series]
+    # the ragged series are 6-17 steps; the first one stretched to ``longest`` (edge padded)
+    series[0] = pd.DataFrame(
+        np.pad(series[0].to_numpy(), ((0, longest - len(series[0])), (0, 0)), "edge"),
+        columns=series[0].columns,
+    )
+    assert max(len(s) for s in series) == longest
+    panel = as_multiindex(series)
     clf = AarenClassifier(backbone=backbone, **TINY).fit(panel, labels)
     assert clf.get_params()["positional"] == "auto"  # resolved on the network, not the param
     assert clf.network_.positional is expected

@@ -52,6 +52,13 @@ _SKLEARN_ATTRIBUTES = ("_parent_callback_ctx", "_skl_callbacks")
 # unequal series into numpy's "all input arrays must have the same shape")
 PANEL_MTYPES = ["pd-multiindex", "numpy3D", "df-list"]
 
+# positional="auto" turns the position code on for univariate series of at most this many
+# steps (the longest fitted series counts). Chosen on validation folds of the training
+# splits: the code lifts ArrowHead (251 steps) and GunPoint (150), ties UnitTest and
+# ItalyPowerDemand (24), and lowers OSULeaf (427 steps: 0.715 to 0.595); the folds put the
+# line between 251 and 427 steps (benchmarks/RESULTS.md, issue 17)
+AUTO_POSITIONAL_MAX_STEPS = 300
+
 
 def panel_arrays(X: Any) -> list[np.ndarray]:
     """A panel in one of ``PANEL_MTYPES`` -> list of ``(T_i, C)`` float64 arrays (complex,
@@ -189,11 +196,17 @@ class AarenPanelMixin(PersistenceMixin):
             raise ValueError(f"recency=True applies to the aaren backbone, not {self.backbone!r}")
         check_positional(self.positional, self.backbone)
 
-    def _positional(self) -> bool:
-        """``positional`` for this fit (``n_channels_`` known): "auto" is on for univariate
-        series with the aaren or gru backbone (the transformer adds its own code)."""
+    def _positional(self, longest: int) -> bool:
+        """``positional`` for this fit (``n_channels_`` known, ``longest`` the most steps of
+        a fitted series): "auto" is on for univariate series of at most
+        ``AUTO_POSITIONAL_MAX_STEPS`` steps with the aaren or gru backbone (the transformer
+        adds its own code)."""
         if isinstance(self.positional, str):  # "auto" (the only string the check lets in)
-            return self.backbone != "transformer" and self.n_channels_ == 1
+            return (
+                self.backbone != "transformer"
+                and self.n_channels_ == 1
+                and longest <= AUTO_POSITIONAL_MAX_STEPS
+            )
         return bool(self.positional)
 
     def _series(self, X, fitted: bool) -> list[np.ndarray]:
@@ -283,7 +296,7 @@ class AarenPanelMixin(PersistenceMixin):
                 kernel_size=self.kernel_size,
                 recency=self.recency,
                 readout=self.readout,
-                positional=self._positional(),
+                positional=self._positional(max(len(s) for s in series)),
             ).to(self._device)
             validation = None
             if len(val):

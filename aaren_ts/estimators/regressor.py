@@ -58,8 +58,8 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         Aaren and GRU backbones: add the sinusoidal code of each step's index (0 at a
         series' first step) to its embedding, the position signal the Transformer backbone
         adds inside itself (a stream counts its steps in its state, still O(1) per step).
-        "auto": on for univariate series (the ``AarenClassifier`` default; no folds were
-        run for the regressor, which keeps False).
+        "auto": on for univariate series of at most 300 steps (the ``AarenClassifier``
+        default; no folds were run for the regressor, which keeps False).
     dropout : float, default 0.1
     max_epochs : int, default 100
     batch_size : int, default 32
