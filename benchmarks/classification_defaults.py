@@ -156,16 +156,21 @@ def main(argv: list[str] | None = None) -> None:
     header = run_header("classification_defaults.py", argv, args.threads, PACKAGES)
     record = {**header, "rows": []}
     names = list(CANDIDATES) if args.candidates is None else args.candidates
+
+    def save() -> None:  # after every row: a long screen stopped early keeps what it has
+        if args.json:
+            Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+
     for dataset in args.datasets or local_datasets():
         X, y = load_split(dataset, "train")  # never the test split
         for row in majority_folds(y, args.folds, args.seed) if args.baseline else []:
             record["rows"].append({"dataset": dataset, "candidate": "majority (baseline)", **row})
+        save()  # the baseline alone (--candidates with no names) is written too
         for name in names:
             for row in cross_validate(X, y, CANDIDATES[name], args.folds, args.seed, args.quick):
                 record["rows"].append({"dataset": dataset, "candidate": name, **row})
                 print(json.dumps(record["rows"][-1]), flush=True)
-                if args.json:
-                    Path(args.json).write_text(json.dumps(record, indent=1) + "\n")
+                save()
     print(report(record["rows"]))
 
 

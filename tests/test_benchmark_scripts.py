@@ -250,6 +250,19 @@ def test_classification_defaults_quick_reads_only_the_train_split(tmp_path, monk
                                   "--candidates", "defaults"])  # fmt: skip
 
 
+def test_classification_defaults_baseline_alone_is_written(tmp_path):
+    """``--candidates`` with no names and ``--baseline``: the constant baseline's folds, and
+    nothing fitted, still reach the JSON file."""
+    out = tmp_path / "baseline.json"
+    args = ["--datasets", "BasicMotions", "--folds", "2", "--candidates", "--baseline"]
+    _run_here("classification_defaults.py", *args, "--json", str(out))
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["candidate"], r["fold"]) for r in rows] == [
+        ("majority (baseline)", 0), ("majority (baseline)", 1),
+    ]  # fmt: skip
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows)
+
+
 def test_classification_reads_the_sets_sktime_ships_offline(tmp_path, monkeypatch):
     """``--sktime-shipped`` finds sktime's classification sets (not its regression ones) and
     reads them from sktime's package folder: no download, equal to sktime's own loader;
