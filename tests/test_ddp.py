@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import torch
 
-from aaren_ts.estimators import AarenForecaster
+from aaren_ts.estimators import AarenForecaster, _distributed
 from aaren_ts.estimators._distributed import check_devices
 from aaren_ts.estimators._forecast_net import pinball_loss
 from aaren_ts.estimators._sharding import Shard
@@ -111,6 +111,40 @@ def test_no_ranks_spawned_from_a_daemonic_worker(monkeypatch):
     forecaster = AarenForecaster(devices=2, max_epochs=1, **TINY)
     with pytest.raises(RuntimeError, match=r"daemonic worker process .* use devices=1"):
         forecaster.fit(_panel(1), fh=[1])
+
+
+@pytest.mark.skipif(
+    "forkserver" not in multiprocessing.get_all_start_methods(), reason="no forkserver here"
+)
+def test_ranks_fork_from_a_forkserver_that_preloads_what_they_import(monkeypatch):
+    """One interpreter start per session instead of one per rank and fit: the forkserver
+    imports the training code and torch._dynamo (the optimiser's first use) before it forks,
+    and a user's own preload list is kept."""
+    from multiprocessing import forkserver
+
+    monkeypatch.setattr(forkserver._forkserver, "_preload_modules", ["__main__", "user_mod"])
+    assert _distributed.start_method() == "forkserver"
+    preload = forkserver._forkserver._preload_modules
+    assert preload[:2] == ["__main__", "user_mod"]
+    assert set(preload[2:]) == {"aaren_ts.estimators._distributed", "torch._dynamo"}
+    assert _distributed.start_method() == "forkserver"  # asked again: nothing added twice
+    assert len(forkserver._forkserver._preload_modules) == 4
+
+
+def test_ranks_are_spawned_where_there_is_no_forkserver(monkeypatch):
+    """(Windows has no forkserver.) ``fit`` hands torch the start method it chose."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    started = []
+
+    def start_processes(*args, start_method, **kwargs):
+        started.append(start_method)
+        raise RuntimeError("stop before starting any rank")
+
+    monkeypatch.setattr(torch.multiprocessing, "start_processes", start_processes)
+    with pytest.raises(RuntimeError, match="stop before"):
+        AarenForecaster(devices=2, max_epochs=1, **TINY).fit(_panel(1), fh=[1])
+    assert started == ["spawn"]
 
 
 @pytest.mark.slow

@@ -277,7 +277,8 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
     Multi-device training: on one machine with four GPUs,
     ``AarenForecaster(device="cuda", devices=4, strategy="ddp")`` spawns four processes
     (NCCL, one GPU each) inside ``fit``; ``devices=2`` on CPU spawns two (gloo). The ranks
-    are started with ``spawn``: a script that calls ``fit`` needs the
+    are forked from a forkserver that imports torch and this package once per session
+    (``spawn`` where the platform has no forkserver): a script that calls ``fit`` needs the
     ``if __name__ == "__main__":`` guard, and this package must import in a fresh
     interpreter. Over several nodes, start the same script on every node with ``torchrun
     --nnodes=N --nproc-per-node=G --rdzv-backend=c10d --rdzv-endpoint=HOST:PORT
