@@ -51,8 +51,8 @@ from aaren_ts._checks import json_option  # noqa: E402
 
 THROUGHPUT = [(512, 1 << 10), (512, 1 << 12), (512, 1 << 14), (512, 1 << 16)]
 LONG = [(512, 1 << 10), (128, 1 << 12), (32, 1 << 14), (8, 1 << 16), (8, 1 << 20)]
-QUICK_THROUGHPUT = [(8, 64), (8, 256)]
-QUICK_LONG = [(8, 64), (2, 256)]
+QUICK_THROUGHPUT = [(2, 32), (2, 128)]
+QUICK_LONG = [(2, 32), (1, 128)]
 DH = 64
 STEP_BATCH, STEP_D, STEP_LAYERS, STEP_HEADS = 64, 128, 2, 4
 SDPA_MAX_N = 1 << 16  # causal SDPA is O(N^2): the 1M row would take minutes per call
