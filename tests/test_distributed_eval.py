@@ -38,7 +38,9 @@ def dask_client():
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        # any free port: None still binds 8787, and another test's cluster running at the
+        # same time (pytest-xdist) made distributed warn "Port 8787 is already in use"
+        dashboard_address=":0",
     )
     client = Client(cluster)  # the default scheduler of dask.compute while it is open
     yield client

@@ -131,7 +131,7 @@ def test_parallel_workers_are_recognised(monkeypatch):
         assert pool.map(_worker_flag, [0]) == [True]
     # a dask worker (threads inside this process, so no cluster start-up cost)
     distributed = pytest.importorskip("distributed")
-    with distributed.Client(processes=False, n_workers=1, dashboard_address=None) as client:
+    with distributed.Client(processes=False, n_workers=1, dashboard_address=":0") as client:
         assert client.submit(in_parallel_worker).result() is True
     assert not in_parallel_worker()
     # a ray worker, as ray's runtime context reports it (starting ray takes ~10 s)
