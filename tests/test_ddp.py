@@ -147,6 +147,26 @@ def test_ranks_are_spawned_where_there_is_no_forkserver(monkeypatch):
     assert started == ["spawn"]
 
 
+def test_a_rank_that_fails_raises_in_the_caller_with_its_error(monkeypatch):
+    """A rank that raises ends ``fit`` with that rank's error, instead of hanging on the
+    other rank, and leaves the caller's network as it was."""
+    from argparse import Namespace  # a plain picklable record, as the training data are
+
+    from aaren_ts.estimators._forecast_training import fit_network
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    net = torch.nn.Linear(2, 2)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with pytest.raises(torch.multiprocessing.ProcessRaisedException, match="no_such_option"):
+        _distributed.fit_data_parallel(
+            net, Namespace(x=torch.zeros(3, 2)), processes=2,
+            device=torch.device("cpu"), generator=torch.Generator().manual_seed(0),
+            train=fit_network, no_such_option=1,
+        )  # fmt: skip
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
 @pytest.mark.slow
 def test_spawned_two_ranks_match_single_process(monkeypatch):
     """``fit`` spawns two gloo ranks. Windowed mode with known-future covariates (hidden

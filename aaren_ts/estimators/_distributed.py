@@ -183,7 +183,9 @@ def start_method() -> str:
     is a new interpreter importing torch, sktime and aaren_ts. Either way the ranks unpickle
     their arguments, and a script that calls ``fit`` needs ``if __name__ == "__main__":``
     (the main module is imported again, as under ``spawn``). Modules a user asked the
-    forkserver to preload are kept; once the server runs, its preload list is fixed.
+    forkserver to preload are kept; once the server runs, its preload list is fixed, and
+    ranks see the environment variables it started with (set ``CUDA_VISIBLE_DEVICES`` and
+    the like before the session's first data-parallel fit).
 
     Examples
     --------
