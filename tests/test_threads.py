@@ -62,17 +62,31 @@ def test_bad_count_names_the_parameter(bad):
         resolve_threads(bad, 32)
 
 
+class _Recorded(Exception):
+    """Ends a fit once its thread count is recorded: running a fit on 3 threads beside the
+    other test worker costs seconds of oversubscribed spinning and tests nothing more."""
+
+
 def test_forecaster_fit_and_predict_use_the_count_and_restore_torchs(monkeypatch, two_threads):
     seen = record_threads(monkeypatch, forecaster_module, "train_network")
     y = pd.Series(np.sin(np.arange(80) / 4.0))
     f = AarenForecaster(max_epochs=1, d_model=8, n_heads=2, max_horizon=2, random_state=0)
-    f.fit(y)
+    f.fit(y)  # one full fit at the default count
     assert seen == [1] and torch.get_num_threads() == 2
-    f.set_params(n_threads=-1).fit(y)  # torch's own setting
-    assert seen[-1] == 2
-    f.set_params(n_threads=3).fit(y)
-    assert seen[-1] == 3 and torch.get_num_threads() == 2
-    # predict and update run under the same setting (the network records it)
+
+    def stop(*args, **kwargs):
+        raise _Recorded
+
+    monkeypatch.setattr(forecaster_module, "train_network", stop)
+    inside = record_threads(monkeypatch, forecaster_module, "train_network")
+    for n_threads in (-1, 3):  # torch's own setting, then an explicit count
+        g = AarenForecaster(max_epochs=1, d_model=8, n_heads=2, max_horizon=2, n_threads=n_threads)
+        with pytest.raises(_Recorded):
+            g.fit(y)
+        assert torch.get_num_threads() == 2  # restored, here after an error
+    assert inside == [2, 3]
+    # predict and update run under the fitted estimator's setting (the network records it)
+    f.n_threads = 3
     steps = record_threads(monkeypatch, type(f.network_), "forward")
     f.update(pd.Series([0.5], index=[80]), update_params=False)
     f.predict(fh=[1, 2])
