@@ -337,21 +337,6 @@ def test_short_series_and_bad_parameters_are_named():
         f.update(y.to_frame("other"), update_params=False)
 
 
-@pytest.mark.slow
-def test_defaults_beat_seasonal_naive_on_airline():
-    """Every default (full history, local_window "auto"): fit to 1958 and forecast 1959, fit
-    to 1959 and forecast 1960. Seasonal naive (last year's month) is 47.6 passengers off on
-    average; the old full-history default (training statistics) was 148 off."""
-    y = load_airline()
-    errors, naive = [], []
-    for cut in (120, 132):
-        f = AarenForecaster(random_state=0).fit(y.iloc[:cut], fh=range(1, 13))
-        errors.append(np.abs(f.predict().to_numpy() - y.iloc[cut : cut + 12].to_numpy()).mean())
-        naive.append(np.abs(y.iloc[cut - 12 : cut].to_numpy() - y.iloc[cut : cut + 12]).mean())
-    assert np.mean(naive) == pytest.approx(47.58, abs=0.01)
-    assert np.mean(errors) < np.mean(naive), errors
-
-
 def test_full_history_calibration_leaves_the_point_forecast_alone():
     y = load_airline()
     f = AarenForecaster(max_horizon=3, validation_size=0.3, **TINY).fit(y)
