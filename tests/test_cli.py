@@ -123,12 +123,14 @@ def test_bench_passes_quick_and_extra_arguments_to_the_script(tmp_path, capfd, m
     assert f"FROM {ROOT / 'aaren_ts' / '__init__.py'}" in out
 
 
-def test_bench_errors_when_the_scripts_cannot_be_found(tmp_path):
-    result = _cli("bench", "scan", env={"AAREN_TS_BENCHMARKS": str(tmp_path / "missing")})
-    assert result.returncode == 2
-    assert f"AAREN_TS_BENCHMARKS={tmp_path / 'missing'} is not a directory" in result.stderr
-    result = _cli("bench", "scan", env={"AAREN_TS_BENCHMARKS": str(tmp_path)})
-    assert result.returncode == 2 and f"no scan.py in {tmp_path}" in result.stderr
+def test_bench_errors_when_the_scripts_cannot_be_found(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AAREN_TS_BENCHMARKS", str(tmp_path / "missing"))
+    assert main(["bench", "scan"]) == 2
+    err = capsys.readouterr().err
+    assert f"AAREN_TS_BENCHMARKS={tmp_path / 'missing'} is not a directory" in err
+    monkeypatch.setenv("AAREN_TS_BENCHMARKS", str(tmp_path))
+    assert main(["bench", "scan"]) == 2
+    assert f"no scan.py in {tmp_path}" in capsys.readouterr().err
 
 
 @pytest.mark.slow
