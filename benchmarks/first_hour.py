@@ -7,6 +7,12 @@ gives every run's seconds, the median per condition and the loaded / idle ratio 
 medians: a thread-oversubscribed run shows as a ratio of 10 or more (issue 19 measured up
 to 34x before the estimators ran small networks on one thread).
 
+Every run also records the CPU seconds its processes used (user + system, the command and
+its children) and, just before it, a host probe: the seconds of a fixed pure-Python loop in
+this process. On a shared host the same work can take tens of percent more CPU from one
+hour to the next; the probe and the CPU seconds tell such a slower host from a slower
+command.
+
 Targets (issue 19; this 2-core machine): the main command under 30 s and ``python -m
 pytest`` with the data folder under 8 minutes, three times in a row, idle and loaded.
 
@@ -32,6 +38,11 @@ import tempfile
 import time
 from pathlib import Path
 
+try:
+    import resource  # the children's CPU time (Unix)
+except ImportError:  # pragma: no cover - Windows
+    resource = None
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -53,16 +64,39 @@ def _busy() -> None:
         x = (x * 1103515245 + 12345) % 2**31
 
 
-def timed(command: list[str]) -> tuple[float, int]:
-    """Wall seconds and exit status of one run (output discarded, as a user would skim it)."""
+PROBE_ITERATIONS = 3_000_000  # about 0.6 s on the project's 2-core machine
+
+
+def host_probe() -> float:
+    """Seconds of a fixed pure-Python loop: the host's speed just before a run."""
+    start = time.perf_counter()
+    x = 0
+    for _ in range(PROBE_ITERATIONS):
+        x = (x * 1103515245 + 12345) % 2**31
+    return time.perf_counter() - start
+
+
+def _children_cpu() -> float | None:
+    if resource is None:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed(command: list[str]) -> tuple[float, int, float | None]:
+    """Wall seconds, exit status and CPU seconds (the command and every process it waited
+    for) of one run; output discarded, as a user would skim it."""
     with tempfile.TemporaryDirectory() as tmp:
         argv = [part.replace("{tmp}", tmp) for part in command]
+        cpu_before = _children_cpu()
         start = time.perf_counter()
         done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True)
         seconds = time.perf_counter() - start
+        cpu_after = _children_cpu()
     if done.returncode != 0:
         print(f"  exit {done.returncode}: {done.stdout[-1500:]}{done.stderr[-1500:]}")
-    return seconds, done.returncode
+    cpu = None if cpu_before is None else cpu_after - cpu_before
+    return seconds, done.returncode, cpu
 
 
 def measure(name: str, repeats: int) -> dict:
@@ -74,9 +108,15 @@ def measure(name: str, repeats: int) -> dict:
             busy.start()
         try:
             for i in range(repeats):
-                seconds, status = timed(COMMANDS[name])
-                runs[condition].append({"seconds": round(seconds, 2), "exit": status})
-                print(f"{name:<11}{condition:<8}run {i + 1}: {seconds:7.1f} s (exit {status})")
+                probe = host_probe()
+                seconds, status, cpu = timed(COMMANDS[name])
+                runs[condition].append({
+                    "seconds": round(seconds, 2), "exit": status, "probe_s": round(probe, 3),
+                    "cpu_s": None if cpu is None else round(cpu, 1),
+                })  # fmt: skip
+                cpu_text = "" if cpu is None else f", CPU {cpu:.1f} s"
+                print(f"{name:<11}{condition:<8}run {i + 1}: {seconds:7.1f} s (exit {status}"
+                      f"{cpu_text}, host probe {probe:.2f} s)")  # fmt: skip
         finally:
             if busy is not None:
                 busy.terminate()
