@@ -8,10 +8,11 @@ medians: a thread-oversubscribed run shows as a ratio of 10 or more (issue 19 me
 to 34x before the estimators ran small networks on one thread).
 
 Every run also records the CPU seconds its processes used (user + system, the command and
-its children) and, just before it, a host probe: the seconds of a fixed pure-Python loop in
-this process. On a shared host the same work can take tens of percent more CPU from one
-hour to the next; the probe and the CPU seconds tell such a slower host from a slower
-command.
+everything it started; the busy process is not counted): on the shared host the test suite
+took 650 s of CPU at one hour and 842 s an hour later with less work in it, so where the CPU
+seconds grow with the wall time and the code did not change, the host slowed down. (A fixed
+pure-Python loop timed before each run did not see that slowdown, 0.35-0.6 s throughout,
+and was dropped.)
 
 Targets (issue 19; this 2-core machine): the main command under 30 s and ``python -m
 pytest`` with the data folder under 8 minutes, three times in a row, idle and loaded.
@@ -64,18 +65,6 @@ def _busy() -> None:
         x = (x * 1103515245 + 12345) % 2**31
 
 
-PROBE_ITERATIONS = 3_000_000  # about 0.6 s on the project's 2-core machine
-
-
-def host_probe() -> float:
-    """Seconds of a fixed pure-Python loop: the host's speed just before a run."""
-    start = time.perf_counter()
-    x = 0
-    for _ in range(PROBE_ITERATIONS):
-        x = (x * 1103515245 + 12345) % 2**31
-    return time.perf_counter() - start
-
-
 def _children_cpu() -> float | None:
     if resource is None:
         return None
@@ -108,15 +97,14 @@ def measure(name: str, repeats: int) -> dict:
             busy.start()
         try:
             for i in range(repeats):
-                probe = host_probe()
                 seconds, status, cpu = timed(COMMANDS[name])
                 runs[condition].append({
-                    "seconds": round(seconds, 2), "exit": status, "probe_s": round(probe, 3),
+                    "seconds": round(seconds, 2), "exit": status,
                     "cpu_s": None if cpu is None else round(cpu, 1),
                 })  # fmt: skip
                 cpu_text = "" if cpu is None else f", CPU {cpu:.1f} s"
                 print(f"{name:<11}{condition:<8}run {i + 1}: {seconds:7.1f} s (exit {status}"
-                      f"{cpu_text}, host probe {probe:.2f} s)")  # fmt: skip
+                      f"{cpu_text})")  # fmt: skip
         finally:
             if busy is not None:
                 busy.terminate()

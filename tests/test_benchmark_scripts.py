@@ -316,9 +316,9 @@ def test_first_hour_quick_times_idle_and_loaded_runs(tmp_path):
     runs = record["results"]["quick"]["runs"]
     assert [len(runs["idle"]), len(runs["loaded"])] == [1, 1]
     assert all(r["exit"] == 0 and r["seconds"] > 0 for c in runs.values() for r in c)
-    # the host probe before each run, and the CPU the run's processes used
-    assert all(r["probe_s"] > 0 and r["cpu_s"] > 0 for c in runs.values() for r in c)
-    assert "host probe" in done.stdout
+    # the CPU seconds the run's processes used
+    assert all(r["cpu_s"] > 0 for c in runs.values() for r in c)
+    assert ", CPU " in done.stdout
     assert "loaded/idle" in done.stdout and record["command"].startswith("python benchmarks/")
 
 
