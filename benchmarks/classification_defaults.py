@@ -67,6 +67,11 @@ CANDIDATES: dict[str, dict] = {
     # backbone's own position signal; ArrowHead, where Aaren trails it, is shape data)
     "positional": {"positional": True},
     "positional=False": {"positional": False},  # the defaults before "auto"
+    # width and depth: Aaren's learned query makes each head one pooled summary per layer,
+    # so more heads or layers give the last step more summaries to read (ArrowHead, GunPoint)
+    "n_heads=8": {"n_heads": 8},
+    "d_model=128": {"d_model": 128},
+    "n_layers=3": {"n_layers": 3},
 }
 
 
