@@ -24,13 +24,13 @@ Running it
     python benchmarks/first_hour.py                       # both commands, 3 + 3 runs each
     python benchmarks/first_hour.py --commands quickstart --repeats 3 --json out.json
     python benchmarks/first_hour.py --quick               # one tiny command: checks the script
+    python benchmarks/first_hour.py --commands tests --conditions loaded   # one condition
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
 import statistics
 import subprocess
@@ -58,11 +58,21 @@ COMMANDS = {
 }
 
 
-def _busy() -> None:
-    """One core's worth of pure-Python work, until terminated."""
-    x = 0
-    while True:
-        x = (x * 1103515245 + 12345) % 2**31
+# one core's worth of pure-Python work, until terminated
+_BUSY_LOOP = "x = 0\nwhile True:\n    x = (x * 1103515245 + 12345) % 2**31\n"
+
+
+def start_busy() -> subprocess.Popen:
+    """The second CPU-bound process of the loaded condition: a bare interpreter (``-S``, no
+    site imports) running the loop, so it loads the core from its first second. (A spawned
+    ``multiprocessing`` child re-ran the calling script's imports first: torch and the
+    estimators for ``threads.py``, seconds of CPU before the loop.)"""
+    return subprocess.Popen([sys.executable, "-S", "-c", _BUSY_LOOP])
+
+
+def stop_busy(busy: subprocess.Popen) -> None:
+    busy.terminate()
+    busy.wait()
 
 
 def _children_cpu() -> float | None:
@@ -88,13 +98,10 @@ def timed(command: list[str]) -> tuple[float, int, float | None]:
     return seconds, done.returncode, cpu
 
 
-def measure(name: str, repeats: int) -> dict:
-    runs = {"idle": [], "loaded": []}
+def measure(name: str, repeats: int, conditions: list[str]) -> dict:
+    runs = {condition: [] for condition in conditions}
     for condition in runs:
-        busy = None
-        if condition == "loaded":
-            busy = multiprocessing.get_context("spawn").Process(target=_busy, daemon=True)
-            busy.start()
+        busy = start_busy() if condition == "loaded" else None
         try:
             for i in range(repeats):
                 seconds, status, cpu = timed(COMMANDS[name])
@@ -107,11 +114,12 @@ def measure(name: str, repeats: int) -> dict:
                       f"{cpu_text})")  # fmt: skip
         finally:
             if busy is not None:
-                busy.terminate()
-                busy.join()
-    idle = statistics.median(r["seconds"] for r in runs["idle"])
-    loaded = statistics.median(r["seconds"] for r in runs["loaded"])
-    return {"runs": runs, "median_idle": idle, "median_loaded": loaded, "ratio": loaded / idle}
+                stop_busy(busy)
+    medians = {f"median_{c}": statistics.median(r["seconds"] for r in runs[c]) for c in runs}
+    ratio = None
+    if len(runs) == 2:
+        ratio = medians["median_loaded"] / medians["median_idle"]
+    return {"runs": runs, **medians, "ratio": ratio}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,6 +128,10 @@ def main(argv: list[str] | None = None) -> None:
         "--commands", nargs="+", choices=["quickstart", "tests"], default=["quickstart", "tests"]
     )
     parser.add_argument("--repeats", type=positive_int_option(), default=3)
+    parser.add_argument(
+        "--conditions", nargs="+", choices=["idle", "loaded"], default=["idle", "loaded"],
+        help="measure only these (a rerun of one condition on a host whose speed moved)",
+    )  # fmt: skip
     parser.add_argument("--json", type=json_option(), help="write the results here")
     parser.add_argument("--quick", action="store_true", help="one tiny command, 1 + 1 runs")
     args = parser.parse_args(argv)
@@ -128,13 +140,16 @@ def main(argv: list[str] | None = None) -> None:
     record["threads"] = "each command's own: estimators n_threads=None, tests one per worker"
     record["cpu_count"] = os.cpu_count()
     record["aaren_ts_data"] = os.environ.get("AAREN_TS_DATA")
-    record["results"] = {name: measure(name, repeats) for name in names}
+    record["results"] = {name: measure(name, repeats, args.conditions) for name in names}
     print()
     print(f"{'command':<11}{'idle runs (s)':<26}{'loaded runs (s)':<26}{'loaded/idle':>11}")
     for name, r in record["results"].items():
-        idle = ", ".join(f"{x['seconds']:.1f}" for x in r["runs"]["idle"])
-        loaded = ", ".join(f"{x['seconds']:.1f}" for x in r["runs"]["loaded"])
-        print(f"{name:<11}{idle:<26}{loaded:<26}{r['ratio']:>10.2f}x")
+        idle, loaded = (
+            ", ".join(f"{x['seconds']:.1f}" for x in r["runs"].get(c, [])) or "-"
+            for c in ("idle", "loaded")
+        )
+        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}x"
+        print(f"{name:<11}{idle:<26}{loaded:<26}{ratio:>11}")
     if args.json:
         args.json.write_text(json.dumps(record, indent=2))
         print(f"results written to {args.json}")

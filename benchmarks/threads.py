@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import statistics
 import sys
 import time
@@ -35,7 +34,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from aaren_ts._checks import json_option, positive_int_option  # noqa: E402
 from aaren_ts.estimators import AarenForecaster  # noqa: E402
 from benchmarks._run_record import run_header  # noqa: E402
-from benchmarks.first_hour import _busy  # noqa: E402
+from benchmarks.first_hour import start_busy, stop_busy  # noqa: E402
 
 
 def fit_seconds(d_model: int, n_threads: int, epochs: int) -> float:
@@ -66,10 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     record["results"] = []
     fit_seconds(args.widths[0], 1, 1)  # warm-up: imports and first allocations
     for condition in ("idle", "loaded"):
-        busy = None
-        if condition == "loaded":
-            busy = multiprocessing.get_context("spawn").Process(target=_busy, daemon=True)
-            busy.start()
+        busy = start_busy() if condition == "loaded" else None
         try:
             for d_model in args.widths:
                 row = {"condition": condition, "d_model": d_model}
@@ -83,8 +79,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(row, flush=True)
         finally:
             if busy is not None:
-                busy.terminate()
-                busy.join()
+                stop_busy(busy)
     print()
     print(
         f"{'condition':<10}{'d_model':>8}{'1 thread (s)':>14}{'torch default (s)':>19}{'ratio':>8}"

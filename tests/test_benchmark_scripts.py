@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -320,6 +321,38 @@ def test_first_hour_quick_times_idle_and_loaded_runs(tmp_path):
     assert all(r["cpu_s"] > 0 for c in runs.values() for r in c)
     assert ", CPU " in done.stdout
     assert "loaded/idle" in done.stdout and record["command"].startswith("python benchmarks/")
+
+
+def test_first_hour_measures_only_the_conditions_asked_for(tmp_path):
+    # idle only, in this worker: a rerun of one condition where the host's speed moved
+    out = tmp_path / "idle.json"
+    lines = _run_here("first_hour.py", "--quick", "--conditions", "idle", "--json", str(out))
+    result = json.loads(out.read_text())["results"]["quick"]
+    assert list(result["runs"]) == ["idle"] and len(result["runs"]["idle"]) == 1
+    assert result["median_idle"] > 0 and "median_loaded" not in result
+    assert result["ratio"] is None
+    assert not any("loaded  run" in line for line in lines)
+    assert lines[-2].split()[-2:] == ["-", "-"]  # no loaded runs, no ratio
+
+
+def test_the_loaded_condition_spins_a_bare_interpreter_until_stopped():
+    resource = pytest.importorskip("resource", reason="CPU seconds need Unix's getrusage")
+    first_hour = _script("first_hour.py")
+
+    def children_cpu() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
+    before = children_cpu()
+    busy = first_hour.start_busy()
+    try:
+        time.sleep(0.5)
+        assert busy.poll() is None  # still spinning
+        assert busy.args[1:3] == ["-S", "-c"]  # no script, no site: no imports before the loop
+    finally:
+        first_hour.stop_busy(busy)
+    assert busy.returncode is not None  # stopped and reaped
+    assert children_cpu() - before > 0.05
 
 
 def test_threads_quick_times_one_thread_and_torchs_setting(tmp_path):
