@@ -55,6 +55,7 @@ CANDIDATES: dict[str, dict] = {
     "min_steps=800": {"min_steps": 800},
     "label_smoothing=0.1": {"label_smoothing": 0.1},
     "lr=3e-3": {"lr": 3e-3},
+    "lr=3e-4": {"lr": 3e-4},  # a slower rate: steadier last iterates on the small sets?
     # multi-scale causal embeddings (issue 17's list)
     "kernel_size=(3,7)": {"kernel_size": (3, 7)},
     "kernel_size=(3,11)": {"kernel_size": (3, 11)},
