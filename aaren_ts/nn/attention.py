@@ -38,6 +38,24 @@ def _time_dtype(device: torch.device | str | None) -> torch.dtype:
 # state dict, a pickle or a deep copy (see ``AarenAttention._step_projection``)
 _STEP_PROJECTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+# Optimiser steps taken in this process, part of every kept projection's key: torch's fused
+# optimisers (``fused=True``, which aaren_ts's own training uses) write the parameters in
+# place without moving their version counters, so versions alone missed their updates.
+_OPTIMISER_STEPS = [0]
+_COUNTING: list = []  # the registered hook's handle, once a projection is first kept
+
+
+def _count_optimiser_step(optimizer, args, kwargs) -> None:
+    _OPTIMISER_STEPS[0] += 1
+
+
+def _count_optimiser_steps() -> None:
+    """Count every optimiser step from now on (torch calls the hook after any ``step``)."""
+    if not _COUNTING:
+        from torch.optim.optimizer import register_optimizer_step_post_hook
+
+        _COUNTING.append(register_optimizer_step_post_hook(_count_optimiser_step))
+
 
 class AttentionState(NamedTuple):
     """Stream state of one ``AarenAttention`` layer.
@@ -133,8 +151,10 @@ class AarenAttention(nn.Module):
         Folding the query into the keys costs a dozen small tensor operations, as much as
         the rest of a stream's step; the weights only change when a parameter does, so
         the result is kept until one of them is written in place (its version counter
-        moves: an optimiser step, ``load_state_dict``) or replaced. The entry holds the
-        parameters' storages, so a replaced one can never reuse its address.
+        moves: ``load_state_dict``, an in-place operation), replaced, or any optimiser takes
+        a step (fused optimisers leave version counters alone). The entry holds the
+        parameters' storages, so a replaced one can never reuse its address. Writes through
+        ``.data`` are not seen: they bypass both.
         """
         # read through the parameter dicts: on Python 3.11 every attribute that reaches
         # nn.Module.__getattr__ first raises (and formats) an AttributeError, ten per step here
@@ -144,7 +164,11 @@ class AarenAttention(nn.Module):
             *(modules[name]._parameters[kind] for name in ("q_proj", "k_proj", "v_proj")
               for kind in ("weight", "bias")),
         )  # fmt: skip
-        key = tuple((p.data_ptr(), p._version) if p is not None else None for p in params)
+        _count_optimiser_steps()
+        key = (
+            _OPTIMISER_STEPS[0],
+            *((p.data_ptr(), p._version) if p is not None else None for p in params),
+        )
         entry = _STEP_PROJECTIONS.get(self)
         if entry is not None and entry[0] == key:
             return entry[2], entry[3]
