@@ -22,6 +22,7 @@ from aaren_ts.nn import (
     make_backbone,
     map_state,
 )
+from aaren_ts.nn.transformer import KVCache, TransformerBlock
 
 CONFIGS = [
     ("aaren", {}),
@@ -408,3 +409,66 @@ def test_attention_captured_under_last_only_is_forwards(rng, name):
     assert len(last.weights) == len(full.weights) == 2
     for a, b in zip(last.weights, full.weights, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("recency", [False, True])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("last_only", [False, True])
+def test_a_few_tokens_without_gradients_equal_the_parallel_pass(
+    rng, monkeypatch, recency, n, last_only
+):
+    """Up to four tokens without gradients (a policy's act: 2-3 per call) go through the
+    step's update token by token, five and more through the parallel scan; either way the
+    outputs and the state are the gradient path's (float64, carried state)."""
+    torch.manual_seed(0)
+    model = make_backbone("aaren", 16, n_layers=2, n_heads=4, recency=recency).double().eval()
+    if recency:
+        with torch.no_grad():
+            for layer in model.layers:
+                layer.attn.recency_rate.copy_(torch.tensor([0.3, -0.2, 0.05, 1.0]))
+    with torch.no_grad():
+        _, state = model(torch.randn(3, 6, 16, generator=rng, dtype=torch.float64))
+    x = torch.randn(3, n, 16, generator=rng, dtype=torch.float64)
+    want, want_state = model(x, state, last_only=last_only)  # gradients on: the scan
+    assert want.requires_grad
+    import aaren_ts.nn.attention as attention
+
+    scans = []
+    scan = attention.aaren_attention
+    monkeypatch.setattr(
+        attention, "aaren_attention", lambda *a, **k: scans.append(1) or scan(*a, **k)
+    )
+    with torch.no_grad():
+        got, got_state = model(x, state, last_only=last_only)
+    # the parallel scan runs in the layers that give every position: stepped up to 4 tokens
+    assert len(scans) == (0 if n <= 4 else 2 - last_only)
+    assert rel_err(got, want.detach()) <= 1e-12
+    leaves = torch.utils._pytree.tree_leaves
+    for a, b in zip(leaves(got_state), leaves(want_state), strict=True):
+        assert a.shape == b.shape and rel_err(a, b.detach(), scale=1.0) <= 1e-12
+
+
+@pytest.mark.parametrize("block", [AarenBlock, TransformerBlock])
+def test_a_block_outside_training_skips_dropout_and_keeps_hooks(rng, block):
+    """Outside training a block runs its plain layers as single calls and skips its dropout
+    layers: bit-equal to composing the layers as modules, and a hook on a layer still
+    fires (that layer then goes through its module call)."""
+    torch.manual_seed(0)
+    layer = block(16, 4, d_ff=None, dropout=0.5).eval()
+    x = torch.randn(2, 5, 16, generator=rng)
+    if block is AarenBlock:
+        empty = layer.attn.init_state(2)
+    else:
+        empty = KVCache(*[torch.zeros(2, 4, 0, 4)] * 2)
+    a, _ = layer.attn(layer.norm_attn(x), empty)
+    h = x + a
+    want = h + layer.ff(layer.norm_ff(h))
+    got, _ = layer(x, empty)
+    assert torch.equal(got, want)
+    calls, dropouts = [], []
+    layer.ff[0].register_forward_hook(lambda module, args, out: calls.append(out.shape))
+    for dropout in (layer.dropout, layer.ff[2]):
+        dropout.register_forward_hook(lambda module, args, out: dropouts.append(1))
+    assert torch.equal(layer(x, empty)[0], want) and calls == [(2, 5, 64)]
+    assert not dropouts  # skipped, not called as identities
+    assert not torch.equal(layer.train()(x, empty)[0], want)  # training keeps dropout

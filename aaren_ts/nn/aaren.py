@@ -23,6 +23,18 @@ def feed_forward(d_model: int, d_ff: int, dropout: float) -> nn.Sequential:
     )
 
 
+def feed_forward_without_dropout(layers: dict[str, nn.Module], h: torch.Tensor) -> torch.Tensor:
+    """A block's ``ff(norm_ff(h))`` with its dropout layers skipped (identities outside
+    training, or at p = 0), each plain layer one call (``_fast``): ``layers`` is the
+    block's ``_modules``. A stream's step and an inference pass over a few tokens run a
+    dozen such tiny layers, where ``Module.__call__`` costs more than the arithmetic."""
+    f = call(layers["norm_ff"], h)
+    for layer in layers["ff"]:
+        if not isinstance(layer, nn.Dropout):
+            f = call(layer, f)
+    return f
+
+
 class AarenBlock(nn.Module):
     """Pre-norm block: ``x + attn(norm(x))`` then ``h + ffn(norm(h))``.
 
@@ -62,9 +74,15 @@ class AarenBlock(nn.Module):
     ) -> tuple[torch.Tensor, AttentionState]:
         """``x`` ``(batch, time, d_model)`` -> ``(y, state)``; with ``last_only``, ``y`` is the
         last position's ``(batch, d_model)``: the feed-forward reads that token only."""
-        a, state = self.attn(self.norm_attn(x), state, times, last_only=last_only)
-        h = (x[:, -1] if last_only else x) + self.dropout(a)
-        return h + self.dropout(self.ff(self.norm_ff(h))), state
+        layers = self._modules  # see _fast
+        if self.training and layers["dropout"].p > 0:
+            a, state = self.attn(self.norm_attn(x), state, times, last_only=last_only)
+            h = (x[:, -1] if last_only else x) + self.dropout(a)
+            return h + self.dropout(self.ff(self.norm_ff(h))), state
+        # no dropout: the plain layers as single calls (a policy's act, a stream's update)
+        a, state = layers["attn"](call(layers["norm_attn"], x), state, times, last_only=last_only)
+        h = (x[:, -1] if last_only else x) + a
+        return h + feed_forward_without_dropout(layers, h), state
 
     def step(
         self,
@@ -80,11 +98,7 @@ class AarenBlock(nn.Module):
             return h + dropout(layers["ff"](layers["norm_ff"](h))), state
         # the dropout layers are identities here: a stream's step skips their calls
         h = x_t + a
-        f = call(layers["norm_ff"], h)
-        for layer in layers["ff"]:
-            if not isinstance(layer, nn.Dropout):
-                f = call(layer, f)
-        return h + f, state
+        return h + feed_forward_without_dropout(layers, h), state
 
 
 class Aaren(Backbone):

@@ -38,6 +38,10 @@ def _time_dtype(device: torch.device | str | None) -> torch.dtype:
 # state dict, a pickle or a deep copy (see ``AarenAttention._step_projection``)
 _STEP_PROJECTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+# Up to this many tokens without gradients, ``forward`` steps through them one at a time
+# (``AarenAttention._forward_by_steps``): a policy's act feeds 2-3 tokens per call.
+_STEPPED_TOKENS = 4
+
 # Optimiser steps taken in this process, part of every kept projection's key: torch's fused
 # optimisers (``fused=True``, which aaren_ts's own training uses) write the parameters in
 # place without moving their version counters, so versions alone missed their updates.
@@ -211,8 +215,16 @@ class AarenAttention(nn.Module):
             raise ValueError("last_only needs at least one token: x has none")
         if state is None:
             state = self.init_state(batch, x.device)
-        values = self.v_proj(x).view(batch, n, self.n_heads, self.d_head).transpose(1, 2)
-        scores = self.scores(x).transpose(1, 2)  # (batch, n_heads, n)
+        if n and n <= _STEPPED_TOKENS and times is None and not torch.is_grad_enabled():
+            return self._forward_by_steps(x, state, last_only)
+        if torch.is_grad_enabled():
+            values = self.v_proj(x)
+            scores = self.scores(x)
+        else:  # inference (a stream's update, a policy's act): the weights folded once
+            projected = F.linear(x, *self._step_projection())
+            values, scores = projected[..., : self.d_model], projected[..., self.d_model :]
+        values = values.reshape(batch, n, self.n_heads, self.d_head).transpose(1, 2)
+        scores = scores.transpose(1, 2)  # (batch, n_heads, n)
         scan, time = state
         if times is not None:
             times = times.to(device=x.device, dtype=time.dtype)
@@ -231,12 +243,39 @@ class AarenAttention(nn.Module):
         if last_only:  # (batch, n_heads, d_head) -> (batch, d_model)
             scan = aaren_reduce(scores, values, scan)
             out = state_output(scan).to(values.dtype).reshape(batch, self.d_model)
-            return self.out_proj(out), AttentionState(scan, new_time)
+            return call(self._modules["out_proj"], out), AttentionState(scan, new_time)
         out, scan = aaren_attention(
             scores, values, scan, return_state=True, backend=self.scan_backend
         )
         out = out.transpose(1, 2).reshape(batch, n, self.d_model)
-        return self.out_proj(out), AttentionState(scan, new_time)
+        return call(self._modules["out_proj"], out), AttentionState(scan, new_time)
+
+    def _forward_by_steps(
+        self, x: torch.Tensor, state: AttentionState, last_only: bool
+    ) -> tuple[torch.Tensor, AttentionState]:
+        """``forward`` of a few tokens without gradients (a policy's act, a stream's short
+        update): one projection for all of them, then ``step``'s O(1) update token by
+        token, where the parallel scan's dispatch and checks cost more than its arithmetic.
+        The numbers of ``step`` called per token."""
+        batch, n, _ = x.shape
+        projected = F.linear(x, *self._step_projection())
+        values = projected[..., : self.d_model].reshape(batch, n, self.n_heads, self.d_head)
+        scores = projected[..., self.d_model :]
+        scan, time = state
+        rate = self._parameters.get("recency_rate")  # see step
+        outs = []
+        for i in range(n):
+            if rate is not None:
+                scan = ScanState(scan.m - rate, scan.u, scan.w)
+            score, value = scores[:, i], values[:, i]
+            stepped = fitting_step(scan, score, value)
+            out, scan = aaren_step(scan, score, value) if stepped is None else stepped
+            outs.append(out)
+        if last_only:
+            out = outs[-1].reshape(batch, self.d_model)
+        else:
+            out = torch.stack(outs, 1).reshape(batch, n, self.d_model)
+        return call(self._modules["out_proj"], out), AttentionState(scan, time + n)
 
     def step(
         self,

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .aaren import feed_forward
+from ._fast import call
+from .aaren import feed_forward, feed_forward_without_dropout
 from .base import Backbone
 
 
@@ -67,7 +68,7 @@ class CausalSelfAttention(nn.Module):
             return self._last(x, cache)
         q, k, v = (
             t.view(batch, n, self.n_heads, self.d_head).transpose(1, 2)
-            for t in self.qkv_proj(x).chunk(3, dim=-1)
+            for t in call(self._modules["qkv_proj"], x).chunk(3, dim=-1)
         )
         keys, values = self._extend(cache, k, v)
         past = cache.keys.shape[2]
@@ -78,7 +79,7 @@ class CausalSelfAttention(nn.Module):
             visible = torch.ones(n, past + n, dtype=torch.bool, device=x.device).tril(past)
             out = F.scaled_dot_product_attention(q, keys, values, attn_mask=visible)
         out = out.transpose(1, 2).reshape(batch, n, d_model)
-        return self.out_proj(out), KVCache(keys, values)
+        return call(self._modules["out_proj"], out), KVCache(keys, values)
 
     @staticmethod
     def _extend(cache: KVCache, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -97,7 +98,7 @@ class CausalSelfAttention(nn.Module):
         q = q.view(batch, 1, self.n_heads, self.d_head).transpose(1, 2)
         # the last token sees every cached and new token: no mask
         out = F.scaled_dot_product_attention(q, keys, values)  # (batch, heads, 1, d_head)
-        return self.out_proj(out.reshape(batch, d_model)), KVCache(keys, values)
+        return call(self._modules["out_proj"], out.reshape(batch, d_model)), KVCache(keys, values)
 
 
 class TransformerBlock(nn.Module):
@@ -114,9 +115,15 @@ class TransformerBlock(nn.Module):
     def forward(
         self, x: torch.Tensor, cache: KVCache, *, last_only: bool = False
     ) -> tuple[torch.Tensor, KVCache]:
-        a, cache = self.attn(self.norm_attn(x), cache, last_only=last_only)
-        h = (x[:, -1] if last_only else x) + self.dropout(a)
-        return h + self.dropout(self.ff(self.norm_ff(h))), cache
+        layers = self._modules  # see _fast
+        if self.training and layers["dropout"].p > 0:
+            a, cache = self.attn(self.norm_attn(x), cache, last_only=last_only)
+            h = (x[:, -1] if last_only else x) + self.dropout(a)
+            return h + self.dropout(self.ff(self.norm_ff(h))), cache
+        # no dropout: the plain layers as single calls, as AarenBlock does
+        a, cache = layers["attn"](call(layers["norm_attn"], x), cache, last_only=last_only)
+        h = (x[:, -1] if last_only else x) + a
+        return h + feed_forward_without_dropout(layers, h), cache
 
 
 class CausalTransformer(Backbone):
