@@ -100,6 +100,9 @@ class DecisionNet(nn.Module):
         return self._finish(torch.stack(parts, dim=1))
 
     def continue_from(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
-        """Feed ``tokens`` after ``state``; the action predicted at the last one (``s_t``)."""
-        out, state = self.backbone(tokens, state)
-        return self.head(out[:, -1]), state
+        """Feed ``tokens`` after ``state``; the action predicted at the last one (``s_t``).
+
+        The head reads that token alone, so the backbone's top layer computes its output
+        only (``last_only``); the state is the full pass's."""
+        out, state = self.backbone(tokens, state, last_only=True)
+        return self.head(out), state
