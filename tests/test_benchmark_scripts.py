@@ -364,6 +364,31 @@ def test_airline_defaults_quick_prints_both_targets_beside_the_baselines():
     assert len(rows) == 2 and all(row.count(" +- ") == 2 for row in rows)
 
 
+def test_rl_act_compare_quick_times_two_versions_in_one_process(tmp_path):
+    """This checkout against itself: two packages in one process (the copy imported under
+    its own name, then dropped), every model timed in both, and the same actions from the
+    same fitted weights."""
+    out = tmp_path / "compare.json"
+    stdout = _run_here(
+        "rl_act_compare.py", "--before", str(BENCH.parent), "--quick", "--json", str(out)
+    )
+    record = json.loads(out.read_text())
+    assert record["spans"] == [[1, 10]]
+    assert set(record["models"]) == {
+        "Aaren",
+        "Transformer (K=20)",
+        "GRU",
+        "Transformer (full cache)",
+    }
+    for row in record["models"].values():
+        assert (
+            len(row["before"]) == len(row["after"]) == 1 and min(row["before"] + row["after"]) > 0
+        )
+        assert row["max_action_difference"] == 0.0
+    assert not any(name.startswith("aaren_ts_before") for name in sys.modules)
+    assert any(line.startswith("| Aaren | ") for line in stdout)
+
+
 def test_rl_quick_reports_returns_beside_the_baselines_and_cost_per_step(tmp_path):
     pytest.importorskip("gymnasium", reason="the 'rl' extra (gymnasium[mujoco]) is not installed")
     pytest.importorskip("stable_baselines3", reason="the 'rl' extra is not installed")
