@@ -159,3 +159,45 @@ def test_fitting_step_is_aaren_step(rng, dtype):
     assert fitting_step(state, score[:2], value[:2]) is None  # shapes differ
     assert fitting_step(tuple(state), score, value) is None  # not a ScanState
     assert fitting_step(state, score.half(), value.half()) is None
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 6])
+def test_absorbing_a_few_tokens_at_once_is_absorbing_them_one_by_one(rng, n):
+    """``absorb_tokens`` (a few tokens as one block, a policy's act) gives ``absorb`` token
+    by token: outputs and final state, float64, on empty and filled prefixes, with -inf
+    scores, an all -inf row, a NaN score (its prefix and later ones NaN, earlier ones
+    untouched) and scores 1e4 apart; the outputs also match an independent NumPy softmax
+    over the prefix's tokens and the new ones."""
+    from aaren_ts.scan.state import absorb, absorb_tokens, canonical
+
+    rows, d = 6, 3
+    prior_s = torch.randn(rows, 2, generator=rng, dtype=torch.float64) * 5
+    prior_v = torch.randn(rows, 2, d, generator=rng, dtype=torch.float64)
+    state = init_state(rows, d, torch.float64)
+    for i in range(2):
+        state = absorb(canonical(state), prior_s[:, i], prior_v[:, i])
+    empty = init_state(rows, d, torch.float64)
+    state = ScanState(*(torch.cat([e[:1], t[1:]]) for e, t in zip(empty, state, strict=True)))
+    scores = torch.randn(rows, n, generator=rng, dtype=torch.float64) * 5
+    values = torch.randn(rows, n, d, generator=rng, dtype=torch.float64)
+    scores[1, 0] = -math.inf
+    scores[2] = -math.inf
+    scores[3, n // 2] = math.nan
+    scores[4, -1] += 1e4
+    outs, one_by_one = [], state
+    for i in range(n):
+        one_by_one = absorb(canonical(one_by_one), scores[:, i], values[:, i])
+        outs.append(state_output(one_by_one))
+    got, final = absorb_tokens(canonical(state), scores, values)
+    torch.testing.assert_close(got, torch.stack(outs, 1), rtol=1e-12, atol=1e-12, equal_nan=True)
+    for a, b in zip(final, one_by_one, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, equal_nan=True)
+    assert torch.isnan(got[3, n // 2 :]).all() and not torch.isnan(got[3, : n // 2]).any()
+    # row 2's new tokens all at -inf weigh nothing: every output is its prefix's
+    assert torch.equal(got[2], state_output(state)[2].expand(n, d))
+    # rows 0, 1, 4, 5 against NumPy: row 0 from an empty prefix, the others after two tokens
+    for row in (0, 1, 4, 5):
+        s = scores[row] if row == 0 else torch.cat([prior_s[row], scores[row]])
+        v = values[row] if row == 0 else torch.cat([prior_v[row], values[row]])
+        ref = torch.as_tensor(numpy_reference(s[None], v[None]))[0, -n:]
+        assert rel_err(got[row], ref) <= 1e-10
