@@ -417,9 +417,9 @@ def test_attention_captured_under_last_only_is_forwards(rng, name):
 def test_a_few_tokens_without_gradients_equal_the_parallel_pass(
     rng, monkeypatch, recency, n, last_only
 ):
-    """Up to four tokens without gradients (a policy's act: 2-3 per call) go through the
-    step's update token by token, five and more through the parallel scan; either way the
-    outputs and the state are the gradient path's (float64, carried state)."""
+    """Up to four tokens without gradients (a policy's act: 2-3 per call) are absorbed as
+    one small block (``absorb_tokens``), five and more go through the parallel scan; either
+    way the outputs and the state are the gradient path's (float64, carried state)."""
     torch.manual_seed(0)
     model = make_backbone("aaren", 16, n_layers=2, n_heads=4, recency=recency).double().eval()
     if recency:
@@ -472,3 +472,18 @@ def test_a_block_outside_training_skips_dropout_and_keeps_hooks(rng, block):
     assert torch.equal(layer(x, empty)[0], want) and calls == [(2, 5, 64)]
     assert not dropouts  # skipped, not called as identities
     assert not torch.equal(layer.train()(x, empty)[0], want)  # training keeps dropout
+
+
+def test_a_few_tokens_after_a_state_of_another_dtype_take_the_general_path(rng):
+    """A carried state that does not fit the layer (float64 for a float32 layer) is cast by
+    the general path, as before: the few-token block declines it."""
+    attn = AarenAttention(8, 2, recency=True).eval()
+    state = attn.init_state(2, dtype=torch.float64)
+    x = torch.randn(2, 3, 8, generator=rng)
+    with torch.no_grad():
+        assert attn._forward_few(x, state, False) is None
+        got, got_state = attn(x, state)
+    want, want_state = attn(x, state)  # gradients on: the general path
+    assert got_state.scan.m.dtype == torch.float32
+    assert rel_err(got, want.detach()) <= 1e-6
+    assert rel_err(got_state.scan.w, want_state.scan.w.detach()) <= 1e-6

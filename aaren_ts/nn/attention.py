@@ -25,6 +25,7 @@ from torch import nn
 
 from ..scan import ScanState, aaren_attention, aaren_reduce, aaren_step, init_state, state_output
 from ..scan.recurrent import fitting_step
+from ..scan.state import absorb_tokens, canonical
 from ._fast import call
 
 
@@ -38,9 +39,9 @@ def _time_dtype(device: torch.device | str | None) -> torch.dtype:
 # state dict, a pickle or a deep copy (see ``AarenAttention._step_projection``)
 _STEP_PROJECTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-# Up to this many tokens without gradients, ``forward`` steps through them one at a time
-# (``AarenAttention._forward_by_steps``): a policy's act feeds 2-3 tokens per call.
-_STEPPED_TOKENS = 4
+# Up to this many tokens without gradients, ``forward`` takes them as one small block
+# (``AarenAttention._forward_few``): a policy's act feeds 2-3 tokens per call.
+_FEW_TOKENS = 4
 
 # Optimiser steps taken in this process, part of every kept projection's key: torch's fused
 # optimisers (``fused=True``, which aaren_ts's own training uses) write the parameters in
@@ -215,8 +216,10 @@ class AarenAttention(nn.Module):
             raise ValueError("last_only needs at least one token: x has none")
         if state is None:
             state = self.init_state(batch, x.device)
-        if n and n <= _STEPPED_TOKENS and times is None and not torch.is_grad_enabled():
-            return self._forward_by_steps(x, state, last_only)
+        if n and n <= _FEW_TOKENS and times is None and not torch.is_grad_enabled():
+            few = self._forward_few(x, state, last_only)
+            if few is not None:
+                return few
         if torch.is_grad_enabled():
             values = self.v_proj(x)
             scores = self.scores(x)
@@ -250,31 +253,39 @@ class AarenAttention(nn.Module):
         out = out.transpose(1, 2).reshape(batch, n, self.d_model)
         return call(self._modules["out_proj"], out), AttentionState(scan, new_time)
 
-    def _forward_by_steps(
+    def _forward_few(
         self, x: torch.Tensor, state: AttentionState, last_only: bool
-    ) -> tuple[torch.Tensor, AttentionState]:
+    ) -> tuple[torch.Tensor, AttentionState] | None:
         """``forward`` of a few tokens without gradients (a policy's act, a stream's short
-        update): one projection for all of them, then ``step``'s O(1) update token by
-        token, where the parallel scan's dispatch and checks cost more than its arithmetic.
-        The numbers of ``step`` called per token."""
+        update), or None where the state does not fit them (another dtype or shape: the
+        general path then checks and casts). One projection for all tokens, then
+        ``absorb_tokens``: the tokens' weights as one small block, where the parallel
+        scan's dispatch and checks cost more than its arithmetic. Equal to ``step`` token
+        by token up to rounding (recency included: each earlier score is ``rate`` lower per
+        later token, the carried prefix ``n * rate`` lower)."""
         batch, n, _ = x.shape
-        projected = F.linear(x, *self._step_projection())
-        values = projected[..., : self.d_model].reshape(batch, n, self.n_heads, self.d_head)
-        scores = projected[..., self.d_model :]
         scan, time = state
+        projected = F.linear(x, *self._step_projection())
+        scores = projected[..., self.d_model :].transpose(1, 2)  # (batch, n_heads, n)
+        if not (
+            type(scan) is ScanState
+            and scan.m.dtype == scan.u.dtype == scan.w.dtype == scores.dtype
+            and scan.m.shape == scores.shape[:-1]
+            and scan.w.shape == (*scores.shape[:-1], self.d_head)
+            and scan.m.device == scores.device
+        ):
+            return None
+        values = projected[..., : self.d_model].reshape(batch, n, self.n_heads, self.d_head)
         rate = self._parameters.get("recency_rate")  # see step
-        outs = []
-        for i in range(n):
-            if rate is not None:
-                scan = ScanState(scan.m - rate, scan.u, scan.w)
-            score, value = scores[:, i], values[:, i]
-            stepped = fitting_step(scan, score, value)
-            out, scan = aaren_step(scan, score, value) if stepped is None else stepped
-            outs.append(out)
+        if rate is not None:
+            age = torch.arange(1 - n, 1, device=x.device, dtype=scores.dtype)  # i - n
+            scores = scores + rate.unsqueeze(-1) * age
+            scan = ScanState(scan.m - n * rate, scan.u, scan.w)
+        outs, scan = absorb_tokens(canonical(scan), scores, values.transpose(1, 2))
         if last_only:
-            out = outs[-1].reshape(batch, self.d_model)
+            out = outs[:, :, -1].reshape(batch, self.d_model)
         else:
-            out = torch.stack(outs, 1).reshape(batch, n, self.d_model)
+            out = outs.transpose(1, 2).reshape(batch, n, self.d_model)
         return call(self._modules["out_proj"], out), AttentionState(scan, time + n)
 
     def step(

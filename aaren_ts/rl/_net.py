@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..nn import make_backbone
+from ..nn._fast import call
 
 
 class DecisionNet(nn.Module):
@@ -59,7 +60,15 @@ class DecisionNet(nn.Module):
         return self.embed_time(timesteps.clamp(0, self.max_timestep - 1))
 
     def _finish(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.embed_dropout(self.embed_norm(tokens))
+        tokens = call(self._modules["embed_norm"], tokens)
+        if self.training:  # outside training the dropout is an identity: not called
+            tokens = self.embed_dropout(tokens)
+        return tokens
+
+    def _act(self, out: torch.Tensor) -> torch.Tensor:
+        """The action head (a linear layer, then tanh) on backbone outputs."""
+        linear, squash = self.head
+        return squash(call(linear, out))
 
     def forward(
         self,
@@ -82,7 +91,7 @@ class DecisionNet(nn.Module):
             dim=2,
         ).reshape(batch, 3 * steps, -1)
         out, state = self.backbone(self._finish(tokens), state)
-        return self.head(out[:, 1::3]), state
+        return self._act(out[:, 1::3]), state
 
     def tokens_for_step(
         self,
@@ -93,10 +102,14 @@ class DecisionNet(nn.Module):
     ) -> torch.Tensor:
         """The tokens one ``act`` appends: ``(B, 2 or 3, d_model)``."""
         time = self._time(timestep)
+        layers = self._modules  # plain layers as single calls (see aaren_ts.nn._fast)
         parts = []
         if previous_action is not None:
-            parts.append(self.embed_action(previous_action) + self._time(timestep - 1))
-        parts += [self.embed_return(rtg.unsqueeze(-1)) + time, self.embed_obs(obs) + time]
+            parts.append(call(layers["embed_action"], previous_action) + self._time(timestep - 1))
+        parts += [
+            call(layers["embed_return"], rtg.unsqueeze(-1)) + time,
+            call(layers["embed_obs"], obs) + time,
+        ]
         return self._finish(torch.stack(parts, dim=1))
 
     def continue_from(self, tokens: torch.Tensor, state: Any) -> tuple[torch.Tensor, Any]:
@@ -105,4 +118,4 @@ class DecisionNet(nn.Module):
         The head reads that token alone, so the backbone's top layer computes its output
         only (``last_only``); the state is the full pass's."""
         out, state = self.backbone(tokens, state, last_only=True)
-        return self.head(out), state
+        return self._act(out), state
