@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..scan import ScanState, aaren_attention, aaren_reduce, aaren_step, init_state, state_output
-from ..scan.recurrent import fitting_step
+from ..scan.recurrent import fitting_step, state_fits
 from ..scan.state import absorb_tokens, canonical
 from ._fast import call
 
@@ -267,21 +267,16 @@ class AarenAttention(nn.Module):
         scan, time = state
         projected = F.linear(x, *self._step_projection())
         scores = projected[..., self.d_model :].transpose(1, 2)  # (batch, n_heads, n)
-        if not (
-            type(scan) is ScanState
-            and scan.m.dtype == scan.u.dtype == scan.w.dtype == scores.dtype
-            and scan.m.shape == scores.shape[:-1]
-            and scan.w.shape == (*scores.shape[:-1], self.d_head)
-            and scan.m.device == scores.device
-        ):
-            return None
         values = projected[..., : self.d_model].reshape(batch, n, self.n_heads, self.d_head)
+        values = values.transpose(1, 2)  # (batch, n_heads, n, d_head)
+        if not state_fits(scan, scores[..., 0], values[..., 0, :]):  # the step's own test
+            return None
         rate = self._parameters.get("recency_rate")  # see step
         if rate is not None:
             age = torch.arange(1 - n, 1, device=x.device, dtype=scores.dtype)  # i - n
             scores = scores + rate.unsqueeze(-1) * age
             scan = ScanState(scan.m - n * rate, scan.u, scan.w)
-        outs, scan = absorb_tokens(canonical(scan), scores, values.transpose(1, 2))
+        outs, scan = absorb_tokens(canonical(scan), scores, values)
         if last_only:
             out = outs[:, :, -1].reshape(batch, self.d_model)
         else:

@@ -98,19 +98,26 @@ def fitting_step(
     without its argument checks and no-op casts: a stream's layer calls this once per token,
     and those checks cost as much as the arithmetic.
     """
-    if type(state) is not ScanState:
+    if not state_fits(state, score, value):
         return None
+    new_state = absorb(canonical(state), score, value)
+    return state_output(new_state), new_state
+
+
+def state_fits(state: ScanState, score: torch.Tensor, value: torch.Tensor) -> bool:
+    """Whether ``state``, ``score`` ``(...)`` and ``value`` ``(..., D)`` can be combined as
+    they are: a ``ScanState`` of tensors, one floating dtype (float32 or float64: nothing to
+    cast or accumulate wider), matching shapes, one device."""
+    if type(state) is not ScanState:
+        return False
     m, u, w = state
     if not (isinstance(m, torch.Tensor) and isinstance(u, torch.Tensor)
             and isinstance(w, torch.Tensor)):  # fmt: skip
-        return None
+        return False
     dtype = score.dtype
-    if dtype not in (torch.float32, torch.float64) or not (
+    return dtype in (torch.float32, torch.float64) and (
         m.dtype == u.dtype == w.dtype == value.dtype == dtype
         and m.shape == score.shape == u.shape
         and w.shape == value.shape
         and m.device == score.device == value.device == u.device == w.device
-    ):
-        return None
-    new_state = absorb(canonical(state), score, value)
-    return state_output(new_state), new_state
+    )
