@@ -8,6 +8,9 @@ costs O(n_layers * d_model^2) and no history is kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -33,6 +36,24 @@ def feed_forward_without_dropout(layers: dict[str, nn.Module], h: torch.Tensor) 
         if not isinstance(layer, nn.Dropout):
             f = call(layer, f)
     return f
+
+
+def pre_norm_block(
+    block: nn.Module, x: torch.Tensor, attend: Callable, last_only: bool
+) -> tuple[torch.Tensor, Any]:
+    """``x + attn(norm_attn(x))`` then ``h + ff(norm_ff(h))``, dropout on each sublayer:
+    the forward of ``AarenBlock`` and ``TransformerBlock``, whose ``attend(y)`` returns the
+    attention output and its new state. Where dropout is an identity (outside training, or
+    p = 0) the plain layers run as single calls and the dropout layers are skipped."""
+    layers = block._modules  # see _fast
+    dropout = layers["dropout"]
+    if block.training and dropout.p > 0:
+        a, state = attend(layers["norm_attn"](x))
+        h = (x[:, -1] if last_only else x) + dropout(a)
+        return h + dropout(layers["ff"](layers["norm_ff"](h))), state
+    a, state = attend(call(layers["norm_attn"], x))
+    h = (x[:, -1] if last_only else x) + a
+    return h + feed_forward_without_dropout(layers, h), state
 
 
 class AarenBlock(nn.Module):
@@ -74,15 +95,10 @@ class AarenBlock(nn.Module):
     ) -> tuple[torch.Tensor, AttentionState]:
         """``x`` ``(batch, time, d_model)`` -> ``(y, state)``; with ``last_only``, ``y`` is the
         last position's ``(batch, d_model)``: the feed-forward reads that token only."""
-        layers = self._modules  # see _fast
-        if self.training and layers["dropout"].p > 0:
-            a, state = self.attn(self.norm_attn(x), state, times, last_only=last_only)
-            h = (x[:, -1] if last_only else x) + self.dropout(a)
-            return h + self.dropout(self.ff(self.norm_ff(h))), state
-        # no dropout: the plain layers as single calls (a policy's act, a stream's update)
-        a, state = layers["attn"](call(layers["norm_attn"], x), state, times, last_only=last_only)
-        h = (x[:, -1] if last_only else x) + a
-        return h + feed_forward_without_dropout(layers, h), state
+        attn = self._modules["attn"]
+        return pre_norm_block(
+            self, x, lambda y: attn(y, state, times, last_only=last_only), last_only
+        )
 
     def step(
         self,

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._fast import call
-from .aaren import feed_forward, feed_forward_without_dropout
+from .aaren import feed_forward, pre_norm_block
 from .base import Backbone
 
 
@@ -115,15 +115,8 @@ class TransformerBlock(nn.Module):
     def forward(
         self, x: torch.Tensor, cache: KVCache, *, last_only: bool = False
     ) -> tuple[torch.Tensor, KVCache]:
-        layers = self._modules  # see _fast
-        if self.training and layers["dropout"].p > 0:
-            a, cache = self.attn(self.norm_attn(x), cache, last_only=last_only)
-            h = (x[:, -1] if last_only else x) + self.dropout(a)
-            return h + self.dropout(self.ff(self.norm_ff(h))), cache
-        # no dropout: the plain layers as single calls, as AarenBlock does
-        a, cache = layers["attn"](call(layers["norm_attn"], x), cache, last_only=last_only)
-        h = (x[:, -1] if last_only else x) + a
-        return h + feed_forward_without_dropout(layers, h), cache
+        attn = self._modules["attn"]
+        return pre_norm_block(self, x, lambda y: attn(y, cache, last_only=last_only), last_only)
 
 
 class CausalTransformer(Backbone):
