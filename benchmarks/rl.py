@@ -90,10 +90,22 @@ def _returns(name: str, root, seeds, episodes: int, fit_kwargs: dict) -> dict:
     return row
 
 
+def toy_trajectories(rng: np.random.Generator) -> list[dict]:
+    """Four random 50-step trajectories (11-dim observations, 3-dim actions): what the
+    latency tables fit their policies on (one update: the cost of acting, not the skill)."""
+    return [
+        {
+            "observations": rng.normal(size=(50, 11)),
+            "actions": np.tanh(rng.normal(size=(50, 3))),
+            "rewards": rng.uniform(size=50),
+        }
+        for _ in range(4)
+    ]
+
+
 def _latency(steps: int, fit_kwargs: dict) -> dict:
     rng = np.random.default_rng(0)
-    toy = [{"observations": rng.normal(size=(50, 11)), "actions": np.tanh(rng.normal(size=(50, 3))),
-            "rewards": rng.uniform(size=50)} for _ in range(4)]  # fmt: skip
+    toy = toy_trajectories(rng)
     out = {}
     for label, settings in LATENCY_MODELS.items():
         policy = DecisionAaren(**settings, d_model=fit_kwargs.get("d_model", 64), max_updates=1,

@@ -41,16 +41,11 @@ sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _run_record import run_header  # noqa: E402
+from rl import LATENCY_MODELS as MODELS  # noqa: E402  (benchmarks/rl.py's latency models)
+from rl import toy_trajectories  # noqa: E402
 
 import aaren_ts.rl  # noqa: E402
 
-# label -> DecisionAaren settings: benchmarks/rl.py's latency models
-MODELS = {
-    "Aaren": {"backbone": "aaren", "context_length": None},
-    "Transformer (K=20)": {"backbone": "transformer", "context_length": 20},
-    "GRU": {"backbone": "gru", "context_length": None},
-    "Transformer (full cache)": {"backbone": "transformer", "context_length": None},
-}
 SPANS = ((1, 10), (91, 110), (981, 1000))  # episode steps, 1-based, both ends included
 
 
@@ -64,21 +59,10 @@ def _before_package(checkout: Path, folder: Path):
     return importlib.import_module("aaren_ts_before.rl")
 
 
-def _toy(rng: np.random.Generator) -> list[dict]:
-    return [
-        {
-            "observations": rng.normal(size=(50, 11)),
-            "actions": np.tanh(rng.normal(size=(50, 3))),
-            "rewards": rng.uniform(size=50),
-        }
-        for _ in range(4)
-    ]
-
-
 def compare(before_rl, steps: int, rounds: int) -> dict:
     """``{label: {"before": [ms per span], "after": [...], "max_action_difference": x}}``."""
     rng = np.random.default_rng(0)
-    toy = _toy(rng)
+    toy = toy_trajectories(rng)
     policies = {}
     for version, rl in (("before", before_rl), ("after", aaren_ts.rl)):
         for label, settings in MODELS.items():
