@@ -264,6 +264,31 @@ CASES = [
      ValueError, r"differs from the one already absorbed"),
     ("fc-update-float32-overflow", "forecaster", lambda f: f.update(_y(1, start=40) + 1e39),
      ValueError, r"beyond float32's range"),
+    # ---------------------------------------------------------------- what values may be
+    # complex and boolean data refused on every path, as the panel estimators refuse them:
+    # a plain series' update took complex rows and dropped their imaginary parts
+    ("fc-update-complex", "forecaster", lambda f: f.update(_y(2, start=40).astype(complex)),
+     TypeError, r"complex"),
+    ("fc-fit-boolean-y", "new:forecaster", lambda f: f.fit(_y() > 0),
+     TypeError, r"y's column 'a' holds booleans: convert them to numbers"),
+    ("fc-update-boolean-y", "forecaster", lambda f: f.update(_y(2, start=40) > 0),
+     TypeError, r"y's column 'a' holds booleans"),
+    ("fc-fit-text-x", "new:forecaster", lambda f: f.fit(_y(), X=_x().astype(str)),
+     TypeError, r"X's column 'x' holds (str|object) values: the model reads numbers only"),
+    ("fc-update-boolean-x", "forecaster_x",
+     lambda f: f.update(_y(2, start=40, columns=("a", "b")), X=_x(2, start=40) > 0),
+     TypeError, r"X's column 'x' holds booleans"),
+    ("fc-predict-object-x", "forecaster_x",
+     lambda f: f.predict(fh=[1], X=_x(1, start=40).astype(object)),
+     TypeError, r"X's column 'x' holds object values"),
+    # known-future X at predict: checked like the X that update reads
+    ("fc-predict-x-float32-overflow", "forecaster_x",
+     lambda f: f.predict(fh=[1, 2], X=_x(2, start=40) + 1e300),
+     ValueError, r"X holds values .* beyond float32's range"),
+    # sktime hands update_params on unchecked: "no" would have fine-tuned the model
+    ("fc-update-params-not-a-bool", "forecaster",
+     lambda f: f.update(_y(2, start=40), update_params="no"),
+     ValueError, r"update_params must be True or False, got 'no'"),
     # ---------------------------------------------------------------- panel values, labels
     ("clf-labels-nan", "new:classifier",
      lambda c: c.fit(_panel(), np.array([0.0, 1.0, np.nan, 0, 1, 0, 1, 0])),

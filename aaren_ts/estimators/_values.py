@@ -30,6 +30,21 @@ def check_real_dtype(dtype: Any, what: str) -> None:
         )
 
 
+def check_real_columns(frame: pd.DataFrame, what: str) -> None:
+    """A ``TypeError`` naming ``what`` and the column unless every column of ``frame``
+    holds real numbers (integers or floats): complex and boolean columns as in
+    ``check_real_dtype``, and text or object columns, which ``to_numpy(float)`` would
+    otherwise parse where they happen to look like numbers ("1.5") and fail on elsewhere."""
+    for column, dtype in frame.dtypes.items():
+        where = f"{what}'s column {column!r}"
+        check_real_dtype(dtype, where)
+        if not pd.api.types.is_numeric_dtype(dtype):
+            raise TypeError(
+                f"{where} holds {dtype} values: the model reads numbers only (convert them, "
+                "e.g. with pd.to_numeric)"
+            )
+
+
 def real_values(values: Any, what: str) -> np.ndarray:
     """``values`` as a float64 array, refusing complex and boolean data by name (also
     inside object arrays) and anything that is not a number."""

@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from sktime.forecasting.base import BaseForecaster, ForecastingHorizon
 
+from .._checks import boolean
 from ._atomic import atomic
 from ._distributed import check_devices, train_network
 from ._forecast_net import (
@@ -60,7 +61,7 @@ from ._time_index import (
     relative_steps,
     tail,
 )
-from ._values import check_float32
+from ._values import check_float32, check_real_columns
 
 QUANTILE_LEVEL = Real(0.0, 1.0, open={"low", "high"})
 
@@ -453,6 +454,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
     def _validate_y(self, y: pd.DataFrame, min_length: int = 1, instances=None) -> None:
         if len(y) == 0:
             raise ValueError("y is empty: AarenForecaster needs at least one observation")
+        check_real_columns(y, "y")
         values = y.to_numpy(dtype=np.float64)
         if not np.isfinite(values).all():
             raise ValueError("y contains NaN or inf values; AarenForecaster needs finite data")
@@ -494,6 +496,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
     def _check_x(self, X: pd.DataFrame) -> None:
         if list(X.columns) != self.x_columns_:
             raise ValueError(f"X's columns {list(X.columns)} differ from fit's {self.x_columns_}")
+        check_real_columns(X, "X")
         if not np.isfinite(X.to_numpy(dtype=np.float64)).all():
             raise ValueError("X contains NaN or inf values; AarenForecaster needs finite data")
 
@@ -882,11 +885,15 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             and index_ok
             and all(pd.api.types.is_numeric_dtype(t) for t in dtypes)
             and not any(pd.api.types.is_bool_dtype(t) for t in dtypes)
+            # complex columns count as numeric: sktime's path refuses them (as fit does)
+            and not any(pd.api.types.is_complex_dtype(t) for t in dtypes)
         )
         return y if plain else None
 
     def _update_plain_or_checked(self, y, X=None, update_params=True):
-        # see _plain_rows; the result is the same as BaseForecaster.update's
+        # see _plain_rows; the result is the same as BaseForecaster.update's.
+        # sktime passes update_params on unchecked: "no" or None would read as a choice
+        update_params = boolean(update_params, "update_params")
         rows = self._plain_rows(y, X) if self.is_fitted else None
         if rows is None:
             return BaseForecaster.update(self, y, X, update_params=update_params)
@@ -1120,6 +1127,8 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         for step, time in zip(steps, times, strict=True):
             if time in x.index:
                 future[step - 1] = (x.loc[time].to_numpy(dtype=np.float64) - mean) / std
+        # as every X that update reads: beyond float32 after scaling, refused by name
+        check_float32(future[~np.isnan(future)], "X")
         covariates = torch.tensor(future, dtype=torch.float32, device=self._device)
         with torch.no_grad():
             term = self.network_.future_term(covariates)  # (H, n_targets, Q)
