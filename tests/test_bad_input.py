@@ -15,7 +15,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
-from estimator_inputs import LABELS, TARGETS, TINY
+import torch
+from estimator_inputs import LABELS, TARGETS, TINY, tensor_leaves
 from estimator_inputs import events as _events
 from estimator_inputs import panel as _panel
 from estimator_inputs import x_frame as _x
@@ -173,7 +174,7 @@ CASES = [
      (ValueError, TypeError), r"compatible format"),
     ("clf-fit-object-dtype", "new:classifier",
      lambda c: c.fit(np.full((8, 2, 12), "x", dtype=object), LABELS),
-     TypeError, r"X must hold numeric values"),
+     TypeError, r"X holds text"),
     ("clf-fit-overflow", "new:classifier",
      lambda c: c.fit(_with(_panel(), (0, 0, 0), 1e308), LABELS),
      ValueError, r"too large to standardise"),
@@ -194,7 +195,7 @@ CASES = [
     ("reg-fit-inf-target", "new:regressor", lambda r: r.fit(_panel(), _with(TARGETS, 2, np.inf)),
      ValueError, r"y contains NaN or inf"),
     ("reg-fit-string-target", "new:regressor", lambda r: r.fit(_panel(), LABELS),
-     TypeError, r"y must hold numeric values"),
+     TypeError, r"y holds text"),
     ("reg-fit-inf-x", "new:regressor",
      lambda r: r.fit(_with(_panel(), (2, 0, 0), -np.inf), TARGETS),
      ValueError, r"series 2 of X contains NaN or inf"),
@@ -314,6 +315,19 @@ CASES = [
      TypeError, r"x_t holds complex numbers"),
     ("clf-stream-overflow", "classifier",
      lambda c: c.start_stream().update(np.array([1e39, 1.0])), ValueError, r"float32"),
+    # within float32's range once standardised, but overflowing inside the network (it
+    # answered NaN probabilities and an arbitrary class, or a NaN prediction)
+    ("clf-predict-overflows-inside-the-network", "classifier",
+     lambda c: c.predict(_with(_panel(), (0, 0, 3), 1e38)),
+     ValueError, r"series 0 of X drives the network to NaN or inf"),
+    ("reg-predict-overflows-inside-the-network", "regressor",
+     lambda r: r.predict(_with(_panel(), (2, 1, 5), -1e38)),
+     ValueError, r"series 2 of X drives the network to NaN or inf"),
+    # text is refused whatever it holds: numpy parsed "0.5" as a number
+    ("clf-predict-numeric-text", "classifier", lambda c: c.predict(_panel().astype(str)),
+     TypeError, r"X holds text"),
+    ("reg-fit-numeric-text-target", "new:regressor",
+     lambda r: r.fit(_panel(), TARGETS.astype(str)), TypeError, r"y holds text"),
     ("reg-y-complex", "new:regressor", lambda r: r.fit(_panel(), TARGETS.astype(complex)),
      TypeError, r"y holds complex numbers"),
     ("reg-y-bool", "new:regressor", lambda r: r.fit(_panel(), TARGETS > 0.5),
@@ -538,3 +552,21 @@ def test_numpy_scalars_are_accepted_where_python_ones_are():
     AarenClassifier(**numpy_params, positional=np.bool_(True)).fit(_panel(), LABELS)
     AarenPointProcess(**numpy_params, n_marks=np.int64(2)).fit(_events())
     HawkesPointProcess(n_marks=np.int64(2), decay=np.float64(1.0)).fit(_events())
+
+
+def test_a_stream_update_that_overflows_inside_the_network_keeps_the_stream(fitted):
+    """A row within float32's range that overflows inside the network raises by name and
+    leaves the stream as it was: its step count, its outputs and every state tensor."""
+    stream = copy.deepcopy(fitted["classifier"]).start_stream(2)
+    stream.update(np.array([[0.1, 0.2], [0.3, -0.4]]))
+    before = (
+        stream.n_steps,
+        stream.predict_proba(),
+        [t.clone() for t in tensor_leaves(stream._state)],
+    )
+    with pytest.raises(ValueError, match=r"stream 1 of x_t drives the network to NaN or inf"):
+        stream.update(np.array([[0.1, 0.2], [1e38, 1.0]]))
+    assert stream.n_steps == before[0]
+    np.testing.assert_array_equal(stream.predict_proba(), before[1])
+    for got, kept in zip(tensor_leaves(stream._state), before[2], strict=True):
+        assert torch.equal(got, kept)

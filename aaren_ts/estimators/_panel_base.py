@@ -40,7 +40,7 @@ from ._params import (
 from ._persistence import PersistenceMixin
 from ._portable import PortableStateMixin
 from ._threads import threaded
-from ._values import check_float32, check_real_dtype, real_values
+from ._values import check_finite_outputs, check_float32, check_real_dtype, real_values
 from .forecaster import check_standardisable
 
 # sklearn >= 1.9 stores these on the estimator during GridSearchCV / cross_val_score;
@@ -136,8 +136,10 @@ class PanelStream(PortableStateMixin):
         check_float32(scaled, "x_t")
         scaled = torch.tensor(scaled, dtype=torch.float32)
         with torch.no_grad():
-            out, self._state = self._net.step(scaled.to(self._device), self._state)
-        self._output = out.double().cpu().numpy()
+            out, state = self._net.step(scaled.to(self._device), self._state)
+        output = out.double().cpu().numpy()
+        check_finite_outputs(list(output), "x_t", "stream")  # before anything is kept
+        self._state, self._output = state, output
         self.n_steps += 1
         return self
 
@@ -331,9 +333,11 @@ class AarenPanelMixin(PersistenceMixin):
     # ------------------------------------------------------------------ prediction
     @threaded
     def _outputs(self, X, every_step: bool = False) -> list[np.ndarray]:
-        return predict_outputs(
+        outputs = predict_outputs(
             self.network_, self._series(X, True), self._device, every_step=every_step
         )
+        check_finite_outputs(outputs, "X")
+        return outputs
 
     @threaded
     def _prefix_outputs(self, X) -> np.ndarray:

@@ -50,16 +50,41 @@ def real_values(values: Any, what: str) -> np.ndarray:
     inside object arrays) and anything that is not a number."""
     arr = np.asarray(values)
     check_real_dtype(arr.dtype, what)
+    if arr.dtype.kind in "US":
+        _refuse_text(what)
     if arr.dtype.kind == "O":
         for item in arr.ravel():
             if isinstance(item, (bool, np.bool_)):
                 check_real_dtype(np.bool_, what)
             if isinstance(item, (complex, np.complexfloating)):
                 check_real_dtype(np.complex128, what)
+            if isinstance(item, (str, bytes)):
+                _refuse_text(what)
     try:
         return arr.astype(np.float64)
     except (TypeError, ValueError) as err:
         raise TypeError(f"{what} must hold numeric values: {err}") from None
+
+
+def _refuse_text(what: str) -> None:
+    # numpy parses "1.5" as a number and fails on "a": text is refused whatever it holds
+    raise TypeError(
+        f"{what} holds text: the model reads numbers only (convert them, e.g. with "
+        "pd.to_numeric or .astype(float))"
+    )
+
+
+def check_finite_outputs(outputs: list[np.ndarray], what: str, unit: str = "series") -> None:
+    """A ``ValueError`` when the network's outputs for ``what`` are not finite: values
+    within float32's range but far outside anything fit saw (1e38 standard deviations)
+    overflow inside the network, which would answer NaN or inf."""
+    for i, out in enumerate(outputs):
+        if not np.isfinite(out).all():
+            raise ValueError(
+                f"{unit} {i} of {what} drives the network to NaN or inf: its values are far "
+                "outside anything fit saw (they overflow float32 inside the network); "
+                "rescale the data or refit on data of this size"
+            )
 
 
 def check_float32(scaled: np.ndarray, what: str) -> None:
