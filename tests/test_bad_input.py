@@ -226,7 +226,29 @@ CASES = [
     ("tpp-fit-fractional-mark", "new:point_process", lambda p: p.fit([([0.5, 1.0], [0, 0.5])]),
      TypeError, r"(?i)marks must be integers"),
     ("tpp-fit-string-times", "new:point_process", lambda p: p.fit([(["a", "b"], [0, 0])]),
-     TypeError, r"(?i)times must be numeric"),
+     TypeError, r"times must be real numbers, got text"),
+    # text that reads as numbers, on every path that takes event times: numpy parsed it
+    ("tpp-predict-numeric-text-times", "point_process",
+     lambda p: p.predict([(["0.5", "1.0"], [0, 0])]),
+     TypeError, r"sequence 0: times must be real numbers, got text"),
+    ("tpp-stream-numeric-text-time", "point_process", lambda p: p.start_stream().update("1.0"),
+     TypeError, r"times must be real numbers, got text"),
+    ("tpp-stream-boolean-time", "point_process", lambda p: p.start_stream().update(True),
+     TypeError, r"times must be real numbers, got booleans"),
+    ("tpp-start-stream-text", "point_process", lambda p: p.start_stream("0"),
+     TypeError, r"t_start must be a real number, got '0'"),
+    ("tpp-stream-log-likelihood-nan-end", "point_process",
+     lambda p: p.start_stream().update(0.5).log_likelihood(t_end=np.nan),
+     ValueError, r"t_end must be finite, got nan"),
+    ("tpp-intensity-numeric-text-times", "point_process",
+     lambda p: p.intensity(_events()[0], ["1.0"]), TypeError, r"times holds text"),
+    # a switch given as text: "no" would have read as True
+    ("tpp-predict-every-prefix-not-a-bool", "point_process",
+     lambda p: p.predict(_events(), every_prefix="no"),
+     ValueError, r"every_prefix must be True or False, got 'no'"),
+    ("hawkes-predict-proba-every-prefix-not-a-bool", "new:hawkes",
+     Then(lambda h: h.fit(_events()), lambda h: h.predict_proba(_events(), every_prefix=1)),
+     ValueError, r"every_prefix must be True or False, got 1"),
     ("tpp-fit-marks-length", "new:point_process", lambda p: p.fit([([0.5, 1.0], [0])]),
      ValueError, r"2 times but 1 marks"),
     ("tpp-predict-before-fit", "new:point_process", lambda p: p.predict([([0.5], [0])]),
@@ -570,3 +592,11 @@ def test_a_stream_update_that_overflows_inside_the_network_keeps_the_stream(fitt
     np.testing.assert_array_equal(stream.predict_proba(), before[1])
     for got, kept in zip(tensor_leaves(stream._state), before[2], strict=True):
         assert torch.equal(got, kept)
+
+
+def test_intensity_at_no_time_is_an_empty_array(fitted):
+    """No time asked: an empty ``(0, n_marks)`` array (it was numpy's empty-reduction
+    error)."""
+    model = copy.deepcopy(fitted["point_process"])
+    out = model.intensity(_events()[0], [])
+    assert out.shape == (0, model.n_marks_)

@@ -75,6 +75,11 @@ def _one_dimensional(values, name: str, where: str) -> np.ndarray:
     if arr.dtype.kind in "cb" and arr.size:  # complex or boolean: not an event time / mark
         kind = "complex numbers" if arr.dtype.kind == "c" else "booleans"
         raise TypeError(f"{where}: {name} must be real numbers, got {kind}")
+    # text, even text that reads as a number ("1.5"), which numpy would otherwise parse
+    if arr.dtype.kind in "US" or (
+        arr.dtype.kind == "O" and any(isinstance(v, (str, bytes)) for v in arr)
+    ):
+        raise TypeError(f"{where}: {name} must be real numbers, got text")
     return arr
 
 

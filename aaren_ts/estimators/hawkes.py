@@ -10,7 +10,7 @@ import numpy as np
 from scipy import optimize
 from skbase.base import BaseEstimator
 
-from .._checks import MAX_EVENTS, finite_float, positive_int
+from .._checks import MAX_EVENTS, boolean, finite_float, positive_int
 from ..datasets.events import EventSequence, as_event_sequences, simulate_hawkes
 from ._params import OPTIONAL_POSITIVE_INT, Options, Real, Seed, check_params
 from ._persistence import PersistenceMixin
@@ -232,6 +232,7 @@ class HawkesPointProcess(PersistenceMixin, BaseEstimator):
     def predict(self, X, every_prefix: bool = False):
         """Next event time (conditional mean) and most probable mark, as
         ``AarenPointProcess.predict``."""
+        every_prefix = boolean(every_prefix, "every_prefix")
         seqs = self._sequences(X, "predict")
         out = []
         for s in seqs:
@@ -243,6 +244,7 @@ class HawkesPointProcess(PersistenceMixin, BaseEstimator):
 
     def predict_proba(self, X, every_prefix: bool = False):
         """Next-mark probabilities, as ``AarenPointProcess.predict_proba``."""
+        every_prefix = boolean(every_prefix, "every_prefix")
         seqs = self._sequences(X, "predict_proba")
         probs = [self._next_event(s)[1] for s in seqs]
         return probs if every_prefix else np.stack([p[-1] for p in probs])

@@ -16,7 +16,7 @@ import torch
 from skbase.base import BaseEstimator
 from sktime.exceptions import NotFittedError
 
-from .._checks import finite_float, positive_int
+from .._checks import boolean, finite_float, positive_int
 from ..datasets.events import EventSequence, as_event_sequences
 from ._optim import adam
 from ._params import (
@@ -35,6 +35,7 @@ from ._persistence import PersistenceMixin
 from ._portable import PortableStateMixin, relink_streams
 from ._threads import threaded
 from ._tpp_net import Decoded, TPPNet, pad_events
+from ._values import real_values
 
 CONVENTIONS = ("window", "easytpp")
 POINT_KINDS = ("mean", "median", "mode")  # predict's point of the next gap
@@ -487,6 +488,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
             ``log tau``).
         """
         point = point_summary(kind, getattr(self, "max_gap_", None))  # None: saved before it
+        every_prefix = boolean(every_prefix, "every_prefix")  # "no" would read as True
         seqs = self._sequences(X, "predict")
         out = []
         for s, dec in zip(seqs, self._decoded(seqs), strict=True):
@@ -501,6 +503,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
     def predict_proba(self, X, every_prefix: bool = False):
         """Next-mark probabilities: ``(n_sequences, n_marks)`` after each sequence's end, or
         per sequence ``(N + 1, n_marks)`` after every prefix."""
+        every_prefix = boolean(every_prefix, "every_prefix")
         seqs = self._sequences(X, "predict_proba")
         probs = [dec.mark_log_probs.exp().numpy() for dec in self._decoded(seqs)]
         last = _finite(np.stack([p[-1] for p in probs]), "the next-mark probabilities")
@@ -519,7 +522,11 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         if len(seqs) != 1:
             raise ValueError(f"intensity takes one sequence, got {len(seqs)}")
         s = seqs[0]
-        times = np.atleast_1d(np.asarray(times, dtype=np.float64))
+        times = np.atleast_1d(real_values(times, "times"))
+        if times.ndim != 1:
+            raise ValueError(f"times must be one-dimensional, got shape {times.shape}")
+        if times.size == 0:  # no time asked: no intensity (not numpy's empty-reduction error)
+            return np.zeros((0, self.n_marks_))
         if np.isnan(times).any() or times.min() < s.t_start or times.max() > s.t_end:
             raise ValueError(f"times must lie in the sequence's window [{s.t_start}, {s.t_end}]")
         dec = self._decoded(seqs)[0]
@@ -688,8 +695,8 @@ class EventStream(PortableStateMixin):
     """
 
     def __init__(self, estimator: AarenPointProcess, t_start: float = 0.0) -> None:
-        t_start = float(t_start)
-        if not np.isfinite(t_start) or t_start < 0:
+        t_start = finite_float(t_start, "t_start")  # "0" or True are not times
+        if t_start < 0:
             raise ValueError(f"t_start must be finite and >= 0, got {t_start}")
         self._net = estimator.network_
         self._device = estimator._device
@@ -710,7 +717,9 @@ class EventStream(PortableStateMixin):
     def update(self, times, marks=None) -> EventStream:
         """Absorb one event or several (``times`` scalar or 1-D; ``marks`` likewise, default
         0). Everything is checked before the state changes; returns the stream."""
-        times = np.atleast_1d(np.asarray(times, dtype=np.float64))
+        # as given: the sequence check below refuses text and booleans (a float cast here
+        # would have read "1.5" and True as times)
+        times = np.atleast_1d(np.asarray(times))
         marks = np.zeros(len(times), np.int64) if marks is None else np.atleast_1d(marks)
         seq = as_event_sequences([(times, marks, self.last_time, None)])[0]
         _check_marks([seq], self.n_marks)
@@ -746,8 +755,8 @@ class EventStream(PortableStateMixin):
         _check_normalisation("event", convention)
         if convention == "easytpp":
             return self._ll - self._first_ll
-        t_end = self.last_time if t_end is None else float(t_end)
-        if not t_end >= self.last_time:
+        t_end = self.last_time if t_end is None else finite_float(t_end, "t_end")
+        if t_end < self.last_time:
             raise ValueError(f"t_end={t_end} is before the last event time {self.last_time}")
         _check_gap(t_end - self.last_time, "the stream")
         with torch.no_grad():
