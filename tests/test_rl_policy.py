@@ -144,6 +144,7 @@ def test_minari_episode_objects_with_final_observation(episodes):
 def _bad_trajectories(good):
     e = good[0]
     no_actions = {k: v for k, v in e.items() if k != "actions"}
+    huge = e["observations"].astype(np.float64) * 1e39  # finite in float64
     return {
         "a bare array": (np.zeros((5, 3)), TypeError, "list of dicts"),
         "a string": ("trajectories.npz", TypeError, "str"),
@@ -163,7 +164,25 @@ def _bad_trajectories(good):
                             ValueError, "trajectory 1"),
         "complex rewards": ([{**e, "rewards": e["rewards"] + 1j}], TypeError, "real"),
         "an episode of None": ([None], TypeError, "NoneType"),
+        # the float32 cast had turned these into inf, reported as "NaN or infinite values"
+        "observations beyond float32": ([{**e, "observations": huge}], ValueError,
+                                        "beyond float32's range"),
+        "boolean observations": ([{**e, "observations": e["observations"] > 0}], TypeError,
+                                 "holds booleans"),
+        "half a terminal": ({**_flat(good), "terminals": np.full(len(_flat(good)["rewards"]),
+                                                                  0.5)},
+                            ValueError, r"terminals must be booleans or 0/1, got .*0\.5"),
+        "text timeouts": ({**_flat(good), "timeouts": np.full(len(_flat(good)["rewards"]), "no")},
+                          TypeError, "timeouts must be booleans or 0/1"),
     }  # fmt: skip
+
+
+def _flat(episodes):
+    """The episodes as one D4RL-style dict of flat arrays, each ending with a terminal."""
+    flat = {k: np.concatenate([e[k] for e in episodes]) for k in episodes[0]}
+    ends = np.cumsum([len(e["rewards"]) for e in episodes]) - 1
+    flat["terminals"] = np.isin(np.arange(len(flat["rewards"])), ends)
+    return flat
 
 
 def test_bad_trajectories_get_named_errors_and_leave_the_policy_as_it_was(episodes):
@@ -213,6 +232,32 @@ def test_stream_misuse_and_bad_observations(episodes):
             policy.start_episode(target)
     with pytest.raises(ValueError, match="n_envs"):
         policy.start_episode(1.0, n_envs=0)
+    # predict's target_return is checked as start_episode's (text was parsed, NaN acted on)
+    for target, error in ((np.nan, ValueError), ("1", TypeError)):
+        with pytest.raises(error, match="target_return"):
+            policy.predict(episodes[0], target_return=target)
+
+
+@pytest.mark.parametrize("backbone,context_length", [("aaren", None), ("transformer", 6)])
+def test_an_observation_that_overflows_inside_the_network_leaves_the_stream_as_it_was(
+    episodes, backbone, context_length
+):
+    """Within float32's range but far outside the data (1e38 after scaling): the policy
+    answered NaN actions. Now a named ValueError, and the stream (its state, or its window)
+    is as before: the next valid steps act as a stream that never saw the bad one."""
+    policy = _small(backbone=backbone, context_length=context_length).fit(episodes)
+    steps = [(np.full(3, 0.1 * i), 0.5) for i in range(8)]  # past the window's length
+    clean, hit = policy.start_episode(5.0), policy.start_episode(5.0)
+    for i, (obs, reward) in enumerate(steps):
+        if i == 5:
+            with pytest.raises(ValueError, match="NaN or inf actions"):
+                hit.act(np.array([1e38, 0.0, 0.0]))
+            assert hit.steps == 5
+        np.testing.assert_array_equal(hit.act(obs), clean.act(obs))
+        hit.observe(reward)
+        clean.observe(reward)
+    with pytest.raises(ValueError, match="NaN or inf actions"):
+        policy.predict({**episodes[0], "observations": episodes[0]["observations"] * 1e37})
     with pytest.raises(ValueError, match="columns"):
         policy.predict({**episodes[0], "observations": np.zeros((len(episodes[0]["rewards"]), 5))})
 

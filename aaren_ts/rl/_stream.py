@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .policy import DecisionAaren
 
 
-def _targets(target_return: Any, batch: int) -> np.ndarray:
+def target_returns(target_return: Any, batch: int) -> np.ndarray:
     """``target_return`` as ``(batch,)`` float64: one number for all episodes, or one each."""
     if np.ndim(target_return) == 0:
         if isinstance(target_return, (bool, np.bool_)) or not isinstance(
@@ -59,7 +59,7 @@ class EpisodeStream:
         self._policy = policy
         self._batched = n_envs is not None
         self._n = int(n_envs) if n_envs is not None else 1
-        self.returns_to_go = _targets(target_return, self._n)
+        self.returns_to_go = target_returns(target_return, self._n)
         self.steps = 0
         self._net = policy.network_
         self._device = policy._device
@@ -88,31 +88,41 @@ class EpisodeStream:
         obs = self._as_rows(observation, "observation", len(policy.obs_mean_))
         obs = (obs - policy.obs_mean_) / policy.obs_std_
         rtg = (self.returns_to_go / policy.return_scale_).astype(np.float32)
+        state = entry = None
         with estimator_threads(policy), torch.inference_mode():
             obs_t = torch.as_tensor(obs, device=self._device)
             rtg_t = torch.as_tensor(rtg, device=self._device)
             if self._window is None:
                 step = torch.full((self._n,), self.steps, device=self._device)
                 tokens = self._net.tokens_for_step(rtg_t, obs_t, step, self._pending)
-                scaled, self._state = self._net.continue_from(tokens, self._state)
+                scaled, state = self._net.continue_from(tokens, self._state)
             else:
-                scaled = self._act_in_window(rtg_t, obs_t)
+                scaled, entry = self._act_in_window(rtg_t, obs_t)
+        # checked (an overflow inside the network names itself) before the stream moves on
+        action = policy._unscale(scaled)
+        if entry is None:
+            self._state = state
+        else:
+            self._window.append(entry)
         self._pending = scaled
         self._awaiting_reward = True
-        action = policy._unscale(scaled)
         return action if self._batched else action[0]
 
-    def _act_in_window(self, rtg: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        window = self._window
+    def _act_in_window(
+        self, rtg: torch.Tensor, obs: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The action from the last ``context_length`` steps and this one, and this step's
+        window entry (appended by ``act`` once the action is known to be finite)."""
         width = len(self._policy.action_low_)  # a_t is unknown yet; observe() sets it
-        window.append([rtg, obs, torch.zeros(self._n, width, device=self._device)])
+        entry = [rtg, obs, torch.zeros(self._n, width, device=self._device)]
+        window = [*self._window, entry][-self._window.maxlen :]
         k = len(window)
         rtgs = torch.stack([w[0] for w in window], 1)
         observations = torch.stack([w[1] for w in window], 1)
         actions = torch.stack([w[2] for w in window], 1)
         times = torch.arange(self.steps - k + 1, self.steps + 1, device=self._device)
         pred, _ = self._net(rtgs, observations, actions, times[None].expand(self._n, -1))
-        return pred[:, -1]
+        return pred[:, -1], entry
 
     def observe(self, reward: Any, action: Any = None) -> None:
         """Record the ``reward`` of the last action (a number, or ``(n_envs,)``).

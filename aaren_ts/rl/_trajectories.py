@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ..estimators._values import FLOAT32_MAX
+
 FIELDS = ("observations", "actions", "rewards")
 
 
@@ -57,7 +59,12 @@ def as_array(value: Any, name: str, where: str, ndim: int) -> np.ndarray:
         array = np.asarray(value)
     except (TypeError, ValueError) as err:
         raise TypeError(f"{where}: {name} must be a numeric array ({err})") from None
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+    if array.dtype == bool:  # as every estimator: 0/1 only where someone decided so
+        raise TypeError(
+            f"{where}: {name} holds booleans: convert them to numbers (e.g. .astype(float)) "
+            "if 0/1 is what they mean"
+        )
+    if array.dtype == object or not np.issubdtype(array.dtype, np.number):
         raise TypeError(f"{where}: {name} must be numeric, got dtype {array.dtype}")
     if np.iscomplexobj(array):
         raise TypeError(f"{where}: {name} must be real, got complex values")
@@ -66,10 +73,32 @@ def as_array(value: Any, name: str, where: str, ndim: int) -> np.ndarray:
     if array.ndim != ndim:
         shape = "(T,)" if ndim == 1 else "(T, dim)"
         raise ValueError(f"{where}: {name} must have shape {shape}, got {array.shape}")
-    array = array.astype(np.float32)
+    # checked before the float32 cast, which turns 1e39 into inf: say which it was
     if not np.isfinite(array).all():
         raise ValueError(f"{where}: {name} contains NaN or infinite values")
-    return array
+    if array.size and float(np.abs(array).max()) > FLOAT32_MAX:
+        raise ValueError(
+            f"{where}: {name} holds values beyond float32's range (3.4e38), which the "
+            "network computes in; rescale them"
+        )
+    return array.astype(np.float32)
+
+
+def end_flags(value: Any, name: str, where: str, shape: tuple[int, ...]) -> np.ndarray:
+    """``terminals`` / ``timeouts`` as booleans: booleans, or numbers that are 0 or 1 (0.5,
+    NaN or text is no answer to "did the episode end here")."""
+    flags = np.asarray(value)
+    if flags.shape != shape:
+        raise ValueError(f"{where}: {name} must have shape {shape}, got {flags.shape}")
+    if flags.dtype == bool:
+        return flags
+    if flags.dtype == object or not np.issubdtype(flags.dtype, np.number):
+        raise TypeError(f"{where}: {name} must be booleans or 0/1, got dtype {flags.dtype}")
+    bad = ~np.isin(flags, (0, 1))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{where}: {name} must be booleans or 0/1, got {flags[i]!r} at row {i}")
+    return flags.astype(bool)
 
 
 def _one(item: Any, where: str) -> Trajectory:
@@ -97,12 +126,7 @@ def _split_flat(data: Mapping) -> list[Trajectory]:
     ends = np.zeros(len(rewards), dtype=bool)
     for key in ("terminals", "timeouts"):
         if key in data:
-            flags = np.asarray(data[key])
-            if flags.shape != rewards.shape:
-                raise ValueError(
-                    f"{where}: {key} must have shape {rewards.shape}, got {flags.shape}"
-                )
-            ends |= flags.astype(bool)
+            ends |= end_flags(data[key], key, where, rewards.shape)
     obs = as_array(_field(data, "observations", where), "observations", where, 2)
     actions = as_array(_field(data, "actions", where), "actions", where, 2)
     if not len(obs) == len(actions) == len(rewards):

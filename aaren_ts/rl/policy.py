@@ -31,7 +31,7 @@ from ..estimators._params import (
 from ..estimators._threads import threaded
 from ..nn import Aaren, GRUStack, detach_state
 from ._net import DecisionNet
-from ._stream import EpisodeStream
+from ._stream import EpisodeStream, target_returns
 from ._trajectories import Trajectory, check_trajectories, returns_to_go, scale_actions
 
 FORMAT = "aaren_ts.rl.DecisionAaren"
@@ -421,6 +421,8 @@ class DecisionAaren(BaseEstimator):
             raise ValueError("predict takes one trajectory (a dict), not several")
         traj = traj[0]
         self._check_obs_width(traj.observations)
+        if target_return is not None:  # checked as start_episode checks it
+            target_return = float(target_returns(target_return, 1)[0])
         device = self._device
         t_len = len(traj)
         rtg = returns_to_go(traj.rewards, target_return) / self.return_scale_
@@ -451,6 +453,13 @@ class DecisionAaren(BaseEstimator):
 
     def _unscale(self, scaled: torch.Tensor) -> np.ndarray:
         scaled = scaled.detach().to("cpu", torch.float32).numpy()
+        if not np.isfinite(scaled).all():
+            # inputs within float32's range but far outside the training data overflow
+            raise ValueError(
+                "the observations or returns drive the policy to NaN or inf actions: they "
+                "are far outside anything fit saw (they overflow float32 inside the "
+                "network); rescale them"
+            )
         return (scaled + 1) / 2 * (self.action_high_ - self.action_low_) + self.action_low_
 
     def _check_obs_width(self, observations: np.ndarray) -> None:
