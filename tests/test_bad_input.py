@@ -95,7 +95,18 @@ UNFITTED = {
 NOT_FITTED = (NotFittedError, SklearnNotFittedError)
 
 # fitted afresh for each case that needs them
-FRESH = {"forecaster_daily": lambda: AarenForecaster(max_horizon=3, **TINY).fit(_daily())}
+FRESH = {
+    "forecaster_daily": lambda: AarenForecaster(max_horizon=3, **TINY).fit(_daily()),
+    "forecaster_monthly": lambda: AarenForecaster(max_horizon=3, **TINY).fit(
+        _daily().set_axis(pd.period_range("2020-01", periods=40, freq="M"))
+    ),
+}
+
+
+def _after_daily_end(*offsets: str) -> pd.DatetimeIndex:
+    """Times after the last day of ``_daily()`` (2021-02-09)."""
+    return pd.DatetimeIndex([pd.Timestamp("2021-02-09") + pd.Timedelta(o) for o in offsets])
+
 
 # (case id, estimator ("new:<kind>" = unfitted), call, expected exception, message regex)
 CASES = [
@@ -287,6 +298,25 @@ CASES = [
      ValueError, r"differs from the one already absorbed"),
     ("fc-update-float32-overflow", "forecaster", lambda f: f.update(_y(1, start=40) + 1e39),
      ValueError, r"beyond float32's range"),
+    # absolute forecast times off the grid: sktime's conversion labelled step 1's forecast
+    # with 36 hours, called two such times duplicates and an hour "in-sample"
+    ("fc-predict-time-between-steps", "forecaster_daily",
+     lambda f: f.predict(fh=_after_daily_end("36h")),
+     ValueError, r"fh asks for 2021-02-10 12:00:00, which is not on the series' grid"),
+    ("fc-predict-an-hour-after-the-end", "forecaster_daily",
+     lambda f: f.predict(fh=_after_daily_end("1h")), ValueError, r"not on the series' grid"),
+    ("fc-predict-interval-a-step-and-a-time-between", "forecaster_daily",
+     lambda f: f.predict_interval(fh=_after_daily_end("1D", "30h")),
+     ValueError, r"fh asks for 2021-02-10 06:00:00"),
+    ("fc-fit-horizon-off-the-grid", "new:forecaster",
+     lambda f: f.fit(_daily(), fh=_after_daily_end("1D", "60h")),
+     ValueError, r"not on the series' grid"),
+    ("fc-predict-periods-of-another-freq", "forecaster_monthly",
+     lambda f: f.predict(fh=pd.PeriodIndex(["2023-05-03"], freq="D")),
+     ValueError, r"fh's PeriodIndex has freq D"),  # was a bare AssertionError
+    ("fc-predict-periods-for-timestamps", "forecaster_daily",
+     lambda f: f.predict(fh=pd.period_range("2021-02-10", periods=2, freq="D")),
+     TypeError, r"fh is a PeriodIndex of times, but the forecaster was fitted on a Datetime"),
     # ---------------------------------------------------------------- what values may be
     # complex and boolean data refused on every path, as the panel estimators refuse them:
     # a plain series' update took complex rows and dropped their imaginary parts
@@ -427,7 +457,7 @@ def _estimator(which: str, fitted: dict):
 
 def test_the_table_covers_every_estimator_with_enough_cases():
     kinds = {which.removeprefix("new:").removesuffix("_x") for _, which, *_ in CASES}
-    kinds = {k.removesuffix("_daily") for k in kinds}
+    kinds = {k.removesuffix("_daily").removesuffix("_monthly") for k in kinds}
     assert kinds == {"forecaster", "classifier", "regressor", "point_process", "hawkes", "none"}
     assert len(CASES) + len(PARAM_CASES) >= 150
     assert len({case[0] for case in CASES}) == len(CASES)  # unique ids
@@ -600,3 +630,17 @@ def test_intensity_at_no_time_is_an_empty_array(fitted):
     model = copy.deepcopy(fitted["point_process"])
     out = model.intensity(_events()[0], [])
     assert out.shape == (0, model.n_marks_)
+
+
+def test_absolute_times_on_the_grid_forecast_as_the_steps_they_name():
+    """The grid check passes on-grid times through: the same forecasts as steps ahead."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        daily = FRESH["forecaster_daily"]()
+        by_time = daily.predict(fh=_after_daily_end("1D", "3D"))
+        by_step = daily.predict(fh=[1, 3])
+        monthly = FRESH["forecaster_monthly"]()
+        by_period = monthly.predict(fh=pd.period_range("2023-05", periods=2, freq="M"))
+        by_month = monthly.predict(fh=[1, 2])
+    pd.testing.assert_series_equal(by_time, by_step)
+    pd.testing.assert_series_equal(by_period, by_month)

@@ -293,6 +293,53 @@ def check_continues(grid: Grid, index: pd.Index, last, where: str = "") -> None:
         )
 
 
+def check_horizon_on_grid(grid: Grid, cutoff: pd.Index, times: pd.Index, horizon: int) -> None:
+    """Absolute forecast times must lie on the fit's grid: a named error otherwise.
+
+    sktime converts them to steps after the cutoff and truncates: 36 hours after a daily
+    series' end became step 1, its forecast labelled with the off-grid time, two such
+    times "duplicates", an hour after the end "in-sample", and a PeriodIndex of another
+    frequency an ``AssertionError``. Times before step ``horizon + 1`` after the cutoff are
+    checked; earlier and later ones are left to the in-sample and horizon checks.
+    """
+    if grid.kind is pd.DatetimeIndex:
+        if not isinstance(times, pd.DatetimeIndex):
+            raise TypeError(
+                f"fh is a {type(times).__name__} of times, but the forecaster was fitted on "
+                f"{grid.describe()}: pass a DatetimeIndex, or steps ahead (1, 2, ...)"
+            )
+        if (times.tz is None) != (grid.tz is None):
+            raise TypeError(
+                f"fh's times are tz-{'naive' if times.tz is None else 'aware'}, but the "
+                f"forecaster was fitted on {grid.describe()}"
+            )
+        if grid.freq is None:
+            return
+        # the cutoff, its horizon's steps, and the step after: anything strictly between
+        # the cutoff and that step must be one of them (later times are the horizon check's)
+        on_grid = pd.date_range(cutoff[0], periods=horizon + 2, freq=grid.freq)
+        if times.tz is not None:
+            times = times.tz_convert(on_grid.tz)
+        within = (times > on_grid[0]) & (times < on_grid[-1])
+        off = within & ~times.isin(on_grid)
+        if off.any():
+            raise ValueError(
+                f"fh asks for {times[off][0]}, which is not on the series' grid "
+                f"({grid.describe()}): forecasts are made for whole steps after the last "
+                f"observation {cutoff[0]} ({on_grid[1]}, then every {grid.freq.freqstr})"
+            )
+    elif grid.kind is pd.PeriodIndex:
+        if not isinstance(times, pd.PeriodIndex):
+            raise TypeError(
+                f"fh is a {type(times).__name__} of times, but the forecaster was fitted on "
+                f"{grid.describe()}: pass a PeriodIndex, or steps ahead (1, 2, ...)"
+            )
+        if times.freq != grid.freq:
+            raise ValueError(
+                f"fh's PeriodIndex has freq {times.freqstr}, the series' is {grid.freq.freqstr}"
+            )
+
+
 # raw rows kept per series to compare re-sent rows with (constant memory)
 TAIL = 64
 

@@ -12,6 +12,8 @@ observations, normalised per window, as the Time-Series-Library benchmarks do.
 from __future__ import annotations
 
 import copy
+import functools
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -54,6 +56,7 @@ from ._threads import threaded
 from ._time_index import (
     GridClock,
     check_continues,
+    check_horizon_on_grid,
     check_kind,
     check_overlap,
     horizon_labels,
@@ -131,6 +134,30 @@ def _split_instances(y: pd.DataFrame) -> list[tuple[Any, pd.DataFrame]]:
         return [(None, y)]
     levels = list(range(y.index.nlevels - 1))
     return [(key, frame.droplevel(levels)) for key, frame in y.groupby(level=levels, sort=False)]
+
+
+def _absolute_times(fh) -> pd.Index | None:
+    """The times an absolute forecasting horizon names (timestamps or periods); None for
+    steps ahead, None, or anything sktime's own checks should see first."""
+    if isinstance(fh, ForecastingHorizon):
+        return None if fh.is_relative else fh.to_pandas()
+    if isinstance(fh, (list, tuple, np.ndarray)) and len(fh):
+        try:
+            fh = pd.Index(fh)
+        except (TypeError, ValueError):
+            return None
+    return fh if isinstance(fh, (pd.DatetimeIndex, pd.PeriodIndex)) else None
+
+
+def _grid_checked(method):
+    """``method(self, fh, ...)`` after ``self._check_fh_on_grid(fh)``."""
+
+    @functools.wraps(method)
+    def wrapper(self, fh=None, *args, **kwargs):
+        self._check_fh_on_grid(fh)
+        return method(self, fh, *args, **kwargs)
+
+    return wrapper
 
 
 class AarenForecaster(PersistenceMixin, BaseForecaster):
@@ -754,6 +781,10 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         # one regular time grid for every series; a ragged panel's cutoff gets its frequency
         self.grid_ = panel_grid(instances, getattr(self._cutoff, "freq", None))
         self._cutoff = self.grid_.with_freq(self._cutoff)
+        times = _absolute_times(fh)
+        if times is not None:  # a horizon given at fit is kept for predict: on the grid
+            furthest = float(np.max(fh.to_relative(self._cutoff).to_numpy()))  # may be 2.5
+            check_horizon_on_grid(self.grid_, self._cutoff, times, max(1, math.ceil(furthest)))
         self.columns_ = list(y.columns)
         self.x_columns_ = None if X is None else list(X.columns)
         exog = self._exogenous(X, instances)
@@ -965,12 +996,22 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         return pd.Series(values[0.5][:, 0], index=index, name=self._converter_store_y.get("name"))
 
     _predict_plain_or_checked.__doc__ = BaseForecaster.predict.__doc__
+
+    def _check_fh_on_grid(self, fh) -> None:
+        """Absolute forecast times on the fitted grid (``check_horizon_on_grid``), checked
+        before sktime converts them to steps."""
+        times = _absolute_times(fh)
+        grid = getattr(self, "grid_", None)  # None: saved before grids were kept
+        if times is None or grid is None or not self.is_fitted:
+            return
+        check_horizon_on_grid(grid, self.cutoff, times, self.network_.horizon)
+
     update = atomic(threaded(_update_plain_or_checked))
-    predict = atomic(threaded(_predict_plain_or_checked))
-    predict_interval = atomic(threaded(BaseForecaster.predict_interval))
-    predict_quantiles = atomic(threaded(BaseForecaster.predict_quantiles))
-    predict_var = atomic(threaded(BaseForecaster.predict_var))
-    predict_proba = atomic(threaded(BaseForecaster.predict_proba))
+    predict = atomic(threaded(_grid_checked(_predict_plain_or_checked)))
+    predict_interval = atomic(threaded(_grid_checked(BaseForecaster.predict_interval)))
+    predict_quantiles = atomic(threaded(_grid_checked(BaseForecaster.predict_quantiles)))
+    predict_var = atomic(threaded(_grid_checked(BaseForecaster.predict_var)))
+    predict_proba = atomic(threaded(_grid_checked(BaseForecaster.predict_proba)))
 
     def _update(self, y: pd.DataFrame, X=None, update_params=True):
         instances = _split_instances(y)  # once: splitting a panel costs about 0.2 ms a series
