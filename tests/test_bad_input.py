@@ -32,6 +32,7 @@ from aaren_ts.datasets import (
     load_forecasting,
     load_uea,
     make_hawkes,
+    split_borders,
 )
 from aaren_ts.estimators import (
     AarenClassifier,
@@ -236,6 +237,16 @@ CASES = [
      ValueError, r"negative marks"),
     ("tpp-fit-fractional-mark", "new:point_process", lambda p: p.fit([([0.5, 1.0], [0, 0.5])]),
      TypeError, r"(?i)marks must be integers"),
+    # sparse mark ids (raw user or item ids): the models keep a row (Hawkes: a row and a
+    # column) per id, and fit ran for minutes allocating gigabytes before failing
+    ("tpp-fit-sparse-mark-ids", "new:point_process",
+     lambda p: p.fit([([0.5, 1.0, 2.0], [0, 10**7, 1])]),
+     ValueError, r"would model 10000001 marks .* more than its 10000: .* relabel"),
+    ("tpp-fit-too-many-marks-asked", "new:point_process",
+     Then(lambda p: p.set_params(n_marks=10**6), lambda p: p.fit(_events())),
+     ValueError, r"would model 1000000 marks"),
+    ("hawkes-fit-sparse-mark-ids", "new:hawkes", lambda h: h.fit([([0.5, 1.0], [0, 5000])]),
+     ValueError, r"HawkesPointProcess would model 5001 marks .* more than its 1000"),
     ("tpp-fit-string-times", "new:point_process", lambda p: p.fit([(["a", "b"], [0, 0])]),
      TypeError, r"times must be real numbers, got text"),
     # text that reads as numbers, on every path that takes event times: numpy parsed it
@@ -408,6 +419,12 @@ CASES = [
     ("hawkes-score-unfitted", "new:hawkes", lambda h: h.score_samples(_events()),
      NOT_FITTED, r"not fitted"),
     # ---------------------------------------------------------------- loaders and data
+    ("split-borders-text-rows", "none", lambda _: split_borders("ETTh1", "17420"),
+     TypeError, r"n_rows must be an int, got '17420'"),
+    ("split-borders-negative-lookback", "none", lambda _: split_borders("ETTh1", 17420, -5),
+     ValueError, r"lookback must be >= 0 \(rows\), got -5"),
+    ("split-borders-text-lookback", "none", lambda _: split_borders("ETTh1", 17420, "96"),
+     TypeError, r"lookback must be an int >= 0"),
     ("load-forecasting-unknown", "none", lambda _: load_forecasting("nope"),
      ValueError, r"unknown forecasting data set 'nope'"),
     ("load-forecasting-download-str", "none", lambda _: load_forecasting("ETTh1", download="no"),

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
 
-from .._checks import boolean
+from .._checks import boolean, positive_int
 from ._files import (
     cache_dir,
     check_sha256,
@@ -221,6 +222,15 @@ class ForecastingSplit(NamedTuple):
         return frame * self.std + self.mean
 
 
+def _lookback(value) -> int:
+    """``lookback`` as an int >= 0 (rows of history before validation and test)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"lookback must be an int >= 0 (rows), got {value!r}")
+    if value < 0:
+        raise ValueError(f"lookback must be >= 0 (rows), got {value}")
+    return int(value)
+
+
 def split_borders(name: str, n_rows: int, lookback: int | None = None) -> list[tuple[int, int]]:
     """Row ranges ``[start, stop)`` of train, validation and test, per the standard protocol.
 
@@ -229,7 +239,8 @@ def split_borders(name: str, n_rows: int, lookback: int | None = None) -> list[t
     that their first window has a full history.
     """
     source = _source(name)
-    lookback = source.lookback if lookback is None else lookback
+    n_rows = positive_int(n_rows, "n_rows")
+    lookback = source.lookback if lookback is None else _lookback(lookback)
     if source.split.startswith("ett"):
         per_month = 30 * 24 * (4 if source.split == "ett_minute" else 1)
         ends = [12 * per_month, 16 * per_month, 20 * per_month]

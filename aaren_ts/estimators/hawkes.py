@@ -14,9 +14,13 @@ from .._checks import MAX_EVENTS, boolean, finite_float, positive_int
 from ..datasets.events import EventSequence, as_event_sequences, simulate_hawkes
 from ._params import OPTIONAL_POSITIVE_INT, Options, Real, Seed, check_params
 from ._persistence import PersistenceMixin
-from .point_process import _check_fitted, _check_marks, _check_normalisation
+from .point_process import _check_fitted, _check_marks, _check_normalisation, check_mark_count
 
 _LAGUERRE = np.polynomial.laguerre.laggauss(80)
+
+
+# K marks: a K x K adjacency and K excitations per event (1,000: 8 MB and 8 kB per event)
+MAX_MARKS = 1_000
 
 
 def _excitations(seqs: list[EventSequence], n_marks: int, beta: float) -> list[np.ndarray]:
@@ -137,6 +141,7 @@ class HawkesPointProcess(PersistenceMixin, BaseEstimator):
         check_params(self, self._constraints)
         seqs = as_event_sequences(X)
         n_marks = self.n_marks or 1 + max(int(s.marks.max()) for s in seqs)
+        check_mark_count(n_marks, MAX_MARKS, type(self).__name__)
         _check_marks(seqs, n_marks)
         observed = sum(s.t_end - s.t_start for s in seqs)
         if not 0 < observed < np.inf:

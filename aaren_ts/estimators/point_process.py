@@ -52,6 +52,23 @@ def _check_fitted(est: Any, method: str) -> None:
         )
 
 
+# Marks are 0-based category ids and the models keep a row (the network's mark embedding and
+# output) or a row and a column (Hawkes' adjacency, and its excitations per event) per id:
+# ids in the millions (raw user or item ids) would allocate gigabytes, or wait for them,
+# before anything could say so
+MAX_MARKS = 10_000
+
+
+def check_mark_count(n_marks: int, limit: int, name: str) -> None:
+    """A named error when ``n_marks`` (fitted or inferred) exceeds what ``name`` keeps."""
+    if n_marks > limit:
+        raise ValueError(
+            f"{name} would model {n_marks} marks (ids 0..{n_marks - 1}), more than its "
+            f"{limit}: marks are 0-based category ids; relabel sparse ids, e.g. with "
+            "np.unique(marks, return_inverse=True)"
+        )
+
+
 def _check_marks(sequences: list[EventSequence], n_marks: int) -> None:
     for i, s in enumerate(sequences):
         if s.marks.max() >= n_marks:
@@ -314,6 +331,7 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         seqs = as_event_sequences(X)
         val = None if validation_data is None else as_event_sequences(validation_data)
         n_marks = self.n_marks or 1 + max(int(s.marks.max()) for s in seqs)
+        check_mark_count(n_marks, MAX_MARKS, type(self).__name__)
         _check_marks(seqs, n_marks)
         _check_gaps(seqs)
         if val is not None:
