@@ -507,7 +507,10 @@ def test_bad_input_raises_a_named_error(fitted, which, call, expected, pattern):
 NAN = math.nan
 # (parameter, bad value, what the message says it must be) for every torch estimator
 COMMON_PARAMS = [
-    ("n_layers", 0, "a positive int"), ("n_layers", 1.0, "a positive int"),
+    ("n_layers", 0, r"an int in \[1, 256\]"), ("n_layers", 1.0, r"an int in \[1, 256\]"),
+    ("n_layers", 10**5, r"an int in \[1, 256\]"),
+    # networks too large for the machine: named after sizing them on the meta device
+    ("d_model", 2**20, r"a network of [\d,]+ parameters, about [\d.]+ GiB .* more than half"),
     ("d_model", 0, "a positive int"), ("d_model", "8", "a positive int"),
     ("n_heads", 0, "a positive int"), ("n_heads", 3, "n_heads=3 must divide d_model=8"),
     ("max_epochs", 0, "a positive int"), ("max_epochs", -1, "a positive int"),

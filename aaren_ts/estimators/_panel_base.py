@@ -39,6 +39,7 @@ from ._params import (
 )
 from ._persistence import PersistenceMixin
 from ._portable import PortableStateMixin
+from ._sizes import checked_build
 from ._threads import threaded
 from ._values import check_finite_outputs, check_float32, check_real_dtype, real_values
 from .forecaster import check_standardisable
@@ -287,19 +288,24 @@ class AarenPanelMixin(PersistenceMixin):
         generator = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if self.random_state is not None else torch.seed())
-            self.network_ = PanelNet(
-                n_channels=self.n_channels_,
-                n_outputs=self._n_outputs(),
-                backbone=self.backbone,
-                d_model=self.d_model,
-                n_layers=self.n_layers,
-                n_heads=self.n_heads,
-                dropout=self.dropout,
-                kernel_size=self.kernel_size,
-                recency=self.recency,
-                readout=self.readout,
-                positional=self._positional(max(len(s) for s in series)),
-            ).to(self._device)
+            self.network_ = checked_build(
+                lambda: PanelNet(
+                    n_channels=self.n_channels_,
+                    n_outputs=self._n_outputs(),
+                    backbone=self.backbone,
+                    d_model=self.d_model,
+                    n_layers=self.n_layers,
+                    n_heads=self.n_heads,
+                    dropout=self.dropout,
+                    kernel_size=self.kernel_size,
+                    recency=self.recency,
+                    readout=self.readout,
+                    positional=self._positional(max(len(s) for s in series)),
+                ),
+                type(self).__name__,
+                {"d_model": self.d_model, "n_layers": self.n_layers,
+                 "kernel_size": self.kernel_size},
+            ).to(self._device)  # fmt: skip
             validation = None
             if len(val):
                 validation = ([series[i] for i in val], targets[torch.as_tensor(val)])

@@ -67,10 +67,13 @@ class KernelSizes(Constraint):
 
 
 # the network every torch estimator builds (make_backbone)
+# deeper stacks than any time-series model here uses; a bound, so that n_layers=10**5 is
+# a named error at once instead of minutes spent building the layers to size them
+MAX_LAYERS = 256
 NETWORK = {
     "backbone": Options(*BACKBONES),
     "d_model": POSITIVE_INT,
-    "n_layers": POSITIVE_INT,
+    "n_layers": Int(1, MAX_LAYERS),
     "n_heads": POSITIVE_INT,
     "dropout": FRACTION,
     "recency": Bool(),

@@ -49,6 +49,7 @@ from ._params import (
     resolve_device,
 )
 from ._persistence import PersistenceMixin
+from ._sizes import checked_build
 from ._stream_net import StreamNet, batched_state, split_state
 from ._stream_table import StreamTable
 from ._table_update import plain_table_update
@@ -804,7 +805,12 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         generator = torch.Generator().manual_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if self.random_state is not None else torch.seed())
-            self.network_ = self._network(n_targets, n_x, horizon, instances).to(self._device)
+            self.network_ = checked_build(
+                lambda: self._network(n_targets, n_x, horizon, instances),
+                "AarenForecaster",
+                {"max_horizon": horizon, "d_model": self.d_model, "n_layers": self.n_layers,
+                 "n_lags": self.n_lags, "context_length": self.context_length},
+            ).to(self._device)  # fmt: skip
             data = self._training_data(scaled, xs, horizon)
             fit_kwargs = {
                 "max_epochs": self.max_epochs,

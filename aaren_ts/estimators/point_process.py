@@ -33,6 +33,7 @@ from ._params import (
 )
 from ._persistence import PersistenceMixin
 from ._portable import PortableStateMixin, relink_streams
+from ._sizes import checked_build
 from ._threads import threaded
 from ._tpp_net import Decoded, TPPNet, pad_events
 from ._values import real_values
@@ -354,20 +355,25 @@ class AarenPointProcess(PersistenceMixin, BaseEstimator):
         std = float(log_tau.std()) if len(log_tau) > 1 and log_tau.std() > 0 else 1.0
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if self.random_state is not None else torch.seed())
-            net = TPPNet(
-                n_marks,
-                self.backbone,
-                self.d_model,
-                self.n_layers,
-                self.n_heads,
-                self.dropout,
-                self.n_components,
-                float(log_tau.mean()),
-                std,
-                self.min_inter_time,
-                bool(self.mark_conditional),
-                bool(self.recency),
-            ).to(device)
+            net = checked_build(
+                lambda: TPPNet(
+                    n_marks,
+                    self.backbone,
+                    self.d_model,
+                    self.n_layers,
+                    self.n_heads,
+                    self.dropout,
+                    self.n_components,
+                    float(log_tau.mean()),
+                    std,
+                    self.min_inter_time,
+                    bool(self.mark_conditional),
+                    bool(self.recency),
+                ),
+                type(self).__name__,
+                {"n_marks": n_marks, "d_model": self.d_model, "n_layers": self.n_layers,
+                 "n_components": self.n_components},
+            ).to(device)  # fmt: skip
             history, val_history = self._train(net, seqs, val, rng, device)
         self.network_ = net
         self.n_marks_ = n_marks

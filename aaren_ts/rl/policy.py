@@ -28,6 +28,7 @@ from ..estimators._params import (
     check_network_params,
     resolve_device,
 )
+from ..estimators._sizes import checked_build
 from ..estimators._threads import threaded
 from ..nn import Aaren, GRUStack, detach_state
 from ._net import DecisionNet
@@ -205,7 +206,11 @@ class DecisionAaren(BaseEstimator):
         seed = 0 if self.random_state is None else int(self.random_state)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed if self.random_state is not None else torch.seed())
-            net = self._network(obs.shape[1], acts.shape[1], max_timestep).to(device)
+            net = checked_build(
+                lambda: self._network(obs.shape[1], acts.shape[1], max_timestep),
+                "DecisionAaren",
+                {"d_model": self.d_model, "n_layers": self.n_layers},
+            ).to(device)
             generator = torch.Generator().manual_seed(seed)
             fitted = {
                 "obs_mean_": obs_mean.astype(np.float32),

@@ -1,0 +1,54 @@
+"""A network's size checked before it is built.
+
+``max_horizon=10**6``, ``d_model=10**6`` or ``n_lags=10**8`` describe networks of billions of
+parameters: built directly, torch allocated them (6.7 GB for the first on a 40-row series),
+and on a machine that overcommits memory the process was killed or swapped for minutes
+before any message. Here the network is built once on torch's ``meta`` device (shapes, no
+memory), its parameters and buffers counted, and a named ``ValueError`` raised when they,
+with their gradients and two optimiser moments, would take more than half the machine's
+memory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .._checks import InvalidParameterError
+
+# float32 weights, their gradients and AdamW's two moments
+BYTES_PER_PARAMETER = 4 * 4
+# where the machine's memory cannot be read (no sysconf): an assumed 16 GiB
+FALLBACK_MEMORY = 16 * 2**30
+
+
+def machine_memory() -> int:
+    """Physical memory in bytes (``FALLBACK_MEMORY`` where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return FALLBACK_MEMORY
+
+
+def checked_build(build: Callable[[], torch.nn.Module], owner: str, sizes: dict[str, Any]):
+    """``build()``, after checking on the meta device that what it builds fits in memory.
+
+    ``sizes`` names the parameters that set the network's size, for the message. The probe
+    draws no random numbers from the CPU generator (meta tensors are not initialised), so
+    a seeded build is unchanged.
+    """
+    with torch.device("meta"):
+        probe = build()
+    count = sum(t.numel() for t in (*probe.parameters(), *probe.buffers()))
+    need, memory = count * BYTES_PER_PARAMETER, machine_memory()
+    if need > memory // 2:
+        named = ", ".join(f"{k}={v!r}" for k, v in sizes.items())
+        raise InvalidParameterError(
+            f"{owner}: these settings describe a network of {count:,} parameters, about "
+            f"{need / 2**30:.1f} GiB with its gradients and optimiser state, more than half "
+            f"this machine's memory ({memory / 2**30:.1f} GiB); lower some of {named}"
+        )
+    return build()
