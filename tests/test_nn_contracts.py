@@ -23,6 +23,7 @@ from aaren_ts.nn import (
     map_state,
 )
 from aaren_ts.nn.transformer import KVCache, TransformerBlock
+from aaren_ts.scan import init_state
 
 CONFIGS = [
     ("aaren", {}),
@@ -290,6 +291,35 @@ def test_constructor_errors():
     with pytest.raises(ValueError, match="positional"):
         CausalTransformer(16, positional="rotary")
     assert isinstance(make_backbone("gru", 8), GRUStack)
+    # sizes named at construction (torch said "negative dimension -8" from a LayerNorm)
+    for build_one, kwargs, error, says in [
+        (Aaren, {"d_model": -8}, ValueError, "d_model must be >= 1, got -8"),
+        (Aaren, {"d_model": 16, "n_layers": 2.0}, TypeError, "n_layers must be an int"),
+        (CausalTransformer, {"d_model": 16, "n_heads": 0}, ValueError, "n_heads must be >= 1"),
+        (GRUStack, {"d_model": 8, "n_layers": 0}, ValueError, "n_layers must be >= 1"),
+        (AarenAttention, {"d_model": 0, "n_heads": 1}, ValueError, "d_model must be >= 1"),
+        (AarenAttention, {"d_model": "8", "n_heads": 1}, TypeError, "d_model must be an int"),
+    ]:
+        with pytest.raises(error, match=says):
+            build_one(**kwargs)
+
+
+def test_bad_states_times_and_sublayer_inputs_are_named():
+    """What reached torch's internals as an unpacking or broadcasting error is named."""
+    model = Aaren(8, n_layers=2, n_heads=2, recency=True)
+    with pytest.raises(TypeError, match="state must be the tuple of 2 layer states"):
+        model.step(torch.randn(3, 8), "state")
+    with pytest.raises(TypeError, match="state must be the tuple of 2 layer states"):
+        model(torch.randn(3, 4, 8), model.init_state(3)[:1])
+    with pytest.raises(ValueError, match=r"times must be a tensor of shape \(3, 4\), got \(3, 5\)"):
+        model(torch.randn(3, 4, 8), times=torch.randn(3, 5))
+    attention = AarenAttention(8, 2)
+    for x in (torch.randn(2, 5, 7), torch.randn(5, 8), torch.ones(2, 5, 8, dtype=torch.long)):
+        with pytest.raises(ValueError, match=r"x must be a floating-point tensor of shape"):
+            attention(x)
+    for shape, d, error in (((2,), -1, ValueError), (("2",), 3, TypeError), (2.5, 3, TypeError)):
+        with pytest.raises(error, match="batch_shape"):
+            init_state(shape, d)
 
 
 def test_fast_layer_calls_equal_module_calls_and_keep_hooks():

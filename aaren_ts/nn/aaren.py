@@ -16,7 +16,7 @@ from torch import nn
 
 from ._fast import call
 from .attention import AarenAttention, AttentionState
-from .base import Backbone
+from .base import Backbone, check_size
 
 
 def feed_forward(d_model: int, d_ff: int, dropout: float) -> nn.Sequential:
@@ -147,6 +147,8 @@ class Aaren(Backbone):
     (torch.Size([3, 20, 16]), torch.Size([3, 16]))
     """
 
+    _state_per_layer = True
+
     def __init__(
         self,
         d_model: int,
@@ -158,7 +160,8 @@ class Aaren(Backbone):
         scan_backend: str = "auto",
     ) -> None:
         super().__init__()
-        self.d_model = d_model
+        self.d_model = d_model = check_size(d_model, "d_model")
+        n_layers = check_size(n_layers, "n_layers", low=0)  # 0: the final norm alone
         self.layers = nn.ModuleList(
             AarenBlock(d_model, n_heads, d_ff, dropout, recency, scan_backend)
             for _ in range(n_layers)
@@ -188,6 +191,11 @@ class Aaren(Backbone):
         """
         self._check_input(x, 3, "x")
         self._check_last_only(x, last_only)
+        if times is not None and (
+            not isinstance(times, torch.Tensor) or tuple(times.shape) != tuple(x.shape[:2])
+        ):
+            shape = tuple(times.shape) if isinstance(times, torch.Tensor) else type(times).__name__
+            raise ValueError(f"times must be a tensor of shape {tuple(x.shape[:2])}, got {shape}")
         state = self._default_state(x, state)
         new_state = []
         top = len(self.layers) - 1

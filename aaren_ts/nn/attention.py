@@ -27,6 +27,7 @@ from ..scan import ScanState, aaren_attention, aaren_reduce, aaren_step, init_st
 from ..scan.recurrent import fitting_step, state_fits
 from ..scan.state import absorb_tokens, canonical
 from ._fast import call
+from .base import check_size
 
 
 def _time_dtype(device: torch.device | str | None) -> torch.dtype:
@@ -108,6 +109,7 @@ class AarenAttention(nn.Module):
         scan_backend: str = "auto",
     ) -> None:
         super().__init__()
+        d_model, n_heads = check_size(d_model, "d_model"), check_size(n_heads, "n_heads")
         if d_model % n_heads:
             raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
         self.d_model = d_model
@@ -211,6 +213,11 @@ class AarenAttention(nn.Module):
         from one reduction over the tokens (``aaren_reduce``) instead of the scan; the state
         is the same.
         """
+        if x.dim() != 3 or x.shape[-1] != self.d_model or not x.is_floating_point():
+            raise ValueError(
+                f"x must be a floating-point tensor of shape (batch, time, d_model="
+                f"{self.d_model}), got {x.dtype} of shape {tuple(x.shape)}"
+            )
         batch, n, _ = x.shape
         if last_only and n == 0:
             raise ValueError("last_only needs at least one token: x has none")

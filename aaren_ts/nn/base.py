@@ -17,6 +17,7 @@ with the carried state equals one call over the concatenation.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -24,10 +25,22 @@ import torch
 from torch import nn
 
 
+def check_size(value: Any, name: str, low: int = 1) -> int:
+    """A layer size (``d_model``, ``n_heads``, ``n_layers``) as an int >= ``low``, named
+    otherwise: torch's own messages ("negative dimension -8") come from deep inside."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if int(value) < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
 class Backbone(nn.Module):
     """Base class of the causal sequence backbones (see the module docstring)."""
 
     d_model: int
+    # the state is a tuple with one entry per layer in ``self.layers`` (checked on entry)
+    _state_per_layer = False
 
     def forward(
         self, x: torch.Tensor, state: Any = None, *, last_only: bool = False
@@ -59,7 +72,15 @@ class Backbone(nn.Module):
             raise ValueError("last_only needs at least one time step: x has none")
 
     def _default_state(self, x: torch.Tensor, state: Any) -> Any:
-        return self.init_state(x.shape[0], x.device, x.dtype) if state is None else state
+        if state is None:
+            return self.init_state(x.shape[0], x.device, x.dtype)
+        layers = self._modules.get("layers") if self._state_per_layer else None
+        if layers is not None and not (isinstance(state, tuple) and len(state) == len(layers)):
+            raise TypeError(
+                f"state must be the tuple of {len(layers)} layer states that init_state, "
+                f"forward or step returns, got {type(state).__name__}"
+            )
+        return state
 
 
 def map_state(fn: Callable[[torch.Tensor], torch.Tensor], state: Any) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Backbone
+from .base import Backbone, check_size
 
 
 class GRUStack(Backbone):
@@ -31,8 +31,8 @@ class GRUStack(Backbone):
 
     def __init__(self, d_model: int, n_layers: int = 2, dropout: float = 0.0) -> None:
         super().__init__()
-        self.d_model = d_model
-        self.n_layers = n_layers
+        self.d_model = d_model = check_size(d_model, "d_model")
+        self.n_layers = n_layers = check_size(n_layers, "n_layers")
         self.gru = nn.GRU(
             d_model, d_model, n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0
         )

@@ -16,6 +16,7 @@ masked row). States are accumulated in float32, or float64 when the inputs are f
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -49,9 +50,19 @@ def init_state(
     >>> s.m.shape, s.u.shape, s.w.shape
     (torch.Size([2, 3]), torch.Size([2, 3]), torch.Size([2, 3, 4]))
     """
-    if isinstance(batch_shape, int):
+    if isinstance(batch_shape, numbers.Integral):
         batch_shape = (batch_shape,)
-    batch_shape = tuple(batch_shape)
+    try:
+        batch_shape = tuple(batch_shape)
+    except TypeError:
+        raise TypeError(
+            f"batch_shape must be an int or a tuple of ints, got {batch_shape!r}"
+        ) from None
+    for size in (*batch_shape, d):
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral):
+            raise TypeError(f"batch_shape {batch_shape!r} and d={d!r} must be ints")
+        if size < 0:
+            raise ValueError(f"batch_shape {batch_shape} and d={d} must be >= 0")
     dtype = accumulation_dtype(dtype)
     m = torch.full(batch_shape, -math.inf, dtype=dtype, device=device)
     u = torch.zeros(batch_shape, dtype=dtype, device=device)
