@@ -102,6 +102,10 @@ def _bench(name: str, quick: bool, extra: Sequence[str]) -> int:
     return subprocess.run(command, env=env, check=False).returncode
 
 
+# the demo fits 132 months; at about 0.1 s an epoch this bounds it at a couple of minutes
+MAX_DEMO_EPOCHS = 1000
+
+
 def _demo(epochs: int, plot: Path | None) -> int:
     import warnings
 
@@ -114,6 +118,13 @@ def _demo(epochs: int, plot: Path | None) -> int:
 
     if epochs < 1:
         print(f"aaren-ts demo: --epochs must be >= 1, got {epochs}", file=sys.stderr)
+        return 2
+    if epochs > MAX_DEMO_EPOCHS:  # 10**20 ran until killed: the demo keeps every epoch
+        print(
+            f"aaren-ts demo: --epochs must be <= {MAX_DEMO_EPOCHS} (a minute or two on a "
+            f"laptop), got {epochs}",
+            file=sys.stderr,
+        )
         return 2
     y = load_airline()
     history, future = y.iloc[:-12], y.iloc[-12:]

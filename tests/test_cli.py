@@ -85,6 +85,8 @@ def test_version_help_and_argument_errors(capsys):
         main([])  # a command is required
     assert main(["demo", "--epochs", "0"]) == 2
     assert "--epochs must be >= 1" in capsys.readouterr().err
+    assert main(["demo", "--epochs", str(10**20)]) == 2  # it trained until killed
+    assert "--epochs must be <= 1000" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
