@@ -104,6 +104,19 @@ FRESH = {
 }
 
 
+def _panel_y() -> pd.DataFrame:
+    """Two daily series of 30 rows, indexed (series, time)."""
+    return pd.concat(
+        pd.DataFrame(
+            {"y": np.sin(np.arange(30) / (3 + k))},
+            index=pd.MultiIndex.from_arrays(
+                [[sid] * 30, pd.date_range("2021-01-01", periods=30, freq="D")]
+            ),
+        )
+        for k, sid in enumerate(("s1", "s2"))
+    )
+
+
 def _after_daily_end(*offsets: str) -> pd.DatetimeIndex:
     """Times after the last day of ``_daily()`` (2021-02-09)."""
     return pd.DatetimeIndex([pd.Timestamp("2021-02-09") + pd.Timedelta(o) for o in offsets])
@@ -199,6 +212,9 @@ CASES = [
     ("clf-bad-class-weight", "new:classifier",
      Then(lambda c: c.set_params(class_weight={"zz": 2.0}), lambda c: c.fit(_panel(), LABELS)),
      ValueError, r"class_weight"),
+    # the streams' state is allocated at start: 10**9 of them took 80 GB before failing
+    ("clf-stream-too-many-streams", "classifier", lambda c: c.start_stream(10**9),
+     ValueError, r"1,000,000,000 streams would hold [\d.]+ GiB of state .* start fewer"),
     ("clf-stream-wrong-shape", "classifier", lambda c: c.start_stream().update(np.zeros(5)),
      ValueError, r"x_t must have shape"),
     # ---------------------------------------------------------------- AarenRegressor
@@ -331,6 +347,11 @@ CASES = [
     # ---------------------------------------------------------------- what values may be
     # complex and boolean data refused on every path, as the panel estimators refuse them:
     # a plain series' update took complex rows and dropped their imaginary parts
+    # X indexed differently from y (a flat index for a panel): a pandas internal said
+    # "Buffer dtype mismatch"
+    ("fc-fit-panel-with-flat-x", "new:forecaster",
+     lambda f: f.fit(_panel_y(), X=pd.DataFrame({"x": np.arange(60.0)})),
+     ValueError, r"X's index has 1 level\(s\) but y's has 2"),
     ("fc-update-complex", "forecaster", lambda f: f.update(_y(2, start=40).astype(complex)),
      TypeError, r"complex"),
     ("fc-fit-boolean-y", "new:forecaster", lambda f: f.fit(_y() > 0),

@@ -39,7 +39,7 @@ from ._params import (
 )
 from ._persistence import PersistenceMixin
 from ._portable import PortableStateMixin
-from ._sizes import checked_build
+from ._sizes import check_stream_count, checked_build
 from ._threads import threaded
 from ._values import check_finite_outputs, check_float32, check_real_dtype, real_values
 from .forecaster import check_standardisable
@@ -366,6 +366,7 @@ class AarenPanelMixin(PersistenceMixin):
                 f"{type(self).__name__} was fitted without a network (a single label): "
                 "there is nothing to stream"
             )
+        check_stream_count(self.network_, int(n_streams), type(self).__name__)
         stream = cls(
             self.network_, self.mean_, self.std_, int(n_streams), self._device, type(self).__name__
         )

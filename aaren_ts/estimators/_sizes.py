@@ -52,3 +52,26 @@ def checked_build(build: Callable[[], torch.nn.Module], owner: str, sizes: dict[
             f"this machine's memory ({memory / 2**30:.1f} GiB); lower some of {named}"
         )
     return build()
+
+
+def check_stream_count(net: torch.nn.Module, n_streams: int, owner: str) -> None:
+    """A named error when ``n_streams`` streams' state would take more than half the
+    machine's memory (``start_stream(10**9)`` allocated 80 GB before failing)."""
+    one = net.init_state(1, torch.device("meta"))
+    leaves = [one] if isinstance(one, torch.Tensor) else list(_leaves(one))
+    per_stream = sum(t.numel() * t.element_size() for t in leaves)
+    memory = machine_memory()
+    if per_stream * n_streams > memory // 2:
+        raise ValueError(
+            f"{owner}: {n_streams:,} streams would hold {per_stream * n_streams / 2**30:.1f} GiB "
+            f"of state ({per_stream:,} bytes each), more than half this machine's memory "
+            f"({memory / 2**30:.1f} GiB); start fewer streams"
+        )
+
+
+def _leaves(state):
+    if isinstance(state, torch.Tensor):
+        yield state
+    elif isinstance(state, (tuple, list)):
+        for part in state:
+            yield from _leaves(part)

@@ -150,6 +150,26 @@ def _absolute_times(fh) -> pd.Index | None:
     return fh if isinstance(fh, (pd.DatetimeIndex, pd.PeriodIndex)) else None
 
 
+def _x_levels_checked(method):
+    """``method(self, y, X, ...)`` after checking that ``X`` is indexed like ``y``: a panel's
+    ``X`` with a flat index reached a pandas internal ("Buffer dtype mismatch")."""
+
+    @functools.wraps(method)
+    def wrapper(self, y, X=None, *args, **kwargs):
+        if (
+            isinstance(X, (pd.DataFrame, pd.Series))
+            and isinstance(y, (pd.DataFrame, pd.Series))
+            and X.index.nlevels != y.index.nlevels
+        ):
+            raise ValueError(
+                f"X's index has {X.index.nlevels} level(s) but y's has {y.index.nlevels}: "
+                "index X like y (for a panel, the series id levels and then time)"
+            )
+        return method(self, y, X, *args, **kwargs)
+
+    return wrapper
+
+
 def _grid_checked(method):
     """``method(self, fh, ...)`` after ``self._check_fh_on_grid(fh)``."""
 
@@ -871,7 +891,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
     # failed fit (sktime resets first), update (the cutoff moves first) or predict (a new fh
     # is stored first) leaves the forecaster exactly as before the call. They also run one
     # at a time per forecaster: sktime reads the stored fh back during predict_interval.
-    fit = atomic(threaded(BaseForecaster.fit))
+    fit = atomic(threaded(_x_levels_checked(BaseForecaster.fit)))
 
     def _plain_rows(self, y, X) -> pd.DataFrame | pd.Series | None:
         """``y`` when it is a plain series or panel of the kind seen in fit (numeric, same
@@ -1012,7 +1032,7 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
             return
         check_horizon_on_grid(grid, self.cutoff, times, self.network_.horizon)
 
-    update = atomic(threaded(_update_plain_or_checked))
+    update = atomic(threaded(_x_levels_checked(_update_plain_or_checked)))
     predict = atomic(threaded(_grid_checked(_predict_plain_or_checked)))
     predict_interval = atomic(threaded(_grid_checked(BaseForecaster.predict_interval)))
     predict_quantiles = atomic(threaded(_grid_checked(BaseForecaster.predict_quantiles)))
