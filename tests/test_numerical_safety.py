@@ -100,11 +100,36 @@ def test_panel_estimators_are_finite_on_extreme_and_constant_channels(scale, con
     assert (np.abs(pred) < 1e13).all()  # on the targets' scale
 
 
-def test_regressor_on_a_constant_target_predicts_it():
+@pytest.mark.parametrize("level", [4e11, 1.0])
+def test_regressor_on_a_constant_target_predicts_it(level):
+    """Exactly, on every path: the untrained output (about +-1 after two epochs) was read in
+    units of a stand-in deviation of 1, so a target of 1 came back as 1.6, 2.2, 1.1."""
     X = _panel(1.0, False)
     with pytest.warns(UserWarning, match="only single label"):  # sktime notes the constant
-        reg = AarenRegressor(max_epochs=2, **TINY).fit(X, np.full(12, 4e11))
-    np.testing.assert_allclose(reg.predict(X), 4e11, rtol=1e-6)
+        reg = AarenRegressor(max_epochs=2, **TINY).fit(X, np.full(12, level))
+    np.testing.assert_array_equal(reg.predict(X), level)
+    np.testing.assert_array_equal(reg.predict_prefix(X), level)
+    assert reg.start_stream(1).update(X[0, :, 0]).predict()[0] == level
+
+
+def test_data_near_1e_300_is_standardised_like_data_near_1():
+    """Values of about 1e-300 have a variance of 1e-600, which float64 rounds to 0: they
+    read as constants, were scaled by 1 and became 0 in float32 (a regressor answered 0.6
+    for targets near 1e-300). Measured on their own spread, the same data at 1e-300 gives
+    the same model: every output is the unscaled one times 1e-300."""
+    y = pd.Series(np.sin(np.arange(40) / 3.0) + 2.0, name="y")
+    near_one = _forecast(y).predict(fh=[1, 2, 3]).to_numpy()
+    tiny = _forecast(y * 1e-300).predict(fh=[1, 2, 3]).to_numpy()
+    np.testing.assert_allclose(tiny / 1e-300, near_one, rtol=1e-9)
+    X, targets = _panel(1.0, False), np.linspace(0.0, 1.0, 12)
+    labels = np.array(["a", "b", "c"] * 4)
+    for scale in (1.0, 1e-300):
+        reg = AarenRegressor(max_epochs=2, **TINY).fit(X * scale, targets * scale)
+        clf = AarenClassifier(max_epochs=2, **TINY).fit(X * scale, labels)
+        if scale == 1.0:
+            ref_reg, ref_proba = reg.predict(X), clf.predict_proba(X)
+    np.testing.assert_allclose(reg.predict(X * 1e-300) / 1e-300, ref_reg, rtol=1e-9)
+    np.testing.assert_allclose(clf.predict_proba(X * 1e-300), ref_proba, rtol=1e-9)
 
 
 def _events(gap: float, n: int = 30, n_seq: int = 4):

@@ -41,8 +41,13 @@ from ._persistence import PersistenceMixin
 from ._portable import PortableStateMixin
 from ._sizes import check_stream_count, checked_build
 from ._threads import threaded
-from ._values import check_finite_outputs, check_float32, check_real_dtype, real_values
-from .forecaster import check_standardisable
+from ._values import (
+    check_finite_outputs,
+    check_float32,
+    check_real_dtype,
+    real_values,
+    standardisation,
+)
 
 # sklearn >= 1.9 stores these on the estimator during GridSearchCV / cross_val_score;
 # sktime's reset() (called by fit) would delete them.
@@ -276,11 +281,8 @@ class AarenPanelMixin(PersistenceMixin):
         self._device = resolve_device(self.device)
         processes = check_devices(self.devices, self.strategy, self._device)
         stacked = np.concatenate(series)
-        with np.errstate(over="ignore", invalid="ignore"):
-            mean, std = stacked.mean(0), stacked.std(0)
-        check_standardisable(mean, std, "X")
         self.n_channels_ = stacked.shape[1]
-        self.mean_, self.std_ = mean, np.where(std > 0, std, 1.0)
+        self.mean_, self.std_, _ = standardisation(stacked, "X")
         series = [(s - self.mean_) / self.std_ for s in series]
         seed = 0 if self.random_state is None else int(self.random_state)
         rng = np.random.RandomState(seed if self.random_state is not None else None)

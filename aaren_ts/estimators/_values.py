@@ -87,6 +87,43 @@ def check_finite_outputs(outputs: list[np.ndarray], what: str, unit: str = "seri
             )
 
 
+# below this spread the squares in a standard deviation underflow float64 (1e-300 ** 2 is
+# 0): such columns are measured on the scale of their own spread instead
+_TINY_SPREAD = 1e-150
+
+
+def standardisation(data: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-column mean, standard deviation and whether the column is constant, for
+    ``data`` ``(rows, columns)``; the deviation of a constant column is 1.
+
+    Values of about 1e-300 have a variance of 1e-600, which float64 rounds to 0: they read
+    as constants, were "standardised" to about 1e-300, became 0 in float32, and the model
+    learnt nothing from them. Such columns are measured on the scale of their spread
+    (``max - min``), which gives the same deviation without squaring tiny numbers; other
+    columns are computed as always. Statistics that overflow are a named error
+    (``check_standardisable``)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = data.mean(0), data.std(0)
+        spread = data.max(0) - data.min(0)
+        tiny = (spread > 0) & (spread < _TINY_SPREAD)
+        if tiny.any():
+            scale = np.where(tiny, spread, 1.0)
+            std = np.where(tiny, ((data - mean) / scale).std(0) * scale, std)
+    check_standardisable(mean, std, name)
+    constant = spread == 0
+    return mean, np.where(constant | ~(std > 0), 1.0, std), constant
+
+
+def check_standardisable(mean: np.ndarray, std: np.ndarray, name: str) -> None:
+    """A named error where finite data is too large for float64 statistics (|x| ~ 1e308):
+    scaling by an infinite standard deviation would turn every value into NaN."""
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        raise ValueError(
+            f"{name} holds values too large to standardise (their mean or standard deviation "
+            "overflows float64); rescale the data"
+        )
+
+
 def check_float32(scaled: np.ndarray, what: str) -> None:
     """A ``ValueError`` when standardised values would overflow float32."""
     # abs and max raise no floating-point warnings (NaN and inf pass through), so no

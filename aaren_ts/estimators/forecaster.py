@@ -65,7 +65,7 @@ from ._time_index import (
     relative_steps,
     tail,
 )
-from ._values import check_float32, check_real_columns
+from ._values import check_float32, check_real_columns, standardisation
 
 QUANTILE_LEVEL = Real(0.0, 1.0, open={"low", "high"})
 
@@ -79,22 +79,10 @@ LOCAL_WINDOW_MAX = 336
 
 
 def _standardisation(frame: pd.DataFrame, name: str = "y") -> tuple[np.ndarray, np.ndarray]:
-    """Per-column mean and standard deviation (1 for a constant column)."""
-    data = frame.to_numpy(dtype=np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean, std = data.mean(0), data.std(0)
-    check_standardisable(mean, std, name)
-    return mean, np.where(std > 0, std, 1.0)
-
-
-def check_standardisable(mean: np.ndarray, std: np.ndarray, name: str) -> None:
-    """A named error where finite data is too large for float64 statistics (|x| ~ 1e308):
-    scaling by an infinite standard deviation would turn every value into NaN."""
-    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
-        raise ValueError(
-            f"{name} holds values too large to standardise (their mean or standard deviation "
-            "overflows float64); rescale the data"
-        )
+    """Per-column mean and standard deviation (1 for a constant column; see
+    ``_values.standardisation``)."""
+    mean, std, _ = standardisation(frame.to_numpy(dtype=np.float64), name)
+    return mean, std
 
 
 _FIRST = np.zeros(1, dtype=np.int64)  # the first (only) series' row
@@ -812,8 +800,8 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         self.scaling_ = {key: _standardisation(frame) for key, frame in instances}
         # a column constant in the training data has no scale to learn from: it is forecast
         # as that constant (the network's output in units of a stand-in std of 1 would not be)
-        self.constant_columns_ = {
-            key: frame.to_numpy(dtype=np.float64).std(0) == 0 for key, frame in instances
+        self.constant_columns_ = {  # every value equal (not a variance that underflows)
+            key: np.ptp(frame.to_numpy(dtype=np.float64), axis=0) == 0 for key, frame in instances
         }
         self.x_scaling_ = {
             key: _standardisation(x, "X") for key, x in exog.items() if x is not None

@@ -11,8 +11,7 @@ from sktime.regression.base import BaseRegressor
 
 from ._panel_base import PANEL_MTYPES, AarenPanelMixin, PanelStream
 from ._panel_net import SquaredError
-from ._values import real_values
-from .forecaster import check_standardisable
+from ._values import real_values, standardisation
 
 
 class RegressorStream(PanelStream):
@@ -186,11 +185,12 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         y = np.asarray(y, dtype=np.float64)
         if not np.isfinite(y).all():
             raise ValueError("y contains NaN or inf values; AarenRegressor needs finite targets")
-        with np.errstate(over="ignore", invalid="ignore"):
-            mean, std = y.mean(), y.std()
-        check_standardisable(np.atleast_1d(mean), np.atleast_1d(std), "y")
-        self.target_mean_, self.target_std_ = float(mean), float(std if std > 0 else 1.0)
-        scaled = torch.tensor((y - self.target_mean_) / self.target_std_, dtype=torch.float32)
+        mean, std, constant = standardisation(y.reshape(-1, 1), "y")
+        self.target_mean_ = float(mean[0])
+        # a constant target is predicted as that constant: the network's output (trained
+        # towards 0) is multiplied by 0, not read in units of a stand-in deviation of 1
+        self.target_std_ = 0.0 if constant[0] else float(std[0])
+        scaled = torch.tensor((y - self.target_mean_) / float(std[0]), dtype=torch.float32)
         self._fit_network(X, scaled, None)
         return self
 
