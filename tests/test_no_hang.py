@@ -127,6 +127,18 @@ def test_a_supercritical_process_stops_at_max_events(fitted):
     assert np.all(np.diff(short.times) >= 0) and short.times.max() <= 2.0
 
 
+def test_the_network_sampler_refuses_a_window_far_beyond_max_events_early(fitted):
+    """The network draws about a millisecond per event: t_end=1e12 ran 100,000 draws
+    (minutes) before reaching the cap; the count projected from the first 1,000 events
+    refuses it, and below 1,000 events the cap itself is a ValueError (was RuntimeError)."""
+    with pytest.raises(
+        ValueError, match=r"events expected before t_end at the rate of the first 1000"
+    ):
+        fitted["aaren"].sample(1, 1e12)
+    with pytest.raises(ValueError, match=r"more than max_events=50 events .* raise max_events"):
+        fitted["aaren"].sample(1, 1e12, max_events=50)
+
+
 def test_sampling_is_unchanged_for_valid_windows():
     """The checks only refuse: a valid call draws the same events as the simulator alone."""
     from aaren_ts.datasets.events import simulate_hawkes

@@ -79,6 +79,23 @@ def _check_marks(sequences: list[EventSequence], n_marks: int) -> None:
             )
 
 
+# Sampling draws one event at a time through the network (about a millisecond each): a
+# window holding far more than max_events would take minutes to reach that cap. Every
+# PROJECT_EVERY events the count expected at the rate so far is checked against it.
+PROJECT_EVERY = 1000
+
+
+def _refuse_a_window_too_long(n: int, elapsed: float, window: float, max_events: int) -> None:
+    """A named error when ``n`` events in ``elapsed`` time project past ``max_events``
+    (twice over: the rate may still change) by the end of ``window``."""
+    if elapsed > 0 and n * window / elapsed > 2 * max_events:
+        raise ValueError(
+            f"about {n * window / elapsed:.3g} events expected before t_end at the rate of "
+            f"the first {n}, more than max_events={max_events}: shorten t_end or raise "
+            "max_events"
+        )
+
+
 # the network reads gaps as float32: a wider gap would reach it as inf
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -807,7 +824,9 @@ class EventStream(PortableStateMixin):
         stream = copy.copy(self)
         times, marks = [], []
         floor = t0 - stream.last_time  # first gap must exceed it (no event in the open interval)
-        for _ in range(max_events):
+        for n in range(max_events):
+            if n and n % PROJECT_EVERY == 0:
+                _refuse_a_window_too_long(n, stream.last_time - t0, t_end - t0, max_events)
             for _attempt in range(10_000):
                 tau, mark = stream._dec.sample(gen)
                 if float(tau) > floor:
@@ -822,5 +841,8 @@ class EventStream(PortableStateMixin):
             marks.append(int(mark))
             floor = 0.0
         else:
-            raise RuntimeError(f"more than max_events={max_events} events before t_end={t_end}")
+            raise ValueError(
+                f"more than max_events={max_events} events before t_end={t_end}: shorten "
+                "t_end or raise max_events"
+            )
         return EventSequence(np.array(times), np.array(marks, dtype=np.int64), t0, t_end)
