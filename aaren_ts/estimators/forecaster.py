@@ -12,6 +12,7 @@ observations, normalised per window, as the Time-Series-Library benchmarks do.
 from __future__ import annotations
 
 import copy
+import datetime
 import functools
 import math
 from typing import Any, ClassVar
@@ -130,7 +131,13 @@ def _absolute_times(fh) -> pd.Index | None:
     steps ahead, None, or anything sktime's own checks should see first."""
     if isinstance(fh, ForecastingHorizon):
         return None if fh.is_relative else fh.to_pandas()
-    if isinstance(fh, (list, tuple, np.ndarray)) and len(fh):
+    if isinstance(fh, np.ndarray) and fh.dtype.kind == "M":
+        return pd.DatetimeIndex(fh)
+    if isinstance(fh, (list, tuple)) and len(fh):
+        # a stream asks for steps (a list of ints) after every observation: only a list of
+        # times is converted (pd.Index of any list costs tens of microseconds)
+        if not isinstance(fh[0], (pd.Timestamp, pd.Period, np.datetime64, datetime.datetime)):
+            return None
         try:
             fh = pd.Index(fh)
         except (TypeError, ValueError):
