@@ -23,8 +23,9 @@ from typing import Any
 MAX_EVENTS = 100_000
 
 
-def positive_int(value: Any, name: str, maximum: int | None = None) -> int:
-    """``value`` as an ``int`` >= 1 (numpy integers accepted, bools refused).
+def positive_int(value: Any, name: str, maximum: int | None = None, *, minimum: int = 1) -> int:
+    """``value`` as an ``int`` >= ``minimum`` (1 unless given; numpy integers accepted,
+    bools refused).
 
     Examples
     --------
@@ -38,8 +39,8 @@ def positive_int(value: Any, name: str, maximum: int | None = None) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return int(value)

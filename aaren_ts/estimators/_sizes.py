@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from .._checks import InvalidParameterError
+from ..nn import map_state
 
 # float32 weights, their gradients and AdamW's two moments
 BYTES_PER_PARAMETER = 4 * 4
@@ -57,9 +58,10 @@ def checked_build(build: Callable[[], torch.nn.Module], owner: str, sizes: dict[
 def check_stream_count(net: torch.nn.Module, n_streams: int, owner: str) -> None:
     """A named error when ``n_streams`` streams' state would take more than half the
     machine's memory (``start_stream(10**9)`` allocated 80 GB before failing)."""
-    one = net.init_state(1, torch.device("meta"))
-    leaves = [one] if isinstance(one, torch.Tensor) else list(_leaves(one))
-    per_stream = sum(t.numel() * t.element_size() for t in leaves)
+    sizes: list[int] = []
+    map_state(lambda t: sizes.append(t.numel() * t.element_size()) or t,
+              net.init_state(1, torch.device("meta")))  # fmt: skip
+    per_stream = sum(sizes)
     memory = machine_memory()
     if per_stream * n_streams > memory // 2:
         raise ValueError(
@@ -67,11 +69,3 @@ def check_stream_count(net: torch.nn.Module, n_streams: int, owner: str) -> None
             f"of state ({per_stream:,} bytes each), more than half this machine's memory "
             f"({memory / 2**30:.1f} GiB); start fewer streams"
         )
-
-
-def _leaves(state):
-    if isinstance(state, torch.Tensor):
-        yield state
-    elif isinstance(state, (tuple, list)):
-        for part in state:
-            yield from _leaves(part)

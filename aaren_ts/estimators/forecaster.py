@@ -804,12 +804,13 @@ class AarenForecaster(PersistenceMixin, BaseForecaster):
         self.columns_ = list(y.columns)
         self.x_columns_ = None if X is None else list(X.columns)
         exog = self._exogenous(X, instances)
-        self.scaling_ = {key: _standardisation(frame) for key, frame in instances}
+        stats = {
+            key: standardisation(frame.to_numpy(dtype=np.float64), "y") for key, frame in instances
+        }
+        self.scaling_ = {key: (mean, std) for key, (mean, std, _) in stats.items()}
         # a column constant in the training data has no scale to learn from: it is forecast
         # as that constant (the network's output in units of a stand-in std of 1 would not be)
-        self.constant_columns_ = {  # every value equal (not a variance that underflows)
-            key: np.ptp(frame.to_numpy(dtype=np.float64), axis=0) == 0 for key, frame in instances
-        }
+        self.constant_columns_ = {key: constant for key, (_, _, constant) in stats.items()}
         self.x_scaling_ = {
             key: _standardisation(x, "X") for key, x in exog.items() if x is not None
         }

@@ -14,9 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._checks import positive_int
 from ._fast import call
 from .attention import AarenAttention, AttentionState
-from .base import Backbone, check_size
+from .base import Backbone
 
 
 def feed_forward(d_model: int, d_ff: int, dropout: float) -> nn.Sequential:
@@ -160,8 +161,8 @@ class Aaren(Backbone):
         scan_backend: str = "auto",
     ) -> None:
         super().__init__()
-        self.d_model = d_model = check_size(d_model, "d_model")
-        n_layers = check_size(n_layers, "n_layers", low=0)  # 0: the final norm alone
+        self.d_model = d_model = positive_int(d_model, "d_model")
+        n_layers = positive_int(n_layers, "n_layers", minimum=0)  # 0: the final norm alone
         self.layers = nn.ModuleList(
             AarenBlock(d_model, n_heads, d_ff, dropout, recency, scan_backend)
             for _ in range(n_layers)

@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import positive_int
 from ..scan import ScanState, aaren_attention, aaren_reduce, aaren_step, init_state, state_output
 from ..scan.recurrent import fitting_step, state_fits
 from ..scan.state import absorb_tokens, canonical
 from ._fast import call
-from .base import check_size
 
 
 def _time_dtype(device: torch.device | str | None) -> torch.dtype:
@@ -109,7 +109,7 @@ class AarenAttention(nn.Module):
         scan_backend: str = "auto",
     ) -> None:
         super().__init__()
-        d_model, n_heads = check_size(d_model, "d_model"), check_size(n_heads, "n_heads")
+        d_model, n_heads = positive_int(d_model, "d_model"), positive_int(n_heads, "n_heads")
         if d_model % n_heads:
             raise ValueError(f"n_heads={n_heads} must divide d_model={d_model}")
         self.d_model = d_model

@@ -17,22 +17,11 @@ with the carried state equals one call over the concatenation.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
-
-
-def check_size(value: Any, name: str, low: int = 1) -> int:
-    """A layer size (``d_model``, ``n_heads``, ``n_layers``) as an int >= ``low``, named
-    otherwise: torch's own messages ("negative dimension -8") come from deep inside."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if int(value) < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
 
 
 class Backbone(nn.Module):

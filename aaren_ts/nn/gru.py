@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Backbone, check_size
+from .._checks import positive_int
+from .base import Backbone
 
 
 class GRUStack(Backbone):
@@ -31,8 +32,8 @@ class GRUStack(Backbone):
 
     def __init__(self, d_model: int, n_layers: int = 2, dropout: float = 0.0) -> None:
         super().__init__()
-        self.d_model = d_model = check_size(d_model, "d_model")
-        self.n_layers = n_layers = check_size(n_layers, "n_layers")
+        self.d_model = d_model = positive_int(d_model, "d_model")
+        self.n_layers = n_layers = positive_int(n_layers, "n_layers")
         self.gru = nn.GRU(
             d_model, d_model, n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0
         )

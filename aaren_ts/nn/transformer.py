@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import positive_int
 from ._fast import call
 from .aaren import feed_forward, pre_norm_block
-from .base import Backbone, check_size
+from .base import Backbone
 
 
 class KVCache(NamedTuple):
@@ -156,9 +157,9 @@ class CausalTransformer(Backbone):
         super().__init__()
         if positional not in ("sinusoidal", None):
             raise ValueError(f"positional must be 'sinusoidal' or None, got {positional!r}")
-        self.d_model = d_model = check_size(d_model, "d_model")
-        self.n_heads = n_heads = check_size(n_heads, "n_heads")
-        n_layers = check_size(n_layers, "n_layers", low=0)
+        self.d_model = d_model = positive_int(d_model, "d_model")
+        self.n_heads = n_heads = positive_int(n_heads, "n_heads")
+        n_layers = positive_int(n_layers, "n_layers", minimum=0)
         self.positional = positional
         self.layers = nn.ModuleList(
             TransformerBlock(d_model, n_heads, d_ff, dropout) for _ in range(n_layers)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..estimators._values import FLOAT32_MAX
+from ..estimators._values import FLOAT32_MAX, check_real_dtype
 
 FIELDS = ("observations", "actions", "rewards")
 
@@ -60,10 +60,7 @@ def as_array(value: Any, name: str, where: str, ndim: int) -> np.ndarray:
     except (TypeError, ValueError) as err:
         raise TypeError(f"{where}: {name} must be a numeric array ({err})") from None
     if array.dtype == bool:  # as every estimator: 0/1 only where someone decided so
-        raise TypeError(
-            f"{where}: {name} holds booleans: convert them to numbers (e.g. .astype(float)) "
-            "if 0/1 is what they mean"
-        )
+        check_real_dtype(array.dtype, f"{where}: {name}")
     if array.dtype == object or not np.issubdtype(array.dtype, np.number):
         raise TypeError(f"{where}: {name} must be numeric, got dtype {array.dtype}")
     if np.iscomplexobj(array):
