@@ -575,6 +575,8 @@ OWN_PARAMS = {
         ("min_steps", -1, "an int >= 0"), ("min_steps", 1.5, "an int >= 0"),
         ("max_epochs", "all", "a positive int or 'auto'"), ("max_epochs", 0, "or 'auto'"),
         ("positional", "yes", "True or False or 'auto'"), ("positional", 1, "True or False"),
+        ("n_networks", 0, r"an int in \[1, 100\]"), ("n_networks", 2.0, r"an int in \[1, 100\]"),
+        ("n_networks", True, r"an int in \[1, 100\]"),
     ],
     "regressor": [
         ("kernel_size", 0, "a positive int"), ("prefix_loss", -0.5, r"in \[0.0, 1.0\]"),
@@ -582,6 +584,7 @@ OWN_PARAMS = {
         ("strategy", "ddp2", "one of"), ("readout", ["mean"], r"one of \('last', 'mean'\)"),
         ("max_epochs", "auto", "a positive int"),
         ("positional", "on", "True or False or 'auto'"), ("positional", None, "True or False"),
+        ("n_networks", 101, r"an int in \[1, 100\]"), ("n_networks", "3", r"an int in \[1, 100\]"),
     ],
     "point_process": [
         ("n_components", 0, "a positive int"), ("n_marks", 0, "None or a positive int"),

@@ -49,6 +49,8 @@ def ragged():
         "transformer-mean",
         "aaren-positional",
         "gru-positional-mean",
+        "aaren-ensemble",
+        "transformer-ensemble-mean",
     ],
 )
 def fitted(request, ragged):
@@ -59,6 +61,7 @@ def fitted(request, ragged):
         recency="recency" in variants,
         readout="mean" if "mean" in variants else "last",
         positional="positional" in variants,
+        n_networks=2 if "ensemble" in variants else 1,
         **TINY,
     )
     return clf.fit(as_multiindex(series), labels)
@@ -640,3 +643,76 @@ def test_positional_auto_is_on_for_short_univariate_series_without_the_transform
     assert clf.network_.positional is expected
     explicit = AarenClassifier(backbone=backbone, positional=expected, **TINY).fit(panel, labels)
     np.testing.assert_array_equal(clf.predict_proba(panel), explicit.predict_proba(panel))
+
+
+# ---------------------------------------------------------------------------- ensembles
+def test_an_ensemble_averages_the_networks_its_seeds_fit_alone(ragged):
+    """``n_networks=3, random_state=1`` averages the class probabilities of the networks that
+    plain fits with ``random_state`` 3, 4 and 5 train (member ``i``: ``1 * 3 + i``), in one
+    pass, after every prefix and in a stream; its loss history is theirs averaged."""
+    series, labels = ragged
+    X = as_multiindex(series)
+    ensemble = AarenClassifier(**{**TINY, "random_state": 1, "n_networks": 3}).fit(X, labels)
+    alone = [AarenClassifier(**{**TINY, "random_state": s}).fit(X, labels) for s in (3, 4, 5)]
+    test = as_multiindex(series[:6])
+    expected = np.mean([clf.predict_proba(test) for clf in alone], axis=0)
+    np.testing.assert_allclose(ensemble.predict_proba(test), expected, atol=1e-6)
+    assert list(ensemble.predict(test)) == list(ensemble.classes_[expected.argmax(1)])
+    prefix = np.mean([clf.predict_proba_prefix(test) for clf in alone], axis=0)
+    np.testing.assert_allclose(ensemble.predict_proba_prefix(test), prefix, atol=1e-6)
+    stream = ensemble.start_stream()
+    for t, x_t in enumerate(series[0].to_numpy()):
+        np.testing.assert_allclose(stream.update(x_t).predict_proba()[0], prefix[0, t], atol=1e-5)
+    histories = np.array([clf.loss_history_ for clf in alone])
+    np.testing.assert_allclose(ensemble.loss_history_, histories.mean(0), rtol=1e-12)
+    assert ensemble.n_epochs_ == TINY["max_epochs"]
+
+
+def test_one_network_is_the_plain_network_and_other_seeds_other_members(ragged):
+    from aaren_ts.estimators._panel_net import PanelEnsemble, PanelNet
+
+    series, labels = ragged
+    X = as_multiindex(series)
+    plain = AarenClassifier(**TINY).fit(X, labels)
+    assert type(plain.network_) is PanelNet
+    pair = AarenClassifier(**{**TINY, "n_networks": 2}).fit(X, labels)
+    assert isinstance(pair.network_, PanelEnsemble) and len(pair.network_.members) == 2
+    # seed 0's first member is the plain network of seed 0
+    for a, b in zip(plain.network_.state_dict().values(),
+                    pair.network_.members[0].state_dict().values(), strict=True):  # fmt: skip
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    other = AarenClassifier(**{**TINY, "n_networks": 2, "random_state": 1}).fit(X, labels)
+    assert np.abs(other.predict_proba(X) - pair.predict_proba(X)).max() > 1e-4
+
+
+def test_an_ensemble_survives_both_save_formats_and_keeps_its_members(ragged):
+    import pickle
+
+    from aaren_ts import load
+
+    series, labels = ragged
+    clf = AarenClassifier(**{**TINY, "n_networks": 2}).fit(as_multiindex(series), labels)
+    X = as_multiindex(series[:6])
+    expected = clf.predict_proba(X)
+    for copy in (pickle.loads(pickle.dumps(clf)), load(clf.save())):
+        assert len(copy.network_.members) == 2
+        np.testing.assert_array_equal(copy.predict_proba(X), expected)
+
+
+def test_an_ensemble_too_large_for_the_machine_is_refused_before_any_member(ragged, monkeypatch):
+    """The size check counts every member: a network that fits alone is refused as 50."""
+    from aaren_ts.estimators import _sizes
+
+    series, labels = ragged
+    X = as_multiindex(series)
+    one = AarenClassifier(**TINY).fit(X, labels)
+    per_network = sum(p.numel() for p in one.network_.parameters())
+    monkeypatch.setattr(_sizes, "machine_memory", lambda: 20 * per_network * 16)
+    AarenClassifier(**TINY).fit(X, labels)
+    built = []
+    monkeypatch.setattr(
+        AarenClassifier, "_fit_member", lambda *a, **k: built.append(1), raising=True
+    )
+    with pytest.raises(ValueError, match="n_networks=50"):
+        AarenClassifier(**{**TINY, "n_networks": 50}).fit(X, labels)
+    assert not built

@@ -94,3 +94,14 @@ def test_sklearn_grid_search_and_cross_val_score():
     search = GridSearchCV(AarenRegressor(**TINY), {"d_model": [4, 8]}, cv=2).fit(X, y)
     assert search.predict(X).shape == (12,)
     assert cross_val_score(AarenRegressor(**TINY), X, y, cv=3).shape == (3,)
+
+
+def test_an_ensemble_predicts_the_mean_of_the_networks_its_seeds_fit_alone():
+    X, y = mean_level(30, seed=3)
+    tiny = {"d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 3}
+    ensemble = AarenRegressor(**tiny, n_networks=2, random_state=2).fit(X, y)
+    alone = [AarenRegressor(**tiny, random_state=s).fit(X, y) for s in (4, 5)]
+    expected = np.mean([r.predict(X) for r in alone], axis=0)
+    np.testing.assert_allclose(ensemble.predict(X), expected, rtol=1e-5, atol=1e-6)
+    prefix = np.mean([r.predict_prefix(X) for r in alone], axis=0)
+    np.testing.assert_allclose(ensemble.predict_prefix(X), prefix, rtol=1e-5, atol=1e-6)

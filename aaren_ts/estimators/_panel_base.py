@@ -20,6 +20,7 @@ from ._distributed import check_devices, train_network
 from ._panel_net import (
     READOUTS,
     PanelData,
+    PanelEnsemble,
     PanelNet,
     check_positional,
     predict_outputs,
@@ -30,6 +31,7 @@ from ._params import (
     PLACEMENT,
     TRAINING,
     Bool,
+    Int,
     InvalidParameterError,
     KernelSizes,
     Options,
@@ -64,6 +66,8 @@ PANEL_MTYPES = ["pd-multiindex", "numpy3D", "df-list"]
 # ItalyPowerDemand (24), and lowers OSULeaf (427 steps: 0.715 to 0.595); the folds put the
 # line between 251 and 427 steps (benchmarks/RESULTS.md, issue 17)
 AUTO_POSITIONAL_MAX_STEPS = 300
+# the most networks an ensemble may average (each one is a whole fit)
+MAX_NETWORKS = 100
 
 
 def panel_arrays(X: Any) -> list[np.ndarray]:
@@ -155,6 +159,13 @@ class PanelStream(PortableStateMixin):
         return self._output
 
 
+def _mean_per_epoch(histories: list[list[float]]) -> list[float]:
+    """An ensemble's loss per epoch: the mean over the members that trained that epoch (early
+    stopping may end members at different epochs)."""
+    longest = max(len(h) for h in histories)
+    return [float(np.mean([h[e] for h in histories if len(h) > e])) for e in range(longest)]
+
+
 class AarenPanelMixin(PersistenceMixin):
     """Shared implementation; the classes define ``_n_outputs``, ``_targets``, ``_loss``."""
 
@@ -190,6 +201,7 @@ class AarenPanelMixin(PersistenceMixin):
         "positional": (Bool(), Options("auto")),
         "prefix_loss": Real(0.0, 1.0),
         "weight_decay": Real(0.0),
+        "n_networks": Int(1, MAX_NETWORKS),
     }
 
     def _check_params(self) -> None:
@@ -249,11 +261,14 @@ class AarenPanelMixin(PersistenceMixin):
         batches = -(-n_train // self.batch_size)
         return max(self._AUTO_EPOCHS, -(-int(self.min_steps) // batches))
 
-    def _progress(self, epochs: int) -> tuple[Callable | None, Callable[[], None]]:
-        """Per-epoch reporting for ``verbose=True``: a tqdm bar when tqdm is installed."""
+    def _progress(
+        self, epochs: int, member: str = ""
+    ) -> tuple[Callable | None, Callable[[], None]]:
+        """Per-epoch reporting for ``verbose=True``: a tqdm bar when tqdm is installed (one
+        per network of an ensemble, ``member`` naming it)."""
         if not self.verbose:
             return None, lambda: None
-        name = f"{type(self).__name__} ({self.backbone})"
+        name = f"{type(self).__name__} ({self.backbone}){member}"
         try:
             from tqdm.auto import tqdm
         except ImportError:
@@ -274,6 +289,19 @@ class AarenPanelMixin(PersistenceMixin):
 
         return report, bar.close
 
+    # how an ensemble's members are read as one ("probabilities" or "mean"): the class's
+    _ensemble_combine = "mean"
+
+    def _member_seeds(self) -> list[int | None]:
+        """Member ``i``'s seed: ``random_state * n_networks + i`` (mod 2**32), the seed of
+        the network a plain fit with that ``random_state`` trains, so the members of
+        different seeds never coincide and ``n_networks=1`` is the single network of
+        ``random_state``; None without a seed."""
+        n = int(self.n_networks)
+        if self.random_state is None:
+            return [None] * n
+        return [(int(self.random_state) * n + i) % 2**32 for i in range(n)]
+
     @threaded  # the torch work of fit, predict and the prefix predictions
     def _fit_network(self, X, targets: torch.Tensor, y_for_split) -> None:
         loss = self._loss()  # checks the loss's parameters before any work
@@ -284,30 +312,54 @@ class AarenPanelMixin(PersistenceMixin):
         self.n_channels_ = stacked.shape[1]
         self.mean_, self.std_, _ = standardisation(stacked, "X")
         series = [(s - self.mean_) / self.std_ for s in series]
-        seed = 0 if self.random_state is None else int(self.random_state)
-        rng = np.random.RandomState(seed if self.random_state is not None else None)
+        n_networks = int(self.n_networks)
+        net_kwargs = {
+            "n_channels": self.n_channels_,
+            "n_outputs": self._n_outputs(),
+            "backbone": self.backbone,
+            "d_model": self.d_model,
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "dropout": self.dropout,
+            "kernel_size": self.kernel_size,
+            "recency": self.recency,
+            "readout": self.readout,
+            "positional": self._positional(max(len(s) for s in series)),
+        }
+        sizes = {"d_model": self.d_model, "n_layers": self.n_layers,
+                 "kernel_size": self.kernel_size, "n_networks": n_networks}  # fmt: skip
+        # the whole ensemble's size checked before any member is built
+        checked_build(
+            lambda: PanelEnsemble(n_networks, self._ensemble_combine, **net_kwargs),
+            type(self).__name__,
+            sizes,
+            build_it=False,
+        )
+        members, histories = [], []
+        for i, seed in enumerate(self._member_seeds()):
+            net, history = self._fit_member(
+                series, targets, y_for_split, net_kwargs, seed, processes, loss, i
+            )
+            members.append(net)
+            histories.append(history)
+        if n_networks == 1:
+            self.network_ = members[0]
+            self.loss_history_, self.validation_history_ = histories[0]
+        else:
+            self.network_ = PanelEnsemble.of(members, self._ensemble_combine)
+            self.loss_history_ = _mean_per_epoch([h[0] for h in histories])
+            self.validation_history_ = _mean_per_epoch([h[1] for h in histories])
+        self.n_epochs_ = len(self.loss_history_)
+
+    def _fit_member(self, series, targets, y_for_split, net_kwargs, seed, processes, loss, index):
+        """Build and train one network with its own seed (``seed`` None: unseeded, as a
+        fit without ``random_state``); returns it and its (training, validation) losses."""
+        rng = np.random.RandomState(seed)
         train, val = self._split(len(series), rng, y_for_split)
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(0 if seed is None else seed)
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed if self.random_state is not None else torch.seed())
-            self.network_ = checked_build(
-                lambda: PanelNet(
-                    n_channels=self.n_channels_,
-                    n_outputs=self._n_outputs(),
-                    backbone=self.backbone,
-                    d_model=self.d_model,
-                    n_layers=self.n_layers,
-                    n_heads=self.n_heads,
-                    dropout=self.dropout,
-                    kernel_size=self.kernel_size,
-                    recency=self.recency,
-                    readout=self.readout,
-                    positional=self._positional(max(len(s) for s in series)),
-                ),
-                type(self).__name__,
-                {"d_model": self.d_model, "n_layers": self.n_layers,
-                 "kernel_size": self.kernel_size},
-            ).to(self._device)  # fmt: skip
+            torch.manual_seed(torch.seed() if seed is None else seed)
+            net = PanelNet(**net_kwargs).to(self._device)
             validation = None
             if len(val):
                 validation = ([series[i] for i in val], targets[torch.as_tensor(val)])
@@ -323,20 +375,20 @@ class AarenPanelMixin(PersistenceMixin):
                 "patience": self.patience,
                 "prefix_loss": self.prefix_loss,
             }
-            histories, self.world_size_ = train_network(
-                self.network_,
+            member = f" {index + 1}/{self.n_networks}" if self.n_networks > 1 else ""
+            history, self.world_size_ = train_network(
+                net,
                 data,
                 processes=processes,
                 strategy=self.strategy,
                 device=self._device,
                 generator=generator,
                 verbose=self.verbose,
-                progress=functools.partial(self._progress, epochs),
+                progress=functools.partial(self._progress, epochs, member),
                 train=train_panel,
                 **fit_kwargs,
             )
-            self.loss_history_, self.validation_history_ = histories
-        self.n_epochs_ = len(self.loss_history_)
+        return net, history
 
     # ------------------------------------------------------------------ prediction
     @threaded

@@ -23,6 +23,7 @@ With a ``Shard`` it trains one rank's part of data-parallel training
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -214,6 +215,67 @@ class PanelNet(nn.Module):
         if position is not None:
             state = (*state, position + 1)
         return self.head(self.dropout(y)), state
+
+
+COMBINES = ("probabilities", "mean")
+
+
+class PanelEnsemble(nn.Module):
+    """Several ``PanelNet`` of one shape, read as one: their predictions averaged.
+
+    ``combine="probabilities"`` (classification): the outputs are the log of the members'
+    mean class probabilities, so a softmax of them (what the classifier applies) is exactly
+    that mean; ``"mean"`` (regression): the members' mean output. Every step's outputs are
+    combined the same way, so early predictions and streams average too, and a stream's
+    state is the members' states side by side (still O(1) per step for each member).
+
+    Parameters
+    ----------
+    n_networks : int
+        Members (built here with fresh weights; ``of`` wraps members already trained).
+    combine : {"probabilities", "mean"}
+    **net_kwargs
+        ``PanelNet``'s arguments, the same for every member.
+    """
+
+    def __init__(self, n_networks: int, combine: str = "probabilities", **net_kwargs: Any):
+        super().__init__()
+        if combine not in COMBINES:
+            raise ValueError(f"combine must be one of {COMBINES}, got {combine!r}")
+        self.combine = combine
+        self.members = nn.ModuleList(PanelNet(**net_kwargs) for _ in range(n_networks))
+
+    @classmethod
+    def of(cls, members: Sequence[PanelNet], combine: str) -> PanelEnsemble:
+        """An ensemble of these (already built or trained) members."""
+        ensemble = cls(0, combine)
+        ensemble.members.extend(members)
+        return ensemble
+
+    @property
+    def head(self) -> nn.Linear:
+        """The first member's head (its weight gives the ensemble's device and dtype)."""
+        return self.members[0].head
+
+    def _combined(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        stacked = torch.stack(outputs)
+        if self.combine == "mean":
+            return stacked.mean(0)
+        # log of the mean probability, stable for any logits (finite logits give finite logs)
+        return torch.logsumexp(F.log_softmax(stacked, dim=-1), dim=0) - math.log(len(outputs))
+
+    def forward(self, x: torch.Tensor, *, last_only: bool = False) -> torch.Tensor:
+        """The members' combined outputs (see ``PanelNet.forward``)."""
+        return self._combined([m(x, last_only=last_only) for m in self.members])
+
+    def init_state(self, batch: int, device: torch.device | str | None = None) -> tuple:
+        """The members' states before any step, one per member."""
+        return tuple(m.init_state(batch, device) for m in self.members)
+
+    def step(self, x_t: torch.Tensor, state: tuple) -> tuple[torch.Tensor, tuple]:
+        """One step of every member, combined: ``(B, C)`` -> ``(outputs, state)``."""
+        pairs = [m.step(x_t, s) for m, s in zip(self.members, state, strict=True)]
+        return self._combined([out for out, _ in pairs]), tuple(s for _, s in pairs)
 
 
 class PanelLoss:

@@ -17,12 +17,12 @@ import torch
 from torch import nn
 
 from ._forecast_net import ForecastNet
-from ._panel_net import PanelNet
+from ._panel_net import PanelEnsemble, PanelNet
 from ._stream_net import StreamNet
 from ._stream_table import StreamTable
 from ._tpp_net import TPPNet
 
-NETWORKS = (ForecastNet, StreamNet, PanelNet, TPPNet)  # what PortableModule rebuilds
+NETWORKS = (ForecastNet, StreamNet, PanelNet, PanelEnsemble, TPPNet)  # what PortableModule rebuilds
 
 
 def _backbone_kwargs(backbone: nn.Module) -> dict[str, Any]:
@@ -60,9 +60,9 @@ def _backbone_kwargs(backbone: nn.Module) -> dict[str, Any]:
 
 
 def network_kwargs(module: nn.Module) -> dict[str, Any]:
-    """Constructor arguments that rebuild ``module`` (a ForecastNet, StreamNet, PanelNet or
-    TPPNet) with the same parameter and buffer shapes; the state dict then restores the
-    values."""
+    """Constructor arguments that rebuild ``module`` (a ForecastNet, StreamNet, PanelNet,
+    PanelEnsemble or TPPNet) with the same parameter and buffer shapes; the state dict then
+    restores the values."""
     if isinstance(module, StreamNet):
         core = network_kwargs(module.core)
         return {
@@ -86,6 +86,12 @@ def network_kwargs(module: nn.Module) -> dict[str, Any]:
             "quantiles": module.quantiles.tolist(),
             "n_future": module.n_future,
             "context_length": module.context_length,
+        }
+    if isinstance(module, PanelEnsemble):  # members of one shape: the first's arguments
+        return {
+            **network_kwargs(module.members[0]),
+            "n_networks": len(module.members),
+            "combine": module.combine,
         }
     if isinstance(module, PanelNet):
         return {

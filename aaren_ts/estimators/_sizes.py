@@ -34,12 +34,15 @@ def machine_memory() -> int:
         return FALLBACK_MEMORY
 
 
-def checked_build(build: Callable[[], torch.nn.Module], owner: str, sizes: dict[str, Any]):
+def checked_build(
+    build: Callable[[], torch.nn.Module], owner: str, sizes: dict[str, Any], *, build_it=True
+):
     """``build()``, after checking on the meta device that what it builds fits in memory.
 
     ``sizes`` names the parameters that set the network's size, for the message. The probe
     draws no random numbers from the CPU generator (meta tensors are not initialised), so
-    a seeded build is unchanged.
+    a seeded build is unchanged. ``build_it=False``: the check alone (None is returned), for
+    a caller that builds the parts itself.
     """
     with torch.device("meta"):
         probe = build()
@@ -52,7 +55,7 @@ def checked_build(build: Callable[[], torch.nn.Module], owner: str, sizes: dict[
             f"{need / 2**30:.1f} GiB with its gradients and optimiser state, more than half "
             f"this machine's memory ({memory / 2**30:.1f} GiB); lower some of {named}"
         )
-    return build()
+    return build() if build_it else None
 
 
 def check_stream_count(net: torch.nn.Module, n_streams: int, owner: str) -> None:

@@ -113,6 +113,12 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
     class_weight : None, "balanced" or dict, default None
         Weights of the classes in the loss: "balanced" weighs each class by
         ``n_samples / (n_classes * count)``; a dict maps labels to weights (missing labels 1).
+    n_networks : int, default 1
+        Networks trained (each a whole fit, with its own seed) and read as one: their class
+        probabilities averaged, in ``predict_proba``, ``predict_proba_prefix`` and streams
+        (a stream steps every network: its state and each step cost ``n_networks`` times
+        one network's). Member ``i`` is the network a plain fit with ``random_state *
+        n_networks + i`` trains. Fit time grows ``n_networks``-fold.
     device : str, default "auto"
         "auto" picks CUDA when present; "cuda" without a device is an error.
     devices : int or "auto", default 1
@@ -143,9 +149,10 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
     classes_ : ndarray
         Class labels, in the order of ``predict_proba``'s columns.
     network_ : torch.nn.Module
-        The trained network.
+        The trained network (with ``n_networks`` > 1, the ensemble of them).
     loss_history_, validation_history_ : list of float
-        Training (and validation) loss per epoch.
+        Training (and validation) loss per epoch (with ``n_networks`` > 1, the mean over
+        the networks still training at that epoch).
     world_size_ : int
         Processes that trained the network (1 without data parallelism).
 
@@ -222,6 +229,7 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         prefix_loss: float = 0.0,
         label_smoothing: float = 0.0,
         class_weight=None,
+        n_networks: int = 1,
         device: str = "auto",
         devices: int | str = 1,
         strategy: str = "auto",
@@ -248,6 +256,7 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
         self.prefix_loss = prefix_loss
         self.label_smoothing = label_smoothing
         self.class_weight = class_weight
+        self.n_networks = n_networks
         self.device = device
         self.devices = devices
         self.strategy = strategy
@@ -258,6 +267,8 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
 
     def __sklearn_tags__(self):
         return self._sklearn_tags("classifier")
+
+    _ensemble_combine = "probabilities"  # an ensemble averages class probabilities
 
     # ------------------------------------------------------------------ checks
     _constraints: ClassVar[dict] = {
@@ -374,6 +385,7 @@ class AarenClassifier(AarenPanelMixin, BaseClassifier):
                 "max_epochs": 1,
                 "readout": "mean",
                 "positional": True,
+                "n_networks": 2,
             },
             {
                 "backbone": "gru",

@@ -70,6 +70,11 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
     prefix_loss : float in [0, 1], default 0.0
         Weight of the loss at every step (each prefix given its series' target) against the
         loss at each series' last step; > 0 also trains the early predictions.
+    n_networks : int, default 1
+        Networks trained (each a whole fit, with its own seed) and read as one: their
+        predictions averaged, in ``predict``, ``predict_prefix`` and streams. Member ``i``
+        is the network a plain fit with ``random_state * n_networks + i`` trains. Fit time
+        grows ``n_networks``-fold.
     device : str, default "auto"
     devices : int or "auto", default 1
         Devices that train the network together, one process each (data parallel), as in
@@ -137,6 +142,7 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         validation_size: float = 0.0,
         patience: int = 10,
         prefix_loss: float = 0.0,
+        n_networks: int = 1,
         device: str = "auto",
         devices: int | str = 1,
         strategy: str = "auto",
@@ -160,6 +166,7 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
         self.validation_size = validation_size
         self.patience = patience
         self.prefix_loss = prefix_loss
+        self.n_networks = n_networks
         self.device = device
         self.devices = devices
         self.strategy = strategy
@@ -225,6 +232,7 @@ class AarenRegressor(AarenPanelMixin, BaseRegressor):
                 "max_epochs": 1,
                 "readout": "mean",
                 "positional": True,
+                "n_networks": 2,
             },
             {
                 "backbone": "gru",
