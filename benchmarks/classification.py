@@ -231,6 +231,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="aaren and gru: positional=True (cells named <backbone>+positional)",
     )
+    parser.add_argument(
+        "--n-networks",
+        type=int,
+        help="networks averaged per fit (default: the AarenClassifier default)",
+    )
     parser.add_argument("--no-minirocket", action="store_true")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1)
@@ -263,6 +268,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     if args.readout:
         params["readout"] = args.readout
+    if args.n_networks is not None:
+        params["n_networks"] = args.n_networks
     if args.kernel_size:
         sizes = args.kernel_size
         params["kernel_size"] = sizes[0] if len(sizes) == 1 else tuple(sizes)

@@ -12,7 +12,10 @@ import torch
 from aaren_ts.estimators import AarenClassifier
 from aaren_ts.estimators._panel_base import AUTO_POSITIONAL_MAX_STEPS
 
-TINY = {"d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 2, "random_state": 0}
+# one network unless a test is about ensembles (the classifier default averages 3)
+TINY = {
+    "d_model": 8, "n_layers": 1, "n_heads": 2, "max_epochs": 2, "random_state": 0, "n_networks": 1
+}  # fmt: skip
 
 
 def ramps(n: int, seed: int, lengths=(6, 18)) -> tuple[list[pd.DataFrame], np.ndarray]:
@@ -61,8 +64,7 @@ def fitted(request, ragged):
         recency="recency" in variants,
         readout="mean" if "mean" in variants else "last",
         positional="positional" in variants,
-        n_networks=2 if "ensemble" in variants else 1,
-        **TINY,
+        **{**TINY, "n_networks": 2 if "ensemble" in variants else 1},
     )
     return clf.fit(as_multiindex(series), labels)
 
@@ -179,8 +181,8 @@ def test_prefix_loss_trains_the_early_calls():
     test, y_test = ramps(60, seed=2)
     early = {}
     for weight in (0.0, 0.5):
-        clf = AarenClassifier(
-            d_model=16, n_layers=1, max_epochs=30, prefix_loss=weight, random_state=0
+        clf = AarenClassifier(  # one network: what its own training objective teaches
+            d_model=16, n_layers=1, max_epochs=30, prefix_loss=weight, random_state=0, n_networks=1
         )
         clf.fit(as_multiindex(train), y_train)
         proba = clf.predict_proba_prefix(as_multiindex(test))
@@ -202,6 +204,7 @@ def test_early_stopping_holds_out_stratified_series_and_keeps_the_best():
         validation_size=0.25,
         patience=3,
         random_state=0,
+        n_networks=1,  # one network's early stopping (an ensemble's members stop apart)
     )
     clf.fit(X, y)
     history = clf.validation_history_

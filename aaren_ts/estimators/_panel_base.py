@@ -346,7 +346,8 @@ class AarenPanelMixin(PersistenceMixin):
             self.network_ = members[0]
             self.loss_history_, self.validation_history_ = histories[0]
         else:
-            self.network_ = PanelEnsemble.of(members, self._ensemble_combine)
+            # in eval mode, as each trained member is (a predict must not change the pickle)
+            self.network_ = PanelEnsemble.of(members, self._ensemble_combine).eval()
             self.loss_history_ = _mean_per_epoch([h[0] for h in histories])
             self.validation_history_ = _mean_per_epoch([h[1] for h in histories])
         self.n_epochs_ = len(self.loss_history_)
