@@ -251,6 +251,43 @@ def test_classification_defaults_quick_reads_only_the_train_split(tmp_path, monk
                                   "--candidates", "defaults"])  # fmt: skip
 
 
+@needs_dataset("uea", "BasicMotions", "train")
+def test_classification_seed_average_is_the_ensemble_option_on_the_same_folds(monkeypatch):
+    """The script's average of seeds 0 and 1 is, fold by fold, what ``n_networks=2`` with
+    ``random_state=0`` predicts; only the train split is read."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from aaren_ts import datasets
+    from aaren_ts.estimators import AarenClassifier
+
+    script = _script("classification_seed_average.py")
+    real = datasets.load_uea
+
+    def train_only(name, split="train", **kwargs):
+        assert split == "train", "the test split was read"
+        return real(name, split, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_uea", train_only)
+    X, y = script.load_split("BasicMotions", "train")
+    rows = [
+        {"dataset": "BasicMotions", "backbone": "aaren", "seed": seed, **row}
+        for seed in (0, 1)
+        for row in script.held_out_probabilities(X, y, "aaren", seed, 2, 0, quick=True)
+    ]
+    summary = script.summarise(rows)
+    assert set(summary["per_seed"]) == {0, 1} and len(summary["averaged"]) == 2
+    folds = StratifiedKFold(n_splits=2, shuffle=True, random_state=0).split(np.zeros(len(y)), y)
+    for fold, (fit_rows, held_rows) in enumerate(folds):
+        clf = AarenClassifier(n_networks=2, random_state=0, device="cpu", max_epochs=2, d_model=8)
+        clf.fit(script.series_rows(X, fit_rows), y[fit_rows])
+        proba = clf.predict_proba(script.series_rows(X, held_rows))
+        averaged = np.mean([r["proba"] for r in rows if r["fold"] == fold], axis=0)
+        np.testing.assert_allclose(proba, averaged, atol=1e-6)
+        accuracy = (clf.classes_[proba.argmax(1)] == y[held_rows]).mean()
+        assert summary["averaged"][fold] == pytest.approx(accuracy)
+    assert "| BasicMotions | aaren |" in script.report(rows)
+
+
 def test_classification_defaults_baseline_alone_is_written(tmp_path):
     """``--candidates`` with no names and ``--baseline``: the constant baseline's folds, and
     nothing fitted, still reach the JSON file."""
