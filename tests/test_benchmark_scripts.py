@@ -224,6 +224,19 @@ def test_streaming_peers_quick(tmp_path):
     assert "| aaren | 1 |" in "\n".join(_run_here("streaming_peers.py", "--report", str(out)))
 
 
+def _refuse_test_splits(monkeypatch) -> None:
+    """Make ``load_uea`` fail on any split but the training one."""
+    from aaren_ts import datasets
+
+    real = datasets.load_uea
+
+    def train_only(name, split="train", **kwargs):
+        assert split == "train", "the test split was read"
+        return real(name, split, **kwargs)
+
+    monkeypatch.setattr(datasets, "load_uea", train_only)
+
+
 @needs_dataset("uea", "BasicMotions", "train")
 def test_classification_defaults_quick_reads_only_the_train_split(tmp_path, monkeypatch):
     out = tmp_path / "cv.json"
@@ -236,17 +249,8 @@ def test_classification_defaults_quick_reads_only_the_train_split(tmp_path, monk
     assert all(0.0 <= r["accuracy"] <= 1.0 for r in rows)
     assert lines[-4].startswith("| candidate | BasicMotions | mean |")
     # the folds cover the train split only: a loader that refuses the test split still runs
-    from aaren_ts import datasets
-
     classification_defaults = _script("classification_defaults.py")
-
-    real = datasets.load_uea
-
-    def train_only(name, split="train", **kwargs):
-        assert split == "train", "the test split was read"
-        return real(name, split, **kwargs)
-
-    monkeypatch.setattr(datasets, "load_uea", train_only)
+    _refuse_test_splits(monkeypatch)
     classification_defaults.main(["--quick", "--datasets", "BasicMotions", "--folds", "2",
                                   "--candidates", "defaults"])  # fmt: skip
 
@@ -257,17 +261,10 @@ def test_classification_seed_average_is_the_ensemble_option_on_the_same_folds(mo
     ``random_state=0`` predicts; only the train split is read."""
     from sklearn.model_selection import StratifiedKFold
 
-    from aaren_ts import datasets
     from aaren_ts.estimators import AarenClassifier
 
     script = _script("classification_seed_average.py")
-    real = datasets.load_uea
-
-    def train_only(name, split="train", **kwargs):
-        assert split == "train", "the test split was read"
-        return real(name, split, **kwargs)
-
-    monkeypatch.setattr(datasets, "load_uea", train_only)
+    _refuse_test_splits(monkeypatch)
     X, y = script.load_split("BasicMotions", "train")
     rows = [
         {"dataset": "BasicMotions", "backbone": "aaren", "seed": seed, **row}
