@@ -41,7 +41,7 @@ from ._params import (
 )
 from ._persistence import PersistenceMixin
 from ._portable import PortableStateMixin
-from ._sizes import check_stream_count, checked_build
+from ._sizes import check_network_size, check_stream_count
 from ._threads import threaded
 from ._values import (
     check_finite_outputs,
@@ -329,11 +329,10 @@ class AarenPanelMixin(PersistenceMixin):
         sizes = {"d_model": self.d_model, "n_layers": self.n_layers,
                  "kernel_size": self.kernel_size, "n_networks": n_networks}  # fmt: skip
         # the whole ensemble's size checked before any member is built
-        checked_build(
+        check_network_size(
             lambda: PanelEnsemble(n_networks, self._ensemble_combine, **net_kwargs),
             type(self).__name__,
             sizes,
-            build_it=False,
         )
         members, histories = [], []
         for i, seed in enumerate(self._member_seeds()):
@@ -342,14 +341,16 @@ class AarenPanelMixin(PersistenceMixin):
             )
             members.append(net)
             histories.append(history)
-        if n_networks == 1:
-            self.network_ = members[0]
-            self.loss_history_, self.validation_history_ = histories[0]
-        else:
-            # in eval mode, as each trained member is (a predict must not change the pickle)
-            self.network_ = PanelEnsemble.of(members, self._ensemble_combine).eval()
-            self.loss_history_ = _mean_per_epoch([h[0] for h in histories])
-            self.validation_history_ = _mean_per_epoch([h[1] for h in histories])
+        # one network stays a plain PanelNet; an ensemble is left in eval mode, as each
+        # trained member is (a predict must not change the pickle)
+        self.network_ = (
+            members[0]
+            if n_networks == 1
+            else PanelEnsemble.of(members, self._ensemble_combine).eval()
+        )
+        # one network's own losses (the mean of one value is that value)
+        self.loss_history_ = _mean_per_epoch([h[0] for h in histories])
+        self.validation_history_ = _mean_per_epoch([h[1] for h in histories])
         self.n_epochs_ = len(self.loss_history_)
 
     def _fit_member(self, series, targets, y_for_split, net_kwargs, seed, processes, loss, index):

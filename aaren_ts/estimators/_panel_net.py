@@ -252,11 +252,6 @@ class PanelEnsemble(nn.Module):
         ensemble.members.extend(members)
         return ensemble
 
-    @property
-    def head(self) -> nn.Linear:
-        """The first member's head (its weight gives the ensemble's device and dtype)."""
-        return self.members[0].head
-
     def _combined(self, outputs: list[torch.Tensor]) -> torch.Tensor:
         stacked = torch.stack(outputs)
         if self.combine == "mean":

@@ -34,15 +34,15 @@ def machine_memory() -> int:
         return FALLBACK_MEMORY
 
 
-def checked_build(
-    build: Callable[[], torch.nn.Module], owner: str, sizes: dict[str, Any], *, build_it=True
-):
-    """``build()``, after checking on the meta device that what it builds fits in memory.
+def check_network_size(
+    build: Callable[[], torch.nn.Module], owner: str, sizes: dict[str, Any]
+) -> None:
+    """A named error when what ``build()`` builds, sized on the meta device, would not fit in
+    memory with its gradients and optimiser state.
 
     ``sizes`` names the parameters that set the network's size, for the message. The probe
     draws no random numbers from the CPU generator (meta tensors are not initialised), so
-    a seeded build is unchanged. ``build_it=False``: the check alone (None is returned), for
-    a caller that builds the parts itself.
+    a seeded build after it is unchanged.
     """
     with torch.device("meta"):
         probe = build()
@@ -55,7 +55,12 @@ def checked_build(
             f"{need / 2**30:.1f} GiB with its gradients and optimiser state, more than half "
             f"this machine's memory ({memory / 2**30:.1f} GiB); lower some of {named}"
         )
-    return build() if build_it else None
+
+
+def checked_build(build: Callable[[], torch.nn.Module], owner: str, sizes: dict[str, Any]):
+    """``build()``, after ``check_network_size`` of what it builds."""
+    check_network_size(build, owner, sizes)
+    return build()
 
 
 def check_stream_count(net: torch.nn.Module, n_streams: int, owner: str) -> None:
